@@ -1,0 +1,71 @@
+"""What every workflow command starts from: validated config, the target, the manifest.
+
+``cli`` wraps a command so that every expected failure (bad config, unusable target, missing
+manifest, unreachable endpoint, a failed stack) ends as one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from workflow.manifest import Manifest, ManifestError, load_manifest
+from workflow.target import Target, TargetError, resolve
+
+
+class WorkflowError(Exception):
+    """A workflow step failed for a reason the user can act on."""
+
+
+@dataclass(frozen=True)
+class Context:
+    cfg: object
+    target: Target
+    manifest: Manifest
+
+
+def load_context(target: str, config: str | Path, manifest: str | Path) -> Context:
+    from generator.config import load_config
+
+    cfg = load_config(config)
+    project = cfg.project
+    return Context(cfg=cfg, target=resolve(target, project.region, project.profile), manifest=load_manifest(manifest))
+
+
+def add_common_arguments(parser) -> None:
+    parser.add_argument("--target", default="local", help="local (default) or aws")
+    parser.add_argument("--config", default="config.json")
+    parser.add_argument("--manifest", default="templates_out/manifest.json")
+
+
+def cli(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
+    """Run ``main``; report expected failures as ``prog: reason`` and exit non-zero."""
+    def wrap(main: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(main)
+        def run(*args, **kwargs) -> int:
+            from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+            from generator.config import ConfigError
+
+            try:
+                return main(*args, **kwargs)
+            except ConfigError as exc:
+                print(f"{prog}: config.json: {exc}", file=sys.stderr)
+            except (TargetError, ManifestError, WorkflowError) as exc:
+                print(f"{prog}: {exc}", file=sys.stderr)
+            except EndpointConnectionError as exc:
+                print(f"{prog}: cannot reach {exc.kwargs.get('endpoint_url')}: is the target up? "
+                      "(for the local cloud: make local-up)", file=sys.stderr)
+            except ClientError as exc:
+                err = exc.response.get("Error", {})
+                print(f"{prog}: AWS error {err.get('Code')}: {err.get('Message')}", file=sys.stderr)
+            except BotoCoreError as exc:
+                print(f"{prog}: {exc}", file=sys.stderr)
+            except KeyboardInterrupt:
+                print(f"{prog}: interrupted", file=sys.stderr)
+                return 130
+            return 2
+        return run
+    return wrap
