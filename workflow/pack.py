@@ -63,17 +63,18 @@ def _write(out: Path, filename: str, data: bytes) -> Path:
     return path
 
 
-def pack(models: dict[str, Path], out: Path) -> dict[str, dict[str, str]]:
+def pack(models: dict[str, Path], out: Path, code_dir: Path = MODEL_CODE,
+         functions_src: Path = LAMBDA_SRC) -> dict[str, dict[str, str]]:
     """Build all artifacts into ``out``; return the pack index (artifact id -> path, key, sha256)."""
     out.mkdir(parents=True, exist_ok=True)
     index = {}
     for name, artifact_dir in sorted(models.items()):
-        data = model_archive(artifact_dir)
+        data = model_archive(artifact_dir, code_dir)
         digest = sha256(data)
         path = _write(out, f"{name}.tar.gz", data)
         index[name] = {"key": f"models/{name}/{digest[:HASH_CHARS]}/model.tar.gz", "path": str(path), "sha256": digest}
-    for name in function_names():
-        data = function_zip(name)
+    for name in function_names(functions_src):
+        data = function_zip(name, functions_src)
         digest = sha256(data)
         for stale in out.glob(f"{name}-*.zip"):
             stale.unlink()

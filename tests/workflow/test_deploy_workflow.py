@@ -1,0 +1,98 @@
+"""The deploy workflow's pure parts: manifest checks, generated Make rules, target resolution."""
+
+import json
+import subprocess
+
+import pytest
+
+from workflow.deploy import make_rules
+from workflow.manifest import ManifestError, load_manifest
+from workflow.target import TargetError, resolve
+from workflow.teardown import retained_buckets
+
+STACKS = [
+    {"concern": "model-archiving", "stack_name": "P-model-archiving", "template": "model-archiving.json",
+     "imports_from": [], "parameters": {}},
+    {"concern": "model-serving", "stack_name": "P-model-serving", "template": "model-serving.json",
+     "imports_from": ["model-archiving"], "parameters": {"ArtifactKeyModelA": {"artifact": "model-a"}}},
+    {"concern": "api-hosting", "stack_name": "P-api-hosting", "template": "api-hosting.json",
+     "imports_from": ["model-serving", "model-archiving"], "parameters": {}},
+    {"concern": "cicd-pipeline", "stack_name": "P-cicd-pipeline", "template": "cicd-pipeline.json",
+     "imports_from": [], "parameters": {}},
+]
+
+
+def write_manifest(tmp_path, stacks):
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({"project": "P", "region": "us-east-1", "stacks": stacks}))
+    return path
+
+
+def test_manifest_refuses_an_import_from_a_later_stack(tmp_path):
+    with pytest.raises(ManifestError, match="model-serving imports from"):
+        load_manifest(write_manifest(tmp_path, [STACKS[1], STACKS[0]]))
+
+
+def test_missing_manifest_says_how_to_make_it(tmp_path):
+    with pytest.raises(ManifestError, match="make templates"):
+        load_manifest(tmp_path / "nope.json")
+
+
+def test_make_rules_order_stacks_by_imports_and_artifacts(tmp_path):
+    rules = make_rules(load_manifest(write_manifest(tmp_path, STACKS)))
+    assert "deploy-model-serving: deploy-model-archiving upload-artifacts\n" in rules
+    assert "deploy-api-hosting: deploy-model-serving deploy-model-archiving\n" in rules
+    assert "deploy-cicd-pipeline:\n" in rules  # independent: free to run in parallel
+    assert "upload-artifacts: deploy-model-archiving\n" in rules
+
+
+def test_make_rules_run_in_dependency_order_under_parallel_make(tmp_path):
+    rules = make_rules(load_manifest(write_manifest(tmp_path, STACKS)))
+    (tmp_path / "stacks.mk").write_text(rules)
+    log = tmp_path / "log"
+    result = subprocess.run(
+        ["make", "-s", "-j", "4", "-f", "stacks.mk", "deploy-all",
+         f"DEPLOY_STACK=echo >> {log}", f"UPLOAD=echo upload >> {log}"],
+        cwd=tmp_path, capture_output=True, text=True, check=True)
+    order = log.read_text().split()
+    assert result.returncode == 0
+    assert order.index("model-archiving") < order.index("upload") < order.index("model-serving")
+    assert order.index("model-serving") < order.index("api-hosting")
+    assert sorted(order) == sorted(["model-archiving", "upload", "model-serving", "api-hosting", "cicd-pipeline"])
+
+
+def test_unknown_target_names_the_allowed_ones():
+    with pytest.raises(TargetError, match="use one of: local, aws"):
+        resolve("prod", "us-east-1", None, {})
+
+
+def test_aws_target_refuses_without_credentials():
+    with pytest.raises(TargetError, match="needs credentials"):
+        resolve("aws", "us-east-1", None, {})
+
+
+def test_aws_target_refuses_without_region():
+    with pytest.raises(TargetError, match="needs a region"):
+        resolve("aws", None, None, {"AWS_PROFILE": "dev"})
+
+
+def test_aws_target_uses_config_profile_and_drops_local_endpoint():
+    target = resolve("aws", "eu-west-1", "prod", {"AWS_ENDPOINT_URL": "http://127.0.0.1:4566"})
+    assert target.env["AWS_PROFILE"] == "prod" and target.region == "eu-west-1"
+    assert "AWS_ENDPOINT_URL" not in target.env
+
+
+def test_local_target_never_inherits_a_real_profile():
+    target = resolve("local", "us-east-1", None, {"AWS_PROFILE": "prod", "AWS_SESSION_TOKEN": "x"})
+    assert "AWS_PROFILE" not in target.env and "AWS_SESSION_TOKEN" not in target.env
+    assert target.env["AWS_ACCESS_KEY_ID"] == "test"
+    assert target.env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
+
+
+def test_teardown_keeps_only_buckets_marked_retain(tmp_path):
+    template = tmp_path / "t.json"
+    template.write_text(json.dumps({"Resources": {
+        "Kept": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain"},
+        "Gone": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Delete"},
+        "Topic": {"Type": "AWS::SNS::Topic", "DeletionPolicy": "Retain"}}}))
+    assert retained_buckets(template) == {"Kept"}
