@@ -1,0 +1,39 @@
+"""`python -m generator [--config config.json] [--out templates_out]`: write templates + manifest."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .config import DEFAULT_PATH, ConfigError, load
+from .render import render
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__)
+    parser.add_argument("--config", default=str(DEFAULT_PATH), help="configuration file (default: config.json)")
+    parser.add_argument("--out", default="templates_out", help="output directory (default: templates_out)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = load(args.config)
+    except ConfigError as exc:
+        print(f"{Path(args.config).name}: {exc}", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    files = render(cfg)
+    # Stacks disabled by config must not linger from an earlier run.
+    for stale in out.glob("*.json"):
+        if stale.name not in files:
+            stale.unlink()
+    for name, text in files.items():
+        path = out / name
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            path.write_text(text, encoding="utf-8")
+    print(f"[*] templates: {len(files) - 1} stacks + manifest.json in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

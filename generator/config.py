@@ -1,0 +1,579 @@
+"""Load config.json once into frozen dataclasses; every invalid value raises ConfigError.
+
+Each message names the key path, the bad value and what is allowed, e.g.
+`model_serving.models[1].initial_weight: -1 is not allowed; expected a number > 0`.
+Unknown keys are errors too, so a typo never passes silently.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "config.json"
+
+# Lambda's hard limit; the tester needs headroom after its load loop to publish and write results.
+LAMBDA_MAX_TIMEOUT_S = 900
+TESTER_MARGIN_S = 60
+# API Gateway's default integration timeout is 29 s; the predictor must finish first.
+API_INTEGRATION_TIMEOUT_S = 29
+# Lambda's synchronous payload limit (6 MB); the predictor refuses larger bodies itself.
+LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+# Values CloudWatch Logs accepts for RetentionInDays.
+LOG_RETENTION_DAYS = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
+    3288, 3653,
+)
+AUTH_MODES = ("api_key", "iam")
+QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
+LABELS = (1, 2, 3, 4)
+MAX_VARIANTS = 10  # SageMaker's limit of production variants per endpoint config
+
+_ALNUM = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+_ACCOUNT = re.compile(r"^\d{12}$")
+_ARTIFACT_ID = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
+_SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+# ECR image; region and URL suffix may be the ${AWS::Region}/${AWS::URLSuffix} placeholders.
+ECR_IMAGE = re.compile(
+    r"^(?P<account>\d{12})\.dkr\.ecr\.(?:\$\{AWS::Region\}|[a-z0-9-]+)\."
+    r"(?:\$\{AWS::URLSuffix\}|amazonaws\.com(?:\.cn)?)/(?P<repository>[a-z0-9][a-z0-9._/-]*)"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$"
+)
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+_S3_PREFIX = re.compile(r"^[a-zA-Z0-9!_.*'()-]+(/[a-zA-Z0-9!_.*'()-]+)*$")
+_PATH_PART = re.compile(r"^[a-zA-Z0-9._-]+$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_CONNECTION_ARN = re.compile(
+    r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[A-Za-z0-9-]+$"
+)
+_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_TAG_KEY = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$")
+_SECRET_HINT = re.compile(r"(password|secret|token|credential|private_key|access_key)", re.I)
+
+
+class ConfigError(ValueError):
+    """An invalid config.json value; the message names key path, value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class Project:
+    name: str
+    stage: str
+    region: str
+    account: str | None
+    profile: str | None
+    log_retention_days: int
+    tags: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ModelArchiving:
+    retain_on_delete: bool
+    noncurrent_version_expiry_days: int
+
+
+@dataclass(frozen=True)
+class Autoscaling:
+    enabled: bool
+    min_capacity: int
+    max_capacity: int
+    target_invocations_per_instance: float
+
+
+@dataclass(frozen=True)
+class Model:
+    name: str
+    artifact_dir: str
+    image_uri: str
+    variant_name: str
+    initial_weight: float
+    instance_type: str
+    instance_count: int
+    server_workers: int
+    autoscaling: Autoscaling
+
+
+@dataclass(frozen=True)
+class DataCapture:
+    enabled: bool
+    sampling_percentage: int
+    prefix: str
+    capture_json_as_json: bool
+    expiry_days: int
+
+
+@dataclass(frozen=True)
+class DeploymentGuardrail:
+    enabled: bool
+    canary_percentage: int
+    wait_seconds: int
+    bake_seconds: int
+
+
+@dataclass(frozen=True)
+class ModelServing:
+    endpoint_name: str
+    max_batch_size: int
+    max_text_chars: int
+    models: tuple[Model, ...]
+    data_capture: DataCapture
+    deployment_guardrail: DeploymentGuardrail
+
+
+@dataclass(frozen=True)
+class Throttle:
+    rate_limit: float
+    burst_limit: int
+
+
+@dataclass(frozen=True)
+class Quota:
+    limit: int
+    period: str
+
+
+@dataclass(frozen=True)
+class Predictor:
+    memory_mb: int
+    timeout_seconds: int
+    reserved_concurrency: int
+    log_request_text: bool
+
+
+@dataclass(frozen=True)
+class ApiHosting:
+    resource_path: str
+    auth: str
+    throttle: Throttle
+    quota: Quota
+    max_body_bytes: int
+    predictor: Predictor
+
+
+@dataclass(frozen=True)
+class Alarms:
+    api_requests_per_period: int
+    api_4xx_per_period: int
+    api_5xx_per_period: int
+    model_invocation_errors_per_period: int
+    model_latency_p99_ms: float
+
+
+@dataclass(frozen=True)
+class Monitoring:
+    period_seconds: int
+    evaluation_periods: int
+    alarms: Alarms
+    subscription_emails: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Cicd:
+    enabled: bool
+    connection_arn: str | None
+    repository: str | None
+    branch: str
+    manual_approval: bool
+
+
+@dataclass(frozen=True)
+class TestCase:
+    id: str
+    sentence: str
+    expected_label: int
+
+
+@dataclass(frozen=True)
+class LoadTest:
+    tester_count: int
+    rate_per_second: float
+    duration_seconds: int
+    request_timeout_seconds: int
+    tester_memory_mb: int
+    results_expiry_days: int
+    cases: tuple[TestCase, ...]
+
+    @property
+    def tester_timeout_seconds(self) -> int:
+        """Lambda timeout: the load loop, one last request, and time to report."""
+        return self.duration_seconds + self.request_timeout_seconds + TESTER_MARGIN_S
+
+
+@dataclass(frozen=True)
+class Config:
+    project: Project
+    model_archiving: ModelArchiving
+    model_serving: ModelServing
+    api_hosting: ApiHosting
+    monitoring: Monitoring
+    cicd: Cicd
+    load_test: LoadTest
+
+
+_MISSING = object()
+
+
+class _Node:
+    """A JSON object being read at `path`; remembers which keys were consumed."""
+
+    def __init__(self, data: Any, path: str):
+        if not isinstance(data, dict):
+            _fail(path, data, "expected an object")
+        self.data, self.path, self.seen = data, path, set()
+
+    def _key(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def raw(self, key: str, default: Any = _MISSING) -> tuple[Any, str]:
+        self.seen.add(key)
+        if key not in self.data:
+            if default is _MISSING:
+                raise ConfigError(f"{self._key(key)}: missing; this key is required")
+            return default, self._key(key)
+        return self.data[key], self._key(key)
+
+    def node(self, key: str) -> "_Node":
+        value, path = self.raw(key)
+        return _Node(value, path)
+
+    def boolean(self, key: str, default: Any = _MISSING) -> bool:
+        value, path = self.raw(key, default)
+        if not isinstance(value, bool):
+            _fail(path, value, "expected true or false")
+        return value
+
+    def integer(self, key: str, lo: int | None = None, hi: int | None = None, default: Any = _MISSING) -> int:
+        value, path = self.raw(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or _out(value, lo, hi):
+            _fail(path, value, "expected an integer" + _range_text(lo, hi))
+        return value
+
+    def number(self, key: str, gt: float, hi: float | None = None) -> float:
+        value, path = self.raw(key)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+        if not ok or value <= gt or (hi is not None and value > hi):
+            _fail(path, value, f"expected a number > {gt}" + (f" and <= {hi}" if hi is not None else ""))
+        return value
+
+    def string(self, key: str, pattern: re.Pattern | None = None, what: str = "", max_len: int = 0,
+               nullable: bool = False, default: Any = _MISSING) -> str | None:
+        value, path = self.raw(key, default)
+        if value is None and nullable:
+            return None
+        bad = not isinstance(value, str) or not value or (max_len and len(value) > max_len)
+        if bad or (pattern is not None and not pattern.match(value)):
+            allowed = what or "a non-empty string"
+            if max_len:
+                allowed += f" of at most {max_len} characters"
+            _fail(path, value, "expected " + allowed + (" or null" if nullable else ""))
+        return value
+
+    def choice(self, key: str, allowed: tuple) -> Any:
+        value, path = self.raw(key)
+        if isinstance(value, bool) or value not in allowed:
+            _fail(path, value, "expected one of " + ", ".join(json.dumps(a) for a in allowed))
+        return value
+
+    def items(self, key: str, min_items: int = 0, max_items: int | None = None) -> list[tuple[Any, str]]:
+        value, path = self.raw(key)
+        if not isinstance(value, list) or _out(len(value), min_items, max_items):
+            _fail(path, value, "expected a list" + _range_text(min_items, max_items, "items"))
+        return [(item, f"{path}[{i}]") for i, item in enumerate(value)]
+
+    def done(self) -> None:
+        """Reject keys nobody read: typos must not pass silently."""
+        unknown = sorted(set(self.data) - self.seen)
+        if unknown:
+            known = ", ".join(sorted(self.seen))
+            raise ConfigError(f"{self._key(unknown[0])}: unknown key; allowed keys here: {known}")
+
+
+def _out(value, lo, hi) -> bool:
+    return (lo is not None and value < lo) or (hi is not None and value > hi)
+
+
+def _range_text(lo, hi, unit: str = "") -> str:
+    unit = f" {unit}" if unit else ""
+    if lo is not None and hi is not None:
+        return f" between {lo} and {hi}{unit}"
+    if lo is not None:
+        return f" >= {lo}{unit}"
+    return f" <= {hi}{unit}" if hi is not None else ""
+
+
+def _fail(path: str, value: Any, allowed: str):
+    shown = json.dumps(value) if not isinstance(value, (dict, list)) else type(value).__name__
+    raise ConfigError(f"{path}: {shown} is not allowed; {allowed}")
+
+
+def _unique(values: list[tuple[Any, str]], what: str) -> None:
+    seen: dict = {}
+    for value, path in values:
+        key = value.lower() if isinstance(value, str) else value
+        if key in seen:
+            raise ConfigError(f"{path}: {json.dumps(value)} is not allowed; {what} must be unique "
+                              f"(already used at {seen[key]})")
+        seen[key] = path
+
+
+def _read(node: _Node, build: Callable[[_Node], Any]) -> Any:
+    value = build(node)
+    node.done()
+    return value
+
+
+def _project(n: _Node) -> Project:
+    tags_node = n.node("tags")
+    tags = []
+    for key in sorted(tags_node.data):
+        if not _TAG_KEY.match(key) or key.lower().startswith("aws:"):
+            _fail(f"{tags_node.path}.{key}", key, "expected a tag key of 1-128 letters, digits, "
+                  "spaces or _.:/=+@- not starting with aws:")
+        tags.append((key, tags_node.string(key, max_len=256)))
+    tags_node.done()
+    return Project(
+        name=n.string("name", _ALNUM, "letters and digits starting with a letter", 32),
+        stage=n.string("stage", _ALNUM, "letters and digits starting with a letter", 16),
+        region=n.string("region", _REGION, "an AWS region name such as us-east-1"),
+        account=n.string("account", _ACCOUNT, "a 12-digit AWS account id", nullable=True),
+        profile=n.string("profile", max_len=64, nullable=True),
+        log_retention_days=n.choice("log_retention_days", LOG_RETENTION_DAYS),
+        tags=tuple(tags),
+    )
+
+
+def _model_archiving(n: _Node) -> ModelArchiving:
+    return ModelArchiving(
+        retain_on_delete=n.boolean("retain_on_delete"),
+        noncurrent_version_expiry_days=n.integer("noncurrent_version_expiry_days", 1, 3650),
+    )
+
+
+def _autoscaling(n: _Node) -> Autoscaling:
+    scaling = Autoscaling(
+        enabled=n.boolean("enabled"),
+        min_capacity=n.integer("min_capacity", 1),
+        max_capacity=n.integer("max_capacity", 1, 100),
+        target_invocations_per_instance=n.number("target_invocations_per_instance", 0),
+    )
+    if scaling.max_capacity < scaling.min_capacity:
+        _fail(f"{n.path}.max_capacity", scaling.max_capacity,
+              f"expected an integer >= min_capacity ({scaling.min_capacity})")
+    return scaling
+
+
+def _model(n: _Node) -> Model:
+    model = Model(
+        name=n.string("name", _ARTIFACT_ID, "a lower-case kebab-case id such as model-a", 32),
+        artifact_dir=n.string("artifact_dir", max_len=200),
+        image_uri=n.string("image_uri", ECR_IMAGE, "an ECR image URI <account>.dkr.ecr.<region or "
+                           "${AWS::Region}>.<amazonaws.com or ${AWS::URLSuffix}>/<repository>:<tag>", 255),
+        variant_name=n.string("variant_name", _SAGEMAKER_NAME, "letters, digits and inner hyphens", 63),
+        initial_weight=n.number("initial_weight", 0),
+        instance_type=n.string("instance_type", _INSTANCE_TYPE, "a SageMaker instance type such as ml.c5.large"),
+        instance_count=n.integer("instance_count", 1, 100),
+        server_workers=n.integer("server_workers", 1, 64),
+        autoscaling=_read(n.node("autoscaling"), _autoscaling),
+    )
+    if model.autoscaling.enabled and not (
+        model.autoscaling.min_capacity <= model.instance_count <= model.autoscaling.max_capacity
+    ):
+        _fail(f"{n.path}.instance_count", model.instance_count,
+              "expected a count within autoscaling min_capacity..max_capacity "
+              f"({model.autoscaling.min_capacity}..{model.autoscaling.max_capacity})")
+    return model
+
+
+def _data_capture(n: _Node) -> DataCapture:
+    return DataCapture(
+        enabled=n.boolean("enabled"),
+        sampling_percentage=n.integer("sampling_percentage", 0, 100),
+        prefix=n.string("prefix", _S3_PREFIX, "an S3 key prefix without leading or trailing /", 200),
+        capture_json_as_json=n.boolean("capture_json_as_json"),
+        expiry_days=n.integer("expiry_days", 1, 3650),
+    )
+
+
+def _guardrail(n: _Node) -> DeploymentGuardrail:
+    return DeploymentGuardrail(
+        enabled=n.boolean("enabled"),
+        canary_percentage=n.integer("canary_percentage", 1, 99),
+        wait_seconds=n.integer("wait_seconds", 0, 3600),
+        bake_seconds=n.integer("bake_seconds", 0, 3600),
+    )
+
+
+def _model_serving(n: _Node) -> ModelServing:
+    models = [(_read(_Node(item, path), _model), path) for item, path in n.items("models", 1, MAX_VARIANTS)]
+    _unique([(m.name, f"{p}.name") for m, p in models], "model names")
+    _unique([(m.variant_name, f"{p}.variant_name") for m, p in models], "variant names")
+    return ModelServing(
+        endpoint_name=n.string("endpoint_name", _SAGEMAKER_NAME, "letters, digits and inner hyphens", 40),
+        max_batch_size=n.integer("max_batch_size", 1, 1024),
+        max_text_chars=n.integer("max_text_chars", 1, 100000),
+        models=tuple(m for m, _ in models),
+        data_capture=_read(n.node("data_capture"), _data_capture),
+        deployment_guardrail=_read(n.node("deployment_guardrail"), _guardrail),
+    )
+
+
+def _api_hosting(n: _Node) -> ApiHosting:
+    path, key = n.raw("resource_path")
+    if not isinstance(path, str) or not path or not all(_PATH_PART.match(p) for p in path.split("/")):
+        _fail(key, path, "expected a resource path such as text or v1/text (letters, digits, ._- "
+              "between single slashes, no leading slash)")
+    throttle_node, quota_node, predictor_node = n.node("throttle"), n.node("quota"), n.node("predictor")
+    throttle = Throttle(
+        rate_limit=throttle_node.number("rate_limit", 0, 10000),
+        burst_limit=throttle_node.integer("burst_limit", 1, 5000),
+    )
+    throttle_node.done()
+    quota = Quota(limit=quota_node.integer("limit", 1), period=quota_node.choice("period", QUOTA_PERIODS))
+    quota_node.done()
+    predictor = Predictor(
+        memory_mb=predictor_node.integer("memory_mb", 128, 10240),
+        timeout_seconds=predictor_node.integer("timeout_seconds", 1, API_INTEGRATION_TIMEOUT_S - 1),
+        reserved_concurrency=predictor_node.integer("reserved_concurrency", 1, 1000),
+        log_request_text=predictor_node.boolean("log_request_text"),
+    )
+    predictor_node.done()
+    return ApiHosting(
+        resource_path=path,
+        auth=n.choice("auth", AUTH_MODES),
+        throttle=throttle,
+        quota=quota,
+        max_body_bytes=n.integer("max_body_bytes", 1, LAMBDA_SYNC_PAYLOAD_BYTES),
+        predictor=predictor,
+    )
+
+
+def _monitoring(n: _Node) -> Monitoring:
+    period, period_path = n.raw("period_seconds")
+    if isinstance(period, bool) or not isinstance(period, int) or not (
+        period in (10, 30) or (period >= 60 and period % 60 == 0)
+    ):
+        _fail(period_path, period, "expected 10, 30 or a multiple of 60 seconds")
+    evaluation_periods = n.integer("evaluation_periods", 1, 100)
+    if period * evaluation_periods > 86400:
+        _fail(f"{n.path}.evaluation_periods", evaluation_periods,
+              f"expected period_seconds * evaluation_periods <= 86400 (period_seconds is {period})")
+    a = n.node("alarms")
+    alarms = Alarms(
+        api_requests_per_period=a.integer("api_requests_per_period", 1),
+        api_4xx_per_period=a.integer("api_4xx_per_period", 1),
+        api_5xx_per_period=a.integer("api_5xx_per_period", 1),
+        model_invocation_errors_per_period=a.integer("model_invocation_errors_per_period", 1),
+        model_latency_p99_ms=a.number("model_latency_p99_ms", 0, 60000),
+    )
+    a.done()
+    entries = n.items("subscription_emails", 0, 20)
+    emails = [_email(item, path) for item, path in entries]
+    _unique(list(zip(emails, (path for _, path in entries))), "subscription e-mails")
+    return Monitoring(period_seconds=period, evaluation_periods=evaluation_periods, alarms=alarms,
+                      subscription_emails=tuple(emails))
+
+
+def _email(value: Any, path: str) -> str:
+    if not isinstance(value, str) or not _EMAIL.match(value) or len(value) > 254:
+        _fail(path, value, "expected an e-mail address")
+    return value
+
+
+def _cicd(n: _Node) -> Cicd:
+    cicd = Cicd(
+        enabled=n.boolean("enabled"),
+        connection_arn=n.string("connection_arn", _CONNECTION_ARN, "a CodeConnections connection ARN",
+                                nullable=True),
+        repository=n.string("repository", _REPOSITORY, "owner/name", 200, nullable=True),
+        branch=n.string("branch", re.compile(r"^[^\s~^:?*\[\\]+$"), "a git branch name", 255),
+        manual_approval=n.boolean("manual_approval"),
+    )
+    if cicd.repository and not cicd.connection_arn:
+        _fail(f"{n.path}.connection_arn", None, "a repository needs a CodeConnections connection ARN")
+    if cicd.connection_arn and not cicd.repository:
+        _fail(f"{n.path}.repository", None, "a connection ARN needs a repository (owner/name)")
+    return cicd
+
+
+def _case(n: _Node, max_chars: int) -> TestCase:
+    return TestCase(
+        id=n.string("id", _CASE_ID, "1-64 letters, digits or ._- (used as a metric dimension)"),
+        sentence=n.string("sentence", max_len=max_chars),
+        expected_label=n.choice("expected_label", LABELS),
+    )
+
+
+def _load_test(n: _Node, max_chars: int) -> LoadTest:
+    cases = [(_read(_Node(item, path), lambda c: _case(c, max_chars)), path)
+             for item, path in n.items("cases", 1, 50)]
+    _unique([(c.id, f"{p}.id") for c, p in cases], "test case ids")
+    load = LoadTest(
+        tester_count=n.integer("tester_count", 1, 50),
+        rate_per_second=n.number("rate_per_second", 0, 1000),
+        duration_seconds=n.integer("duration_seconds", 1),
+        request_timeout_seconds=n.integer("request_timeout_seconds", 1, 60),
+        tester_memory_mb=n.integer("tester_memory_mb", 128, 10240, default=256),
+        results_expiry_days=n.integer("results_expiry_days", 1, 3650, default=30),
+        cases=tuple(c for c, _ in cases),
+    )
+    if load.tester_timeout_seconds > LAMBDA_MAX_TIMEOUT_S:
+        limit = LAMBDA_MAX_TIMEOUT_S - TESTER_MARGIN_S - load.request_timeout_seconds
+        _fail(f"{n.path}.duration_seconds", load.duration_seconds,
+              f"expected an integer <= {limit} (duration + request_timeout_seconds + {TESTER_MARGIN_S} s "
+              f"margin must fit the {LAMBDA_MAX_TIMEOUT_S} s Lambda timeout)")
+    return load
+
+
+def _reject_secrets(data: Any, path: str = "") -> None:
+    """No secret ever goes into config.json: refuse keys that look like one."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            sub = f"{path}.{key}" if path else key
+            if _SECRET_HINT.search(key):
+                raise ConfigError(f"{sub}: secret-looking keys are not allowed; config.json must hold no "
+                                  "secrets (use IAM roles or a secrets store)")
+            _reject_secrets(value, sub)
+    elif isinstance(data, list):
+        for i, item in enumerate(data):
+            _reject_secrets(item, f"{path}[{i}]")
+
+
+def parse(data: Any) -> Config:
+    """Validate a decoded config.json document."""
+    _reject_secrets(data)
+    root = _Node(data, "")
+    serving = _read(root.node("model_serving"), _model_serving)
+    project = _read(root.node("project"), _project)
+    cfg = Config(
+        project=project,
+        model_archiving=_read(root.node("model_archiving"), _model_archiving),
+        model_serving=serving,
+        api_hosting=_read(root.node("api_hosting"), _api_hosting),
+        monitoring=_read(root.node("monitoring"), _monitoring),
+        cicd=_read(root.node("cicd"), _cicd),
+        load_test=_read(root.node("load_test"), lambda n: _load_test(n, serving.max_text_chars)),
+    )
+    root.done()
+    endpoint = f"{project.name}{project.stage}-{serving.endpoint_name}"
+    if len(endpoint) > 63:
+        _fail("model_serving.endpoint_name", serving.endpoint_name,
+              f"the endpoint name {endpoint!r} must be at most 63 characters")
+    return cfg
+
+
+def load(path: str | Path = DEFAULT_PATH) -> Config:
+    """Read and validate config.json."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    return parse(data)
