@@ -1,4 +1,4 @@
-"""`python -m generator [--config config.json] [--out templates_out]`: write templates + manifest."""
+"""`python -m generator [--config config.json] [--out templates_out]`: templates + manifest."""
 
 from __future__ import annotations
 
@@ -12,8 +12,12 @@ from .render import render
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m generator", description=__doc__)
-    parser.add_argument("--config", default=str(DEFAULT_PATH), help="configuration file (default: config.json)")
-    parser.add_argument("--out", default="templates_out", help="output directory (default: templates_out)")
+    parser.add_argument(
+        "--config", default=str(DEFAULT_PATH), help="configuration file (default: config.json)"
+    )
+    parser.add_argument(
+        "--out", default="templates_out", help="output directory (default: templates_out)"
+    )
     args = parser.parse_args(argv)
     try:
         cfg = load(args.config)

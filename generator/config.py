@@ -24,8 +24,28 @@ API_INTEGRATION_TIMEOUT_S = 29
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
 # Values CloudWatch Logs accepts for RetentionInDays.
 LOG_RETENTION_DAYS = (
-    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922,
-    3288, 3653,
+    1,
+    3,
+    5,
+    7,
+    14,
+    30,
+    60,
+    90,
+    120,
+    150,
+    180,
+    365,
+    400,
+    545,
+    731,
+    1096,
+    1827,
+    2192,
+    2557,
+    2922,
+    3288,
+    3653,
 )
 AUTH_MODES = ("api_key", "iam")
 QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
@@ -48,7 +68,8 @@ _S3_PREFIX = re.compile(r"^[a-zA-Z0-9!_.*'()-]+(/[a-zA-Z0-9!_.*'()-]+)*$")
 _PATH_PART = re.compile(r"^[a-zA-Z0-9._-]+$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _CONNECTION_ARN = re.compile(
-    r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:connection/[A-Za-z0-9-]+$"
+    r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:"
+    r"connection/[A-Za-z0-9-]+$"
 )
 _REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 _CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
@@ -247,7 +268,9 @@ class _Node:
             _fail(path, value, "expected true or false")
         return value
 
-    def integer(self, key: str, lo: int | None = None, hi: int | None = None, default: Any = _MISSING) -> int:
+    def integer(
+        self, key: str, lo: int | None = None, hi: int | None = None, default: Any = _MISSING
+    ) -> int:
         value, path = self.raw(key, default)
         if isinstance(value, bool) or not isinstance(value, int) or _out(value, lo, hi):
             _fail(path, value, "expected an integer" + _range_text(lo, hi))
@@ -257,11 +280,22 @@ class _Node:
         value, path = self.raw(key)
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
         if not ok or value <= gt or (hi is not None and value > hi):
-            _fail(path, value, f"expected a number > {gt}" + (f" and <= {hi}" if hi is not None else ""))
+            _fail(
+                path,
+                value,
+                f"expected a number > {gt}" + (f" and <= {hi}" if hi is not None else ""),
+            )
         return value
 
-    def string(self, key: str, pattern: re.Pattern | None = None, what: str = "", max_len: int = 0,
-               nullable: bool = False, default: Any = _MISSING) -> str | None:
+    def string(
+        self,
+        key: str,
+        pattern: re.Pattern | None = None,
+        what: str = "",
+        max_len: int = 0,
+        nullable: bool = False,
+        default: Any = _MISSING,
+    ) -> str | None:
         value, path = self.raw(key, default)
         if value is None and nullable:
             return None
@@ -279,7 +313,9 @@ class _Node:
             _fail(path, value, "expected one of " + ", ".join(json.dumps(a) for a in allowed))
         return value
 
-    def items(self, key: str, min_items: int = 0, max_items: int | None = None) -> list[tuple[Any, str]]:
+    def items(
+        self, key: str, min_items: int = 0, max_items: int | None = None
+    ) -> list[tuple[Any, str]]:
         value, path = self.raw(key)
         if not isinstance(value, list) or _out(len(value), min_items, max_items):
             _fail(path, value, "expected a list" + _range_text(min_items, max_items, "items"))
@@ -316,8 +352,10 @@ def _unique(values: list[tuple[Any, str]], what: str) -> None:
     for value, path in values:
         key = value.lower() if isinstance(value, str) else value
         if key in seen:
-            raise ConfigError(f"{path}: {json.dumps(value)} is not allowed; {what} must be unique "
-                              f"(already used at {seen[key]})")
+            raise ConfigError(
+                f"{path}: {json.dumps(value)} is not allowed; {what} must be unique "
+                f"(already used at {seen[key]})"
+            )
         seen[key] = path
 
 
@@ -332,8 +370,12 @@ def _project(n: _Node) -> Project:
     tags = []
     for key in sorted(tags_node.data):
         if not _TAG_KEY.match(key) or key.lower().startswith("aws:"):
-            _fail(f"{tags_node.path}.{key}", key, "expected a tag key of 1-128 letters, digits, "
-                  "spaces or _.:/=+@- not starting with aws:")
+            _fail(
+                f"{tags_node.path}.{key}",
+                key,
+                "expected a tag key of 1-128 letters, digits, "
+                "spaces or _.:/=+@- not starting with aws:",
+            )
         tags.append((key, tags_node.string(key, max_len=256)))
     tags_node.done()
     return Project(
@@ -362,8 +404,11 @@ def _autoscaling(n: _Node) -> Autoscaling:
         target_invocations_per_instance=n.number("target_invocations_per_instance", 0),
     )
     if scaling.max_capacity < scaling.min_capacity:
-        _fail(f"{n.path}.max_capacity", scaling.max_capacity,
-              f"expected an integer >= min_capacity ({scaling.min_capacity})")
+        _fail(
+            f"{n.path}.max_capacity",
+            scaling.max_capacity,
+            f"expected an integer >= min_capacity ({scaling.min_capacity})",
+        )
     return scaling
 
 
@@ -371,11 +416,20 @@ def _model(n: _Node) -> Model:
     model = Model(
         name=n.string("name", _ARTIFACT_ID, "a lower-case kebab-case id such as model-a", 32),
         artifact_dir=n.string("artifact_dir", max_len=200),
-        image_uri=n.string("image_uri", ECR_IMAGE, "an ECR image URI <account>.dkr.ecr.<region or "
-                           "${AWS::Region}>.<amazonaws.com or ${AWS::URLSuffix}>/<repository>:<tag>", 255),
-        variant_name=n.string("variant_name", _SAGEMAKER_NAME, "letters, digits and inner hyphens", 63),
+        image_uri=n.string(
+            "image_uri",
+            ECR_IMAGE,
+            "an ECR image URI <account>.dkr.ecr.<region or "
+            "${AWS::Region}>.<amazonaws.com or ${AWS::URLSuffix}>/<repository>:<tag>",
+            255,
+        ),
+        variant_name=n.string(
+            "variant_name", _SAGEMAKER_NAME, "letters, digits and inner hyphens", 63
+        ),
         initial_weight=n.number("initial_weight", 0),
-        instance_type=n.string("instance_type", _INSTANCE_TYPE, "a SageMaker instance type such as ml.c5.large"),
+        instance_type=n.string(
+            "instance_type", _INSTANCE_TYPE, "a SageMaker instance type such as ml.c5.large"
+        ),
         instance_count=n.integer("instance_count", 1, 100),
         server_workers=n.integer("server_workers", 1, 64),
         autoscaling=_read(n.node("autoscaling"), _autoscaling),
@@ -383,9 +437,12 @@ def _model(n: _Node) -> Model:
     if model.autoscaling.enabled and not (
         model.autoscaling.min_capacity <= model.instance_count <= model.autoscaling.max_capacity
     ):
-        _fail(f"{n.path}.instance_count", model.instance_count,
-              "expected a count within autoscaling min_capacity..max_capacity "
-              f"({model.autoscaling.min_capacity}..{model.autoscaling.max_capacity})")
+        _fail(
+            f"{n.path}.instance_count",
+            model.instance_count,
+            "expected a count within autoscaling min_capacity..max_capacity "
+            f"({model.autoscaling.min_capacity}..{model.autoscaling.max_capacity})",
+        )
     return model
 
 
@@ -393,7 +450,9 @@ def _data_capture(n: _Node) -> DataCapture:
     return DataCapture(
         enabled=n.boolean("enabled"),
         sampling_percentage=n.integer("sampling_percentage", 0, 100),
-        prefix=n.string("prefix", _S3_PREFIX, "an S3 key prefix without leading or trailing /", 200),
+        prefix=n.string(
+            "prefix", _S3_PREFIX, "an S3 key prefix without leading or trailing /", 200
+        ),
         capture_json_as_json=n.boolean("capture_json_as_json"),
         expiry_days=n.integer("expiry_days", 1, 3650),
     )
@@ -409,11 +468,16 @@ def _guardrail(n: _Node) -> DeploymentGuardrail:
 
 
 def _model_serving(n: _Node) -> ModelServing:
-    models = [(_read(_Node(item, path), _model), path) for item, path in n.items("models", 1, MAX_VARIANTS)]
+    models = [
+        (_read(_Node(item, path), _model), path)
+        for item, path in n.items("models", 1, MAX_VARIANTS)
+    ]
     _unique([(m.name, f"{p}.name") for m, p in models], "model names")
     _unique([(m.variant_name, f"{p}.variant_name") for m, p in models], "variant names")
     return ModelServing(
-        endpoint_name=n.string("endpoint_name", _SAGEMAKER_NAME, "letters, digits and inner hyphens", 40),
+        endpoint_name=n.string(
+            "endpoint_name", _SAGEMAKER_NAME, "letters, digits and inner hyphens", 40
+        ),
         max_batch_size=n.integer("max_batch_size", 1, 1024),
         max_text_chars=n.integer("max_text_chars", 1, 100000),
         models=tuple(m for m, _ in models),
@@ -424,16 +488,30 @@ def _model_serving(n: _Node) -> ModelServing:
 
 def _api_hosting(n: _Node) -> ApiHosting:
     path, key = n.raw("resource_path")
-    if not isinstance(path, str) or not path or not all(_PATH_PART.match(p) for p in path.split("/")):
-        _fail(key, path, "expected a resource path such as text or v1/text (letters, digits, ._- "
-              "between single slashes, no leading slash)")
-    throttle_node, quota_node, predictor_node = n.node("throttle"), n.node("quota"), n.node("predictor")
+    if (
+        not isinstance(path, str)
+        or not path
+        or not all(_PATH_PART.match(p) for p in path.split("/"))
+    ):
+        _fail(
+            key,
+            path,
+            "expected a resource path such as text or v1/text (letters, digits, ._- "
+            "between single slashes, no leading slash)",
+        )
+    throttle_node, quota_node, predictor_node = (
+        n.node("throttle"),
+        n.node("quota"),
+        n.node("predictor"),
+    )
     throttle = Throttle(
         rate_limit=throttle_node.number("rate_limit", 0, 10000),
         burst_limit=throttle_node.integer("burst_limit", 1, 5000),
     )
     throttle_node.done()
-    quota = Quota(limit=quota_node.integer("limit", 1), period=quota_node.choice("period", QUOTA_PERIODS))
+    quota = Quota(
+        limit=quota_node.integer("limit", 1), period=quota_node.choice("period", QUOTA_PERIODS)
+    )
     quota_node.done()
     predictor = Predictor(
         memory_mb=predictor_node.integer("memory_mb", 128, 10240),
@@ -454,14 +532,19 @@ def _api_hosting(n: _Node) -> ApiHosting:
 
 def _monitoring(n: _Node) -> Monitoring:
     period, period_path = n.raw("period_seconds")
-    if isinstance(period, bool) or not isinstance(period, int) or not (
-        period in (10, 30) or (period >= 60 and period % 60 == 0)
+    if (
+        isinstance(period, bool)
+        or not isinstance(period, int)
+        or not (period in (10, 30) or (period >= 60 and period % 60 == 0))
     ):
         _fail(period_path, period, "expected 10, 30 or a multiple of 60 seconds")
     evaluation_periods = n.integer("evaluation_periods", 1, 100)
     if period * evaluation_periods > 86400:
-        _fail(f"{n.path}.evaluation_periods", evaluation_periods,
-              f"expected period_seconds * evaluation_periods <= 86400 (period_seconds is {period})")
+        _fail(
+            f"{n.path}.evaluation_periods",
+            evaluation_periods,
+            f"expected period_seconds * evaluation_periods <= 86400 (period_seconds is {period})",
+        )
     a = n.node("alarms")
     alarms = Alarms(
         api_requests_per_period=a.integer("api_requests_per_period", 1),
@@ -474,8 +557,12 @@ def _monitoring(n: _Node) -> Monitoring:
     entries = n.items("subscription_emails", 0, 20)
     emails = [_email(item, path) for item, path in entries]
     _unique(list(zip(emails, (path for _, path in entries))), "subscription e-mails")
-    return Monitoring(period_seconds=period, evaluation_periods=evaluation_periods, alarms=alarms,
-                      subscription_emails=tuple(emails))
+    return Monitoring(
+        period_seconds=period,
+        evaluation_periods=evaluation_periods,
+        alarms=alarms,
+        subscription_emails=tuple(emails),
+    )
 
 
 def _email(value: Any, path: str) -> str:
@@ -487,14 +574,17 @@ def _email(value: Any, path: str) -> str:
 def _cicd(n: _Node) -> Cicd:
     cicd = Cicd(
         enabled=n.boolean("enabled"),
-        connection_arn=n.string("connection_arn", _CONNECTION_ARN, "a CodeConnections connection ARN",
-                                nullable=True),
+        connection_arn=n.string(
+            "connection_arn", _CONNECTION_ARN, "a CodeConnections connection ARN", nullable=True
+        ),
         repository=n.string("repository", _REPOSITORY, "owner/name", 200, nullable=True),
         branch=n.string("branch", re.compile(r"^[^\s~^:?*\[\\]+$"), "a git branch name", 255),
         manual_approval=n.boolean("manual_approval"),
     )
     if cicd.repository and not cicd.connection_arn:
-        _fail(f"{n.path}.connection_arn", None, "a repository needs a CodeConnections connection ARN")
+        _fail(
+            f"{n.path}.connection_arn", None, "a repository needs a CodeConnections connection ARN"
+        )
     if cicd.connection_arn and not cicd.repository:
         _fail(f"{n.path}.repository", None, "a connection ARN needs a repository (owner/name)")
     return cicd
@@ -509,8 +599,10 @@ def _case(n: _Node, max_chars: int) -> TestCase:
 
 
 def _load_test(n: _Node, max_chars: int) -> LoadTest:
-    cases = [(_read(_Node(item, path), lambda c: _case(c, max_chars)), path)
-             for item, path in n.items("cases", 1, 50)]
+    cases = [
+        (_read(_Node(item, path), lambda c: _case(c, max_chars)), path)
+        for item, path in n.items("cases", 1, 50)
+    ]
     _unique([(c.id, f"{p}.id") for c, p in cases], "test case ids")
     load = LoadTest(
         tester_count=n.integer("tester_count", 1, 50),
@@ -523,9 +615,13 @@ def _load_test(n: _Node, max_chars: int) -> LoadTest:
     )
     if load.tester_timeout_seconds > LAMBDA_MAX_TIMEOUT_S:
         limit = LAMBDA_MAX_TIMEOUT_S - TESTER_MARGIN_S - load.request_timeout_seconds
-        _fail(f"{n.path}.duration_seconds", load.duration_seconds,
-              f"expected an integer <= {limit} (duration + request_timeout_seconds + {TESTER_MARGIN_S} s "
-              f"margin must fit the {LAMBDA_MAX_TIMEOUT_S} s Lambda timeout)")
+        _fail(
+            f"{n.path}.duration_seconds",
+            load.duration_seconds,
+            f"expected an integer <= {limit} (duration + request_timeout_seconds + "
+            f"{TESTER_MARGIN_S} s "
+            f"margin must fit the {LAMBDA_MAX_TIMEOUT_S} s Lambda timeout)",
+        )
     return load
 
 
@@ -535,8 +631,10 @@ def _reject_secrets(data: Any, path: str = "") -> None:
         for key, value in data.items():
             sub = f"{path}.{key}" if path else key
             if _SECRET_HINT.search(key):
-                raise ConfigError(f"{sub}: secret-looking keys are not allowed; config.json must hold no "
-                                  "secrets (use IAM roles or a secrets store)")
+                raise ConfigError(
+                    f"{sub}: secret-looking keys are not allowed; config.json must hold no "
+                    "secrets (use IAM roles or a secrets store)"
+                )
             _reject_secrets(value, sub)
     elif isinstance(data, list):
         for i, item in enumerate(data):
@@ -561,8 +659,11 @@ def parse(data: Any) -> Config:
     root.done()
     endpoint = f"{project.name}{project.stage}-{serving.endpoint_name}"
     if len(endpoint) > 63:
-        _fail("model_serving.endpoint_name", serving.endpoint_name,
-              f"the endpoint name {endpoint!r} must be at most 63 characters")
+        _fail(
+            "model_serving.endpoint_name",
+            serving.endpoint_name,
+            f"the endpoint name {endpoint!r} must be at most 63 characters",
+        )
     return cfg
 
 
@@ -575,5 +676,7 @@ def load(path: str | Path = DEFAULT_PATH) -> Config:
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ConfigError(f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+        raise ConfigError(
+            f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
     return parse(data)

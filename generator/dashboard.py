@@ -9,19 +9,41 @@ from troposphere import Sub
 GRID_WIDTH = 24
 
 
-def metric_widget(title: str, metrics: list, *, stat: str = "Sum", period: int, width: int = 12,
-                  height: int = 6, label: str | None = None, view: str = "timeSeries") -> dict:
+def metric_widget(
+    title: str,
+    metrics: list,
+    *,
+    stat: str = "Sum",
+    period: int,
+    width: int = 12,
+    height: int = 6,
+    label: str | None = None,
+    view: str = "timeSeries",
+) -> dict:
     """A metric widget; `label` names the left Y axis unit so nobody misreads microseconds."""
-    props = {"title": title, "metrics": metrics, "stat": stat, "period": period, "view": view,
-             "region": "${AWS::Region}", "stacked": False}
+    props = {
+        "title": title,
+        "metrics": metrics,
+        "stat": stat,
+        "period": period,
+        "view": view,
+        "region": "${AWS::Region}",
+        "stacked": False,
+    }
     if label:
         props["yAxis"] = {"left": {"label": label, "showUnits": False}}
     return {"type": "metric", "width": width, "height": height, "properties": props}
 
 
-def alarm_widget(title: str, alarm_arns: list[str], width: int = GRID_WIDTH, height: int = 4) -> dict:
-    return {"type": "alarm", "width": width, "height": height,
-            "properties": {"title": title, "alarms": alarm_arns}}
+def alarm_widget(
+    title: str, alarm_arns: list[str], width: int = GRID_WIDTH, height: int = 4
+) -> dict:
+    return {
+        "type": "alarm",
+        "width": width,
+        "height": height,
+        "properties": {"title": title, "alarms": alarm_arns},
+    }
 
 
 def text_widget(markdown: str, width: int = GRID_WIDTH, height: int = 2) -> dict:

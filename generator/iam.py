@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from awacs import cloudwatch, ecr, xray
 from awacs.aws import Action, Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
-from troposphere import GetAtt, Sub
+from troposphere import Sub
 from troposphere.iam import Policy, Role
 
 # Actions without resource-level permissions: the only ones allowed on Resource "*".
@@ -41,15 +41,19 @@ def arn(service: str, resource: str, region: bool = True, account: bool = True) 
     return Sub(f"arn:${{AWS::Partition}}:{service}:{reg}:{acct}:{resource}")
 
 
-def arn_with(service: str, resource: str, variables: dict, region: bool = True, account: bool = True) -> Sub:
+def arn_with(
+    service: str, resource: str, variables: dict, region: bool = True, account: bool = True
+) -> Sub:
     """Like `arn`, with Sub variables (imports, GetAtts) substituted into `resource`."""
     reg = "${AWS::Region}" if region else ""
     acct = "${AWS::AccountId}" if account else ""
     return Sub(f"arn:${{AWS::Partition}}:{service}:{reg}:{acct}:{resource}", **variables)
 
 
-def statement(sid: str, actions: list[str], resources: list, condition: Condition | None = None) -> Statement:
-    """Allow statement; refuses `*` resources for actions outside STAR_ACTIONS and wildcard actions."""
+def statement(
+    sid: str, actions: list[str], resources: list, condition: Condition | None = None
+) -> Statement:
+    """Allow statement; refuses wildcard actions and `*` resources outside STAR_ACTIONS."""
     for name in actions:
         if "*" in name:
             raise ValueError(f"{sid}: wildcard action {name}")
@@ -81,8 +85,12 @@ def role(logical_id: str, service: str, statements: list[Statement], description
                 )
             ],
         ),
-        Policies=[Policy(PolicyName="least-privilege",
-                         PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements))],
+        Policies=[
+            Policy(
+                PolicyName="least-privilege",
+                PolicyDocument=PolicyDocument(Version="2012-10-17", Statement=statements),
+            )
+        ],
     )
 
 
@@ -93,13 +101,20 @@ def write_log_group_prefix(sid: str, name_prefix: str) -> Statement:
     """Write to log groups a service creates itself under `name_prefix`."""
     return statement(
         sid,
-        ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents", "logs:DescribeLogStreams"],
+        [
+            "logs:CreateLogGroup",
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+            "logs:DescribeLogStreams",
+        ],
         [arn("logs", f"log-group:{name_prefix}*")],
     )
 
 
 def xray_write(sid: str = "WriteTraces") -> Statement:
-    return statement(sid, [xray.PutTraceSegments.JSONrepr(), xray.PutTelemetryRecords.JSONrepr()], [ANY])
+    return statement(
+        sid, [xray.PutTraceSegments.JSONrepr(), xray.PutTelemetryRecords.JSONrepr()], [ANY]
+    )
 
 
 def put_metric_data(sid: str, namespace: str) -> Statement:
@@ -117,8 +132,11 @@ def ecr_pull(sid: str, repository_arn) -> list[Statement]:
         statement(sid + "Token", [ecr.GetAuthorizationToken.JSONrepr()], [ANY]),
         statement(
             sid,
-            [ecr.BatchCheckLayerAvailability.JSONrepr(), ecr.BatchGetImage.JSONrepr(),
-             ecr.GetDownloadUrlForLayer.JSONrepr()],
+            [
+                ecr.BatchCheckLayerAvailability.JSONrepr(),
+                ecr.BatchGetImage.JSONrepr(),
+                ecr.GetDownloadUrlForLayer.JSONrepr(),
+            ],
             [repository_arn],
         ),
     ]
@@ -139,4 +157,3 @@ def s3_bucket_location(sid: str, buckets: list) -> Statement:
 def kms_use(sid: str, key_arns: list, encrypt: bool = True) -> Statement:
     actions = ["kms:Decrypt"] + (["kms:GenerateDataKey", "kms:Encrypt"] if encrypt else [])
     return statement(sid, actions, key_arns)
-

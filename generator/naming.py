@@ -22,7 +22,9 @@ CONCERNS = (
 
 def pascal(identifier: str) -> str:
     """`model-a` -> `ModelA`; keeps inner capitals (`Model-A` -> `ModelA`)."""
-    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", identifier) if part)
+    return "".join(
+        part[:1].upper() + part[1:] for part in re.split(r"[^A-Za-z0-9]+", identifier) if part
+    )
 
 
 def prefix(cfg) -> str:
@@ -46,7 +48,9 @@ def parameter_name(artifact_id: str) -> str:
 def export(cfg, template: Template, concern: str, key: str, value, description: str) -> Output:
     """Add Output `key` to `template`, exported under the project-wide export name."""
     return template.add_output(
-        Output(key, Description=description, Value=value, Export=Export(export_name(cfg, concern, key)))
+        Output(
+            key, Description=description, Value=value, Export=Export(export_name(cfg, concern, key))
+        )
     )
 
 

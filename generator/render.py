@@ -37,14 +37,18 @@ def render(cfg) -> dict[str, str]:
         document = template_dict(spec.build(cfg))
         filename = f"{spec.concern}.json"
         files[filename] = to_text(document)
-        stacks.append({
-            "concern": spec.concern,
-            "stack_name": naming.stack_name(cfg, spec.concern),
-            "template": filename,
-            "imports_from": list(spec.imports_from),
-            "parameters": {name: {"artifact": artifact_of(name, cfg)}
-                           for name in sorted(document.get("Parameters", {}))},
-        })
+        stacks.append(
+            {
+                "concern": spec.concern,
+                "stack_name": naming.stack_name(cfg, spec.concern),
+                "template": filename,
+                "imports_from": list(spec.imports_from),
+                "parameters": {
+                    name: {"artifact": artifact_of(name, cfg)}
+                    for name in sorted(document.get("Parameters", {}))
+                },
+            }
+        )
     manifest = {"project": naming.prefix(cfg), "region": cfg.project.region, "stacks": stacks}
     files["manifest.json"] = to_text(manifest)
     return files

@@ -1,8 +1,18 @@
-"""Secure-by-default resource builders shared by the stacks (buckets, keys, log groups, functions)."""
+"""Secure-by-default builders shared by the stacks: buckets, keys, log groups, functions."""
 
 from __future__ import annotations
 
-from awacs.aws import Action, Allow, ArnLike, Bool, Condition, Deny, PolicyDocument, Principal, Statement
+from awacs.aws import (
+    Action,
+    Allow,
+    ArnLike,
+    Bool,
+    Condition,
+    Deny,
+    PolicyDocument,
+    Principal,
+    Statement,
+)
 from troposphere import GetAtt, Ref, Sub, Template
 from troposphere import awslambda as lambda_
 from troposphere import kms, logs, s3
@@ -20,20 +30,32 @@ def deletion_policy(retain: bool) -> dict:
     return {"DeletionPolicy": policy, "UpdateReplacePolicy": policy}
 
 
-def bucket(template: Template, logical_id: str, *, retain: bool, versioned: bool,
-           lifecycle: list[s3.LifecycleRule], description: str) -> s3.Bucket:
+def bucket(
+    template: Template,
+    logical_id: str,
+    *,
+    retain: bool,
+    versioned: bool,
+    lifecycle: list[s3.LifecycleRule],
+    description: str,
+) -> s3.Bucket:
     """Encrypted, private, owner-enforced bucket with a TLS-only policy."""
     props = dict(
         BucketEncryption=s3.BucketEncryption(
             ServerSideEncryptionConfiguration=[
                 s3.ServerSideEncryptionRule(
-                    ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256"),
+                    ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(
+                        SSEAlgorithm="AES256"
+                    ),
                     BucketKeyEnabled=True,
                 )
             ]
         ),
         PublicAccessBlockConfiguration=s3.PublicAccessBlockConfiguration(
-            BlockPublicAcls=True, BlockPublicPolicy=True, IgnorePublicAcls=True, RestrictPublicBuckets=True
+            BlockPublicAcls=True,
+            BlockPublicPolicy=True,
+            IgnorePublicAcls=True,
+            RestrictPublicBuckets=True,
         ),
         OwnershipControls=s3.OwnershipControls(
             Rules=[s3.OwnershipControlsRule(ObjectOwnership="BucketOwnerEnforced")]
@@ -43,9 +65,12 @@ def bucket(template: Template, logical_id: str, *, retain: bool, versioned: bool
             "Description": description,
             "checkov": {
                 "skip": [
-                    {"id": "CKV_AWS_18",
-                     "comment": "Server access logs would need a log bucket per bucket; CloudTrail data "
-                                "events are the audit trail for these private, owner-only buckets."}
+                    {
+                        "id": "CKV_AWS_18",
+                        "comment": "Server access logs would need a log bucket per bucket; "
+                        "CloudTrail data "
+                        "events are the audit trail for these private, owner-only buckets.",
+                    }
                 ]
             },
         },
@@ -55,8 +80,11 @@ def bucket(template: Template, logical_id: str, *, retain: bool, versioned: bool
         props["VersioningConfiguration"] = s3.VersioningConfiguration(Status="Enabled")
     else:
         props["Metadata"]["checkov"]["skip"].append(
-            {"id": "CKV_AWS_21",
-             "comment": "Holds regenerable, expiring data only; versions would just multiply its cost."}
+            {
+                "id": "CKV_AWS_21",
+                "comment": "Holds regenerable, expiring data only; versions would just "
+                "multiply its cost.",
+            }
         )
     resource = template.add_resource(s3.Bucket(logical_id, **props))
     template.add_resource(
@@ -100,8 +128,10 @@ def expire_prefix(rule_id: str, prefix: str, days: int) -> s3.LifecycleRule:
     )
 
 
-def kms_key(template: Template, logical_id: str, description: str, grants: list[Statement]) -> kms.Key:
-    """Customer key with rotation; the account root administers it through IAM, `grants` admit services."""
+def kms_key(
+    template: Template, logical_id: str, description: str, grants: list[Statement]
+) -> kms.Key:
+    """Customer key with rotation, administered through IAM; `grants` admit services."""
     root = Statement(
         Sid="AccountAdministersKeyThroughIam",
         Effect=Allow,
@@ -120,8 +150,10 @@ def kms_key(template: Template, logical_id: str, description: str, grants: list[
     )
 
 
-def service_key_grant(sid: str, service, actions: list[str], condition: Condition | None = None) -> Statement:
-    """Key-policy statement letting an AWS service principal use the key (Resource '*' = this key)."""
+def service_key_grant(
+    sid: str, service, actions: list[str], condition: Condition | None = None
+) -> Statement:
+    """Key-policy statement for a service principal (in a key policy, Resource '*' = this key)."""
     kwargs = {"Condition": condition} if condition is not None else {}
     return Statement(
         Sid=sid,
@@ -138,14 +170,30 @@ def logs_key_grant() -> Statement:
     return service_key_grant(
         "CloudWatchLogsEncryptsLogGroups",
         Sub("logs.${AWS::Region}.amazonaws.com"),
-        ["kms:Encrypt", "kms:Decrypt", "kms:ReEncryptFrom", "kms:ReEncryptTo", "kms:GenerateDataKey",
-         "kms:GenerateDataKeyWithoutPlaintext", "kms:DescribeKey"],
-        Condition(ArnLike({"kms:EncryptionContext:aws:logs:arn": Sub(
-            "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*")})),
+        [
+            "kms:Encrypt",
+            "kms:Decrypt",
+            "kms:ReEncryptFrom",
+            "kms:ReEncryptTo",
+            "kms:GenerateDataKey",
+            "kms:GenerateDataKeyWithoutPlaintext",
+            "kms:DescribeKey",
+        ],
+        Condition(
+            ArnLike(
+                {
+                    "kms:EncryptionContext:aws:logs:arn": Sub(
+                        "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"
+                    )
+                }
+            )
+        ),
     )
 
 
-def log_group(template: Template, logical_id: str, name, retention_days: int, key: kms.Key) -> logs.LogGroup:
+def log_group(
+    template: Template, logical_id: str, name, retention_days: int, key: kms.Key
+) -> logs.LogGroup:
     return template.add_resource(
         logs.LogGroup(
             logical_id,
@@ -157,9 +205,23 @@ def log_group(template: Template, logical_id: str, name, retention_days: int, ke
     )
 
 
-def function(template: Template, logical_id: str, *, name: str, description: str, code_bucket, code_key,
-             role: str, memory_mb: int, timeout_s: int, reserved: int, environment: dict,
-             log_group_ref: logs.LogGroup, key: kms.Key, extra: dict | None = None) -> lambda_.Function:
+def function(
+    template: Template,
+    logical_id: str,
+    *,
+    name: str,
+    description: str,
+    code_bucket,
+    code_key,
+    role: str,
+    memory_mb: int,
+    timeout_s: int,
+    reserved: int,
+    environment: dict,
+    log_group_ref: logs.LogGroup,
+    key: kms.Key,
+    extra: dict | None = None,
+) -> lambda_.Function:
     """Python function with tracing, reserved concurrency, a declared JSON log group and its
     environment encrypted with the stack's customer key."""
     return template.add_resource(
@@ -187,8 +249,11 @@ def function(template: Template, logical_id: str, *, name: str, description: str
 def function_statements(log_groups: list[logs.LogGroup], key: kms.Key) -> list[Statement]:
     """What every function needs: its log groups, traces, and its environment's key."""
     return [
-        iam.statement("WriteOwnLogs", ["logs:CreateLogStream", "logs:PutLogEvents"],
-                      [GetAtt(group, "Arn") for group in log_groups]),
+        iam.statement(
+            "WriteOwnLogs",
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            [GetAtt(group, "Arn") for group in log_groups],
+        ),
         iam.xray_write(),
         iam.kms_use("DecryptEnvironment", [GetAtt(key, "Arn")], encrypt=False),
     ]

@@ -31,7 +31,9 @@ REGISTRY: tuple[StackSpec, ...] = (
     StackSpec("model-serving", model_serving.build, ("model-archiving",)),
     StackSpec("api-hosting", api_hosting.build, ("model-archiving", "model-serving")),
     StackSpec("monitor-dashboard", monitor_dashboard.build, ("model-serving", "api-hosting")),
-    StackSpec("cicd-pipeline", cicd_pipeline.build, ("model-archiving",), lambda cfg: cfg.cicd.enabled),
+    StackSpec(
+        "cicd-pipeline", cicd_pipeline.build, ("model-archiving",), lambda cfg: cfg.cicd.enabled
+    ),
     StackSpec("api-testing", api_testing.build, ("model-archiving", "api-hosting")),
     StackSpec("tester-dashboard", tester_dashboard.build, ("api-testing",)),
 )

@@ -61,27 +61,58 @@ def build(cfg) -> Template:
     stage = cfg.project.stage
     t = Template(Description=f"{naming.prefix(cfg)} API hosting: REST API and predictor function")
     t.set_version("2010-09-09")
-    code_key = t.add_parameter(Parameter(
-        naming.parameter_name(ARTIFACT), Type="String", AllowedPattern=r"^[A-Za-z0-9!_.*'()/-]+$",
-        Description="S3 key of the predictor zip in the artifact bucket"))
+    code_key = t.add_parameter(
+        Parameter(
+            naming.parameter_name(ARTIFACT),
+            Type="String",
+            AllowedPattern=r"^[A-Za-z0-9!_.*'()/-]+$",
+            Description="S3 key of the predictor zip in the artifact bucket",
+        )
+    )
 
-    key = resources.kms_key(t, "StackKey", "Encrypts this stack's log groups and function environment",
-                            [resources.logs_key_grant()])
-    function_logs = resources.log_group(t, "PredictorLogGroup", f"/aws/lambda/{predictor_name(cfg)}",
-                                        cfg.project.log_retention_days, key)
+    key = resources.kms_key(
+        t,
+        "StackKey",
+        "Encrypts this stack's log groups and function environment",
+        [resources.logs_key_grant()],
+    )
+    function_logs = resources.log_group(
+        t,
+        "PredictorLogGroup",
+        f"/aws/lambda/{predictor_name(cfg)}",
+        cfg.project.log_retention_days,
+        key,
+    )
     endpoint_name = naming.imported(cfg, "model-serving", "EndpointName")
-    role = t.add_resource(iam.role(
-        "PredictorRole", "lambda.amazonaws.com",
-        resources.function_statements([function_logs], key) + [
-            iam.statement("InvokeEndpoint", ["sagemaker:InvokeEndpoint"], [iam.arn_with(
-                "sagemaker", "endpoint/${Endpoint}", {"Endpoint": endpoint_name})]),
-        ],
-        "Predictor function: invoke the endpoint, write its own logs and traces"))
+    role = t.add_resource(
+        iam.role(
+            "PredictorRole",
+            "lambda.amazonaws.com",
+            resources.function_statements([function_logs], key)
+            + [
+                iam.statement(
+                    "InvokeEndpoint",
+                    ["sagemaker:InvokeEndpoint"],
+                    [
+                        iam.arn_with(
+                            "sagemaker", "endpoint/${Endpoint}", {"Endpoint": endpoint_name}
+                        )
+                    ],
+                ),
+            ],
+            "Predictor function: invoke the endpoint, write its own logs and traces",
+        )
+    )
     predictor = resources.function(
-        t, "Predictor", name=predictor_name(cfg),
+        t,
+        "Predictor",
+        name=predictor_name(cfg),
         description="Validates classification requests and invokes the SageMaker endpoint",
-        code_bucket=naming.imported(cfg, "model-archiving", "ArtifactBucketName"), code_key=Ref(code_key),
-        role=role, memory_mb=api.predictor.memory_mb, timeout_s=api.predictor.timeout_seconds,
+        code_bucket=naming.imported(cfg, "model-archiving", "ArtifactBucketName"),
+        code_key=Ref(code_key),
+        role=role,
+        memory_mb=api.predictor.memory_mb,
+        timeout_s=api.predictor.timeout_seconds,
         reserved=api.predictor.reserved_concurrency,
         environment={
             "ENDPOINT_NAME": endpoint_name,
@@ -90,80 +121,195 @@ def build(cfg) -> Template:
             "MAX_TEXT_CHARS": str(cfg.model_serving.max_text_chars),
             "LOG_REQUEST_TEXT": "true" if api.predictor.log_request_text else "false",
         },
-        log_group_ref=function_logs, key=key,
-        extra={"Metadata": {"checkov": {"skip": [
-            {"id": "CKV_AWS_116", "comment": "Invoked synchronously by API Gateway: the caller gets the "
-                                             "error, there is no event to park in a dead-letter queue."},
-            {"id": "CKV_AWS_117", "comment": "Calls only AWS APIs (SageMaker runtime); no VPC resources "
-                                             "to reach, and a VPC would add NAT cost and cold-start time."},
-        ]}}},
+        log_group_ref=function_logs,
+        key=key,
+        extra={
+            "Metadata": {
+                "checkov": {
+                    "skip": [
+                        {
+                            "id": "CKV_AWS_116",
+                            "comment": "Invoked synchronously by API Gateway: the caller gets the "
+                            "error, there is no event to park in a dead-letter queue.",
+                        },
+                        {
+                            "id": "CKV_AWS_117",
+                            "comment": "Calls only AWS APIs (SageMaker runtime); no VPC resources "
+                            "to reach, and a VPC would add NAT cost and cold-start time.",
+                        },
+                    ]
+                }
+            }
+        },
     )
 
-    rest_api = t.add_resource(apigw.RestApi(
-        "RestApi", Name=api_name(cfg), Description="Text classification API",
-        EndpointConfiguration=apigw.EndpointConfiguration(Types=["REGIONAL"]),
-        ApiKeySourceType="HEADER", DisableExecuteApiEndpoint=False))
+    rest_api = t.add_resource(
+        apigw.RestApi(
+            "RestApi",
+            Name=api_name(cfg),
+            Description="Text classification API",
+            EndpointConfiguration=apigw.EndpointConfiguration(Types=["REGIONAL"]),
+            ApiKeySourceType="HEADER",
+            DisableExecuteApiEndpoint=False,
+        )
+    )
     parent = GetAtt(rest_api, "RootResourceId")
     resource = None
     for index, part in enumerate(api.resource_path.split("/")):
-        resource = t.add_resource(apigw.Resource(
-            f"ApiResource{index}" if index else "ApiResource", RestApiId=Ref(rest_api), ParentId=parent,
-            PathPart=part))
+        resource = t.add_resource(
+            apigw.Resource(
+                f"ApiResource{index}" if index else "ApiResource",
+                RestApiId=Ref(rest_api),
+                ParentId=parent,
+                PathPart=part,
+            )
+        )
         parent = Ref(resource)
-    validator = t.add_resource(apigw.RequestValidator(
-        "BodyValidator", RestApiId=Ref(rest_api), Name="body", ValidateRequestBody=True,
-        ValidateRequestParameters=False))
-    model = t.add_resource(apigw.Model(
-        "ClassifyRequestModel", RestApiId=Ref(rest_api), Name="ClassifyRequest",
-        ContentType="application/json", Schema=REQUEST_SCHEMA))
+    validator = t.add_resource(
+        apigw.RequestValidator(
+            "BodyValidator",
+            RestApiId=Ref(rest_api),
+            Name="body",
+            ValidateRequestBody=True,
+            ValidateRequestParameters=False,
+        )
+    )
+    model = t.add_resource(
+        apigw.Model(
+            "ClassifyRequestModel",
+            RestApiId=Ref(rest_api),
+            Name="ClassifyRequest",
+            ContentType="application/json",
+            Schema=REQUEST_SCHEMA,
+        )
+    )
     use_key = api.auth == "api_key"
-    method = t.add_resource(apigw.Method(
-        "ClassifyMethod", RestApiId=Ref(rest_api), ResourceId=Ref(resource), HttpMethod="POST",
-        AuthorizationType="NONE" if use_key else "AWS_IAM", ApiKeyRequired=use_key,
-        RequestValidatorId=Ref(validator),
-        # Validation only applies to a matching content type, so $default gets the same model.
-        RequestModels={"application/json": Ref(model), "$default": Ref(model)},
-        Integration=apigw.Integration(
-            Type="AWS_PROXY", IntegrationHttpMethod="POST", TimeoutInMillis=29000,
-            Uri=Sub("arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/functions/"
-                    "${Predictor.Arn}/invocations")),
-        Metadata={"checkov": {"skip": [
-            {"id": "CKV_AWS_59", "comment": "Authorization is an API key with a usage plan (config "
-                                            "api_hosting.auth = api_key) or AWS_IAM; never open."}]}}
-        if use_key else {},
-    ))
-    t.add_resource(lambda_.Permission(
-        "ApiInvokesPredictor", Action="lambda:InvokeFunction", FunctionName=GetAtt(predictor, "Arn"),
-        Principal="apigateway.amazonaws.com",
-        SourceArn=Sub(f"arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:"
-                      f"${{RestApi}}/{stage}/POST/{api.resource_path}")))
+    method = t.add_resource(
+        apigw.Method(
+            "ClassifyMethod",
+            RestApiId=Ref(rest_api),
+            ResourceId=Ref(resource),
+            HttpMethod="POST",
+            AuthorizationType="NONE" if use_key else "AWS_IAM",
+            ApiKeyRequired=use_key,
+            RequestValidatorId=Ref(validator),
+            # Validation only applies to a matching content type, so $default gets the same model.
+            RequestModels={"application/json": Ref(model), "$default": Ref(model)},
+            Integration=apigw.Integration(
+                Type="AWS_PROXY",
+                IntegrationHttpMethod="POST",
+                TimeoutInMillis=29000,
+                Uri=Sub(
+                    "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/2015-03-31/"
+                    "functions/"
+                    "${Predictor.Arn}/invocations"
+                ),
+            ),
+            Metadata=(
+                {
+                    "checkov": {
+                        "skip": [
+                            {
+                                "id": "CKV_AWS_59",
+                                "comment": "Authorization is an API key with a usage plan (config "
+                                "api_hosting.auth = api_key) or AWS_IAM; never open.",
+                            }
+                        ]
+                    }
+                }
+                if use_key
+                else {}
+            ),
+        )
+    )
+    t.add_resource(
+        lambda_.Permission(
+            "ApiInvokesPredictor",
+            Action="lambda:InvokeFunction",
+            FunctionName=GetAtt(predictor, "Arn"),
+            Principal="apigateway.amazonaws.com",
+            SourceArn=Sub(
+                f"arn:${{AWS::Partition}}:execute-api:${{AWS::Region}}:${{AWS::AccountId}}:"
+                f"${{RestApi}}/{stage}/POST/{api.resource_path}"
+            ),
+        )
+    )
 
-    account_role = t.add_resource(iam.role(
-        "ApiGatewayLoggingRole", "apigateway.amazonaws.com",
-        [iam.statement("WriteApiLogs", ["logs:CreateLogGroup", "logs:CreateLogStream", "logs:DescribeLogGroups",
-                                        "logs:DescribeLogStreams", "logs:PutLogEvents", "logs:GetLogEvents",
-                                        "logs:FilterLogEvents"],
-                       [iam.arn("logs", "log-group:*")])],
-        "Lets API Gateway write execution and access logs (account-level setting)"))
-    account = t.add_resource(apigw.Account("ApiGatewayAccount", CloudWatchRoleArn=GetAtt(account_role, "Arn")))
-    access_logs = resources.log_group(t, "AccessLogGroup", f"/aws/apigateway/{api_name(cfg)}/{stage}/access",
-                                      cfg.project.log_retention_days, key)
-    deployment = t.add_resource(apigw.Deployment(
-        "Deployment" + naming.content_hash([method, model, validator, resource]).upper(),
-        RestApiId=Ref(rest_api), Description="Deployment of the classification API", DependsOn=[method]))
-    stage_res = t.add_resource(apigw.Stage(
-        "Stage", RestApiId=Ref(rest_api), StageName=stage, DeploymentId=Ref(deployment), TracingEnabled=True,
-        AccessLogSetting=apigw.AccessLogSetting(DestinationArn=GetAtt(access_logs, "Arn"),
-                                                Format=ACCESS_LOG_FORMAT),
-        MethodSettings=[apigw.MethodSetting(
-            HttpMethod="*", ResourcePath="/*", LoggingLevel="ERROR", DataTraceEnabled=False,
-            MetricsEnabled=True, ThrottlingRateLimit=api.throttle.rate_limit,
-            ThrottlingBurstLimit=api.throttle.burst_limit)],
-        DependsOn=[account],
-        Metadata={"checkov": {"skip": [
-            {"id": "CKV_AWS_120", "comment": "POST inference with per-request bodies: a response cache "
-                                             "would not hit and could serve one caller's result to another."}]}},
-    ))
+    account_role = t.add_resource(
+        iam.role(
+            "ApiGatewayLoggingRole",
+            "apigateway.amazonaws.com",
+            [
+                iam.statement(
+                    "WriteApiLogs",
+                    [
+                        "logs:CreateLogGroup",
+                        "logs:CreateLogStream",
+                        "logs:DescribeLogGroups",
+                        "logs:DescribeLogStreams",
+                        "logs:PutLogEvents",
+                        "logs:GetLogEvents",
+                        "logs:FilterLogEvents",
+                    ],
+                    [iam.arn("logs", "log-group:*")],
+                )
+            ],
+            "Lets API Gateway write execution and access logs (account-level setting)",
+        )
+    )
+    account = t.add_resource(
+        apigw.Account("ApiGatewayAccount", CloudWatchRoleArn=GetAtt(account_role, "Arn"))
+    )
+    access_logs = resources.log_group(
+        t,
+        "AccessLogGroup",
+        f"/aws/apigateway/{api_name(cfg)}/{stage}/access",
+        cfg.project.log_retention_days,
+        key,
+    )
+    deployment = t.add_resource(
+        apigw.Deployment(
+            "Deployment" + naming.content_hash([method, model, validator, resource]).upper(),
+            RestApiId=Ref(rest_api),
+            Description="Deployment of the classification API",
+            DependsOn=[method],
+        )
+    )
+    stage_res = t.add_resource(
+        apigw.Stage(
+            "Stage",
+            RestApiId=Ref(rest_api),
+            StageName=stage,
+            DeploymentId=Ref(deployment),
+            TracingEnabled=True,
+            AccessLogSetting=apigw.AccessLogSetting(
+                DestinationArn=GetAtt(access_logs, "Arn"), Format=ACCESS_LOG_FORMAT
+            ),
+            MethodSettings=[
+                apigw.MethodSetting(
+                    HttpMethod="*",
+                    ResourcePath="/*",
+                    LoggingLevel="ERROR",
+                    DataTraceEnabled=False,
+                    MetricsEnabled=True,
+                    ThrottlingRateLimit=api.throttle.rate_limit,
+                    ThrottlingBurstLimit=api.throttle.burst_limit,
+                )
+            ],
+            DependsOn=[account],
+            Metadata={
+                "checkov": {
+                    "skip": [
+                        {
+                            "id": "CKV_AWS_120",
+                            "comment": "POST inference with per-request bodies: a response cache "
+                            "would not hit and could serve one caller's result to another.",
+                        }
+                    ]
+                }
+            },
+        )
+    )
 
     if use_key:
         _api_key(t, cfg, rest_api, stage_res)
@@ -171,22 +317,41 @@ def build(cfg) -> Template:
     naming.export(cfg, t, CONCERN, "ApiId", Ref(rest_api), "REST API id")
     naming.export(cfg, t, CONCERN, "ApiStage", stage, "Stage name")
     naming.export(cfg, t, CONCERN, "ApiUrl", api_url, "Stage URL")
-    naming.export(cfg, t, CONCERN, "ApiResourcePath", api.resource_path, "Resource path under the stage")
+    naming.export(
+        cfg, t, CONCERN, "ApiResourcePath", api.resource_path, "Resource path under the stage"
+    )
     naming.export(cfg, t, CONCERN, "ApiName", api_name(cfg), "REST API name (dashboard dimension)")
-    naming.export(cfg, t, CONCERN, "PredictorFunctionName", Ref(predictor), "Predictor function name")
+    naming.export(
+        cfg, t, CONCERN, "PredictorFunctionName", Ref(predictor), "Predictor function name"
+    )
     return t
 
 
 def _api_key(t, cfg, rest_api, stage_res) -> None:
     api = cfg.api_hosting
-    key = t.add_resource(apigw.ApiKey(
-        "ApiKey", Name=naming.resource_name(cfg, "api-key", 1024), Enabled=True,
-        Description="Key for API clients and the load testers (value generated by API Gateway)"))
-    plan = t.add_resource(apigw.UsagePlan(
-        "UsagePlan", UsagePlanName=naming.resource_name(cfg, "usage-plan", 1024),
-        ApiStages=[apigw.ApiStage(ApiId=Ref(rest_api), Stage=cfg.project.stage)],
-        Throttle=apigw.ThrottleSettings(RateLimit=api.throttle.rate_limit, BurstLimit=api.throttle.burst_limit),
-        Quota=apigw.QuotaSettings(Limit=api.quota.limit, Period=api.quota.period),
-        DependsOn=[stage_res]))
-    t.add_resource(apigw.UsagePlanKey("UsagePlanKey", KeyId=Ref(key), KeyType="API_KEY", UsagePlanId=Ref(plan)))
-    naming.export(cfg, t, CONCERN, "ApiKeyId", Ref(key), "API key id (the value is read with apigateway:GET)")
+    key = t.add_resource(
+        apigw.ApiKey(
+            "ApiKey",
+            Name=naming.resource_name(cfg, "api-key", 1024),
+            Enabled=True,
+            Description="Key for API clients and the load testers (value generated by API Gateway)",
+        )
+    )
+    plan = t.add_resource(
+        apigw.UsagePlan(
+            "UsagePlan",
+            UsagePlanName=naming.resource_name(cfg, "usage-plan", 1024),
+            ApiStages=[apigw.ApiStage(ApiId=Ref(rest_api), Stage=cfg.project.stage)],
+            Throttle=apigw.ThrottleSettings(
+                RateLimit=api.throttle.rate_limit, BurstLimit=api.throttle.burst_limit
+            ),
+            Quota=apigw.QuotaSettings(Limit=api.quota.limit, Period=api.quota.period),
+            DependsOn=[stage_res],
+        )
+    )
+    t.add_resource(
+        apigw.UsagePlanKey("UsagePlanKey", KeyId=Ref(key), KeyType="API_KEY", UsagePlanId=Ref(plan))
+    )
+    naming.export(
+        cfg, t, CONCERN, "ApiKeyId", Ref(key), "API key id (the value is read with apigateway:GET)"
+    )

@@ -11,7 +11,9 @@ CONCERN = "model-archiving"
 
 def build(cfg) -> Template:
     """Versioned, encrypted artifact bucket exported for the stacks that deploy from it."""
-    t = Template(Description=f"{naming.prefix(cfg)} model archiving: artifact bucket for models and functions")
+    t = Template(
+        Description=f"{naming.prefix(cfg)} model archiving: artifact bucket (models, functions)"
+    )
     t.set_version("2010-09-09")
     archiving = cfg.model_archiving
     bucket = resources.bucket(

@@ -12,48 +12,73 @@ from ..config import ECR_IMAGE
 
 CONCERN = "model-serving"
 # Application Auto Scaling's service-linked role for SageMaker variants.
-SCALING_ROLE = ("arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/"
-                "sagemaker.application-autoscaling.amazonaws.com/"
-                "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint")
+SCALING_ROLE = (
+    "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/"
+    "sagemaker.application-autoscaling.amazonaws.com/"
+    "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
+)
 
 
 def build(cfg) -> Template:
     """Serving stack; Model names change whenever their content or their artifact changes."""
     serving = cfg.model_serving
-    t = Template(Description=f"{naming.prefix(cfg)} model serving: SageMaker models, endpoint config, endpoint")
+    t = Template(
+        Description=f"{naming.prefix(cfg)} model serving: SageMaker models, config, endpoint"
+    )
     t.set_version("2010-09-09")
     artifact_bucket = naming.imported(cfg, "model-archiving", "ArtifactBucketName")
     capture = serving.data_capture
 
     capture_bucket = resources.bucket(
-        t, "CaptureBucket", retain=cfg.model_archiving.retain_on_delete, versioned=False,
-        lifecycle=[resources.expire_prefix("ExpireCapturedData", capture.prefix + "/", capture.expiry_days)],
+        t,
+        "CaptureBucket",
+        retain=cfg.model_archiving.retain_on_delete,
+        versioned=False,
+        lifecycle=[
+            resources.expire_prefix("ExpireCapturedData", capture.prefix + "/", capture.expiry_days)
+        ],
         description="SageMaker data capture (request and response samples)",
     )
-    role = t.add_resource(iam.role("ExecutionRole", "sagemaker.amazonaws.com",
-                                   _execution_statements(cfg, capture_bucket),
-                                   "SageMaker execution role: pull images, read models, write capture"))
+    role = t.add_resource(
+        iam.role(
+            "ExecutionRole",
+            "sagemaker.amazonaws.com",
+            _execution_statements(cfg, capture_bucket),
+            "SageMaker execution role: pull images, read models, write capture",
+        )
+    )
 
     models = []
     for model in serving.models:
-        key_param = t.add_parameter(Parameter(
-            naming.parameter_name(model.name), Type="String", AllowedPattern=r"^[A-Za-z0-9!_.*'()/-]+$",
-            Description=f"S3 key of the {model.name} model.tar.gz in the artifact bucket"))
+        key_param = t.add_parameter(
+            Parameter(
+                naming.parameter_name(model.name),
+                Type="String",
+                AllowedPattern=r"^[A-Za-z0-9!_.*'()/-]+$",
+                Description=f"S3 key of the {model.name} model.tar.gz in the artifact bucket",
+            )
+        )
         models.append((model, _model(t, cfg, model, role, artifact_bucket, key_param)))
 
-    endpoint_config = t.add_resource(sagemaker.EndpointConfig(
-        "EndpointConfig",
-        ProductionVariants=[
-            sagemaker.ProductionVariant(
-                ModelName=GetAtt(res, "ModelName"), VariantName=m.variant_name,
-                InitialVariantWeight=m.initial_weight, InitialInstanceCount=m.instance_count,
-                InstanceType=m.instance_type)
-            for m, res in models
-        ],
-        DataCaptureConfig=_data_capture(cfg, capture_bucket),
-        # No fixed name: an EndpointConfig is replaced whenever a Model is, and CloudFormation then
-        # generates a fresh name, so nothing ever has to be renamed by hand.
-    ))
+    endpoint_config = t.add_resource(
+        sagemaker.EndpointConfig(
+            "EndpointConfig",
+            ProductionVariants=[
+                sagemaker.ProductionVariant(
+                    ModelName=GetAtt(res, "ModelName"),
+                    VariantName=m.variant_name,
+                    InitialVariantWeight=m.initial_weight,
+                    InitialInstanceCount=m.instance_count,
+                    InstanceType=m.instance_type,
+                )
+                for m, res in models
+            ],
+            DataCaptureConfig=_data_capture(cfg, capture_bucket),
+            # No fixed name: an EndpointConfig is replaced whenever a Model is, and
+            # CloudFormation then
+            # generates a fresh name, so nothing ever has to be renamed by hand.
+        )
+    )
 
     endpoint_props = dict(
         EndpointName=naming.endpoint_name(cfg),
@@ -68,27 +93,50 @@ def build(cfg) -> Template:
         if model.autoscaling.enabled:
             _autoscaling(t, cfg, model, endpoint)
 
-    naming.export(cfg, t, CONCERN, "EndpointName", GetAtt(endpoint, "EndpointName"), "SageMaker endpoint name")
-    naming.output(t, "EndpointConfigName", GetAtt(endpoint_config, "EndpointConfigName"),
-                  "Current endpoint configuration")
+    naming.export(
+        cfg, t, CONCERN, "EndpointName", GetAtt(endpoint, "EndpointName"), "SageMaker endpoint name"
+    )
+    naming.output(
+        t,
+        "EndpointConfigName",
+        GetAtt(endpoint_config, "EndpointConfigName"),
+        "Current endpoint configuration",
+    )
     naming.output(t, "CaptureBucketName", Ref(capture_bucket), "Data capture bucket")
-    naming.output(t, "CaptureS3Uri", Sub(f"s3://${{CaptureBucket}}/{capture.prefix}"), "Data capture destination")
+    naming.output(
+        t,
+        "CaptureS3Uri",
+        Sub(f"s3://${{CaptureBucket}}/{capture.prefix}"),
+        "Data capture destination",
+    )
     return t
 
 
 def _execution_statements(cfg, capture_bucket) -> list:
-    repositories = sorted({(g["account"], g["repository"]) for g in
-                           (ECR_IMAGE.match(m.image_uri).groupdict() for m in cfg.model_serving.models)})
+    repositories = sorted(
+        {
+            (g["account"], g["repository"])
+            for g in (ECR_IMAGE.match(m.image_uri).groupdict() for m in cfg.model_serving.models)
+        }
+    )
     statements = []
     for index, (account, repository) in enumerate(repositories):
-        repo_arn = Sub(f"arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:{account}:repository/{repository}")
+        repo_arn = Sub(
+            f"arn:${{AWS::Partition}}:ecr:${{AWS::Region}}:{account}:repository/{repository}"
+        )
         pulls = iam.ecr_pull(f"PullImage{index}", repo_arn)
         statements.extend(pulls if index == 0 else pulls[1:])
     prefix = cfg.model_serving.data_capture.prefix
     statements += [
-        iam.s3_read_objects("ReadModelArtifacts", [Sub(
-            "arn:${AWS::Partition}:s3:::${Bucket}/models/*",
-            Bucket=naming.imported(cfg, "model-archiving", "ArtifactBucketName"))]),
+        iam.s3_read_objects(
+            "ReadModelArtifacts",
+            [
+                Sub(
+                    "arn:${AWS::Partition}:s3:::${Bucket}/models/*",
+                    Bucket=naming.imported(cfg, "model-archiving", "ArtifactBucketName"),
+                )
+            ],
+        ),
         iam.s3_bucket_location("LocateCaptureBucket", [GetAtt(capture_bucket, "Arn")]),
         iam.s3_write_objects("WriteCapturedData", [Sub(f"${{CaptureBucket.Arn}}/{prefix}/*")]),
         iam.write_log_group_prefix("WriteEndpointLogs", "/aws/sagemaker/Endpoints/"),
@@ -111,12 +159,14 @@ def _model(t, cfg, model, role, artifact_bucket, key_param):
     # The artifact key is models/<id>/<sha256[:16]>/model.tar.gz: its hash part renames the Model
     # whenever the model data changes, which a template-time hash cannot see.
     name = Join("-", [static_name, Select(2, Split("/", Ref(key_param)))])
-    return t.add_resource(sagemaker.Model(
-        "Model" + naming.pascal(model.name),
-        ModelName=name,
-        ExecutionRoleArn=GetAtt(role, "Arn"),
-        PrimaryContainer=container,
-    ))
+    return t.add_resource(
+        sagemaker.Model(
+            "Model" + naming.pascal(model.name),
+            ModelName=name,
+            ExecutionRoleArn=GetAtt(role, "Arn"),
+            PrimaryContainer=container,
+        )
+    )
 
 
 def _data_capture(cfg, capture_bucket) -> sagemaker.DataCaptureConfig:
@@ -125,12 +175,15 @@ def _data_capture(cfg, capture_bucket) -> sagemaker.DataCaptureConfig:
         EnableCapture=capture.enabled,
         InitialSamplingPercentage=capture.sampling_percentage,
         DestinationS3Uri=Sub(f"s3://${{{capture_bucket.title}}}/{capture.prefix}"),
-        CaptureOptions=[sagemaker.CaptureOption(CaptureMode="Input"),
-                        sagemaker.CaptureOption(CaptureMode="Output")],
+        CaptureOptions=[
+            sagemaker.CaptureOption(CaptureMode="Input"),
+            sagemaker.CaptureOption(CaptureMode="Output"),
+        ],
     )
     if capture.capture_json_as_json:
         props["CaptureContentTypeHeader"] = sagemaker.CaptureContentTypeHeader(
-            JsonContentTypes=["application/json"])
+            JsonContentTypes=["application/json"]
+        )
     return sagemaker.DataCaptureConfig(**props)
 
 
@@ -138,60 +191,95 @@ def _guardrail(t, cfg) -> sagemaker.DeploymentConfig:
     guard, alarms_cfg = cfg.model_serving.deployment_guardrail, cfg.monitoring
     alarms = []
     for model in cfg.model_serving.models:
-        dims = [cloudwatch.MetricDimension(Name="EndpointName", Value=naming.endpoint_name(cfg)),
-                cloudwatch.MetricDimension(Name="VariantName", Value=model.variant_name)]
+        dims = [
+            cloudwatch.MetricDimension(Name="EndpointName", Value=naming.endpoint_name(cfg)),
+            cloudwatch.MetricDimension(Name="VariantName", Value=model.variant_name),
+        ]
         base = "Rollback" + naming.pascal(model.variant_name)
-        alarms.append(t.add_resource(cloudwatch.Alarm(
-            base + "Errors", AlarmName=naming.resource_name(cfg, f"{model.variant_name}-rollback-5xx", 255),
-            AlarmDescription=f"{model.variant_name}: model errors during a deployment roll traffic back",
-            Namespace="AWS/SageMaker", MetricName="Invocation5XXErrors", Dimensions=dims, Statistic="Sum",
-            Period=60, EvaluationPeriods=1, Threshold=alarms_cfg.alarms.model_invocation_errors_per_period,
-            ComparisonOperator="GreaterThanOrEqualToThreshold", TreatMissingData="notBreaching")))
-        alarms.append(t.add_resource(cloudwatch.Alarm(
-            base + "Latency",
-            AlarmName=naming.resource_name(cfg, f"{model.variant_name}-rollback-latency", 255),
-            AlarmDescription=f"{model.variant_name}: p99 model latency (microseconds) during a deployment",
-            Namespace="AWS/SageMaker", MetricName="ModelLatency", Dimensions=dims, ExtendedStatistic="p99",
-            Period=60, EvaluationPeriods=1, Threshold=alarms_cfg.alarms.model_latency_p99_ms * 1000,
-            ComparisonOperator="GreaterThanThreshold", TreatMissingData="notBreaching")))
+        alarms.append(
+            t.add_resource(
+                cloudwatch.Alarm(
+                    base + "Errors",
+                    AlarmName=naming.resource_name(cfg, f"{model.variant_name}-rollback-5xx", 255),
+                    AlarmDescription=f"{model.variant_name}: model errors roll a deployment back",
+                    Namespace="AWS/SageMaker",
+                    MetricName="Invocation5XXErrors",
+                    Dimensions=dims,
+                    Statistic="Sum",
+                    Period=60,
+                    EvaluationPeriods=1,
+                    Threshold=alarms_cfg.alarms.model_invocation_errors_per_period,
+                    ComparisonOperator="GreaterThanOrEqualToThreshold",
+                    TreatMissingData="notBreaching",
+                )
+            )
+        )
+        alarms.append(
+            t.add_resource(
+                cloudwatch.Alarm(
+                    base + "Latency",
+                    AlarmName=naming.resource_name(
+                        cfg, f"{model.variant_name}-rollback-latency", 255
+                    ),
+                    AlarmDescription=f"{model.variant_name}: p99 latency rolls a deployment back",
+                    Namespace="AWS/SageMaker",
+                    MetricName="ModelLatency",
+                    Dimensions=dims,
+                    ExtendedStatistic="p99",
+                    Period=60,
+                    EvaluationPeriods=1,
+                    Threshold=alarms_cfg.alarms.model_latency_p99_ms * 1000,
+                    ComparisonOperator="GreaterThanThreshold",
+                    TreatMissingData="notBreaching",
+                )
+            )
+        )
     return sagemaker.DeploymentConfig(
         BlueGreenUpdatePolicy=sagemaker.BlueGreenUpdatePolicy(
             TrafficRoutingConfiguration=sagemaker.TrafficRoutingConfig(
                 Type="CANARY",
-                CanarySize=sagemaker.CapacitySize(Type="CAPACITY_PERCENT", Value=guard.canary_percentage),
+                CanarySize=sagemaker.CapacitySize(
+                    Type="CAPACITY_PERCENT", Value=guard.canary_percentage
+                ),
                 WaitIntervalInSeconds=guard.wait_seconds,
             ),
             TerminationWaitInSeconds=guard.bake_seconds,
         ),
         AutoRollbackConfiguration=sagemaker.AutoRollbackConfig(
-            Alarms=[sagemaker.Alarm(AlarmName=Ref(alarm)) for alarm in alarms]),
+            Alarms=[sagemaker.Alarm(AlarmName=Ref(alarm)) for alarm in alarms]
+        ),
     )
 
 
 def _autoscaling(t, cfg, model, endpoint) -> None:
     scaling = model.autoscaling
     name = naming.pascal(model.variant_name)
-    target = t.add_resource(aas.ScalableTarget(
-        "ScalableTarget" + name,
-        ServiceNamespace="sagemaker",
-        ScalableDimension="sagemaker:variant:DesiredInstanceCount",
-        ResourceId=f"endpoint/{naming.endpoint_name(cfg)}/variant/{model.variant_name}",
-        MinCapacity=scaling.min_capacity,
-        MaxCapacity=scaling.max_capacity,
-        RoleARN=Sub(SCALING_ROLE),
-        # The variant exists only once the endpoint does (the reference system raced here).
-        DependsOn=[endpoint],
-    ))
-    t.add_resource(aas.ScalingPolicy(
-        "ScalingPolicy" + name,
-        PolicyName=naming.resource_name(cfg, f"{model.variant_name}-invocations", 256),
-        PolicyType="TargetTrackingScaling",
-        ScalingTargetId=Ref(target),
-        TargetTrackingScalingPolicyConfiguration=aas.TargetTrackingScalingPolicyConfiguration(
-            TargetValue=scaling.target_invocations_per_instance,
-            PredefinedMetricSpecification=aas.PredefinedMetricSpecification(
-                PredefinedMetricType="SageMakerVariantInvocationsPerInstance"),
-            ScaleInCooldown=300,
-            ScaleOutCooldown=60,
-        ),
-    ))
+    target = t.add_resource(
+        aas.ScalableTarget(
+            "ScalableTarget" + name,
+            ServiceNamespace="sagemaker",
+            ScalableDimension="sagemaker:variant:DesiredInstanceCount",
+            ResourceId=f"endpoint/{naming.endpoint_name(cfg)}/variant/{model.variant_name}",
+            MinCapacity=scaling.min_capacity,
+            MaxCapacity=scaling.max_capacity,
+            RoleARN=Sub(SCALING_ROLE),
+            # The variant exists only once the endpoint does (the reference system raced here).
+            DependsOn=[endpoint],
+        )
+    )
+    t.add_resource(
+        aas.ScalingPolicy(
+            "ScalingPolicy" + name,
+            PolicyName=naming.resource_name(cfg, f"{model.variant_name}-invocations", 256),
+            PolicyType="TargetTrackingScaling",
+            ScalingTargetId=Ref(target),
+            TargetTrackingScalingPolicyConfiguration=aas.TargetTrackingScalingPolicyConfiguration(
+                TargetValue=scaling.target_invocations_per_instance,
+                PredefinedMetricSpecification=aas.PredefinedMetricSpecification(
+                    PredefinedMetricType="SageMakerVariantInvocationsPerInstance"
+                ),
+                ScaleInCooldown=300,
+                ScaleOutCooldown=60,
+            ),
+        )
+    )
