@@ -1,5 +1,6 @@
 """boto3 clients with explicit timeouts and bounded retries, made once per container."""
 
+import os
 import threading
 from typing import Dict
 
@@ -22,10 +23,14 @@ def client_config(connect_timeout: float, read_timeout: float,
 
 
 def cached_client(service: str, config: Config):
-    """The container's one client for ``service``; endpoints come from AWS_ENDPOINT_URL* if set."""
+    """The container's one client for ``service``; endpoints come from AWS_ENDPOINT_URL* if set.
+
+    Lambda sets AWS_REGION, which boto3 itself does not read (it reads AWS_DEFAULT_REGION).
+    """
     with _lock:
         if service not in _clients:
-            _clients[service] = boto3.client(service, config=config)
+            region = os.environ.get("AWS_REGION") or None
+            _clients[service] = boto3.client(service, region_name=region, config=config)
         return _clients[service]
 
 
