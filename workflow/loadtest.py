@@ -1,0 +1,231 @@
+"""``make test-load``: publish the load-test message, wait for every tester, report.
+
+The message goes to the trigger topic with ``aws sns publish`` (as the reference system does); each
+subscribed tester Lambda writes its summary to ``s3://<results bucket>/load-tests/<RunId>/``. This
+command waits for one summary per tester, merges them (latency percentiles from the raw samples,
+not averages of percentiles), prints the totals, per case and per variant, and writes
+``build/reports/load-test.json`` plus a latency-over-time and a latency-histogram PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from workflow.context import Context, WorkflowError, add_common_arguments, cli, load_context
+from workflow.deploy import aws_cli
+from workflow.outputs import stack_outputs
+
+TESTING_STACK = "api-testing"
+RESULTS_PREFIX = "load-tests"
+# Testers need their duration plus start-up and upload time; past this the run is reported as stuck.
+WAIT_MARGIN_SECONDS = 90
+POLL_SECONDS = 1.0
+
+
+def build_message(cfg, run_id: str, duration: float | None = None, rate: float | None = None) -> dict:
+    """The tester message for ``run_id`` from config.json's load_test (optionally overridden)."""
+    load = cfg.load_test
+    return {
+        "RunId": run_id,
+        "Config": {
+            "DurationInSec": duration if duration is not None else load.duration_seconds,
+            "RatePerSec": rate if rate is not None else load.rate_per_second,
+            "IntervalInSec": None,
+            "RequestTimeoutSec": load.request_timeout_seconds,
+        },
+        "TestData": [
+            {"type": case.id, "resource": cfg.api_hosting.resource_path,
+             "request": {"sentence": case.sentence},
+             "response": {"success": "true", "label": case.expected_label}}
+            for case in load.cases
+        ],
+    }
+
+
+def percentiles(values: list[float]) -> dict[str, float | None]:
+    """Nearest-rank p50/p90/p99 and max (the testers use the same definition)."""
+    ordered = sorted(values)
+    if not ordered:
+        return {"p50": None, "p90": None, "p99": None, "max": None}
+
+    def rank(p: float) -> float:
+        return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)], 3)
+
+    return {"p50": rank(50), "p90": rank(90), "p99": rank(99), "max": round(ordered[-1], 3)}
+
+
+def merge(summaries: dict[str, dict]) -> dict:
+    """One report from the testers' summaries (tester function name -> summary)."""
+    samples = [row for summary in summaries.values() for row in summary.get("samples", [])]
+    errors: Counter[str] = Counter()
+    for summary in summaries.values():
+        errors.update(summary.get("errorsByStatus", {}))
+
+    def group(rows: list[list], parts: list[dict]) -> dict:
+        group_errors: Counter[str] = Counter()
+        for part in parts:
+            group_errors.update(part.get("errorsByStatus", {}))
+        return {
+            "requests": len(rows),
+            "errors": sum(group_errors.values()),
+            "errors_by_status": dict(sorted(group_errors.items())),
+            "wrong_labels": sum(part.get("wrongLabels", 0) for part in parts),
+            "latency_ms": percentiles([row[1] for row in rows if row[1] is not None]),
+        }
+
+    def breakdown(column: int, section: str) -> dict:
+        keys = sorted({row[column] for row in samples})
+        return {key: group([row for row in samples if row[column] == key],
+                           [s[section][key] for s in summaries.values() if key in s.get(section, {})])
+                for key in keys}
+
+    return {
+        "testers": sorted(summaries),
+        "totals": {
+            "sent": sum(s.get("requestsSent", 0) for s in summaries.values()),
+            "completed": sum(s.get("requestsCompleted", 0) for s in summaries.values()),
+            "unfinished": sum(s.get("requestsUnfinished", 0) for s in summaries.values()),
+            "errors": sum(errors.values()),
+            "errors_by_status": dict(sorted(errors.items())),
+            "wrong_labels": sum(s.get("wrongLabels", 0) for s in summaries.values()),
+            "achieved_rate_per_sec": round(sum(s.get("achievedRatePerSec") or 0 for s in summaries.values()), 3),
+            "latency_ms": percentiles([row[1] for row in samples if row[1] is not None]),
+        },
+        "per_case": breakdown(3, "perCase"),
+        "per_variant": breakdown(4, "perVariant"),
+        "samples": samples,
+    }
+
+
+def render(report: dict) -> str:
+    def fmt(value) -> str:
+        return "-" if value is None else f"{value:.1f}"
+
+    header = f"{'':<16}{'requests':>9}{'errors':>8}{'wrong':>7}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    totals = report["totals"]
+    rows = [("all", {**totals, "requests": totals["sent"]})]
+    rows += [(f"case {k}", v) for k, v in report["per_case"].items()]
+    rows += [(f"variant {k}", v) for k, v in report["per_variant"].items()]
+    lines = [header]
+    for name, g in rows:
+        lat = g["latency_ms"]
+        lines.append(f"{name[:16]:<16}{g['requests']:>9}{g['errors']:>8}{g['wrong_labels']:>7}"
+                     f"{fmt(lat['p50']):>9}{fmt(lat['p90']):>9}{fmt(lat['p99']):>9}{fmt(lat['max']):>9}")
+    lines.append(f"testers {len(report['testers'])}, sent {totals['sent']}, completed {totals['completed']}, "
+                 f"achieved {totals['achieved_rate_per_sec']} req/s, errors by status {totals['errors_by_status'] or 'none'}")
+    return "\n".join(lines)
+
+
+def plot(report: dict, out: Path) -> list[Path]:
+    """Latency over time (one series per variant) and a latency histogram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    timed = [row for row in report["samples"] if row[1] is not None]
+    by_variant: dict[str, list[list]] = defaultdict(list)
+    for row in timed:
+        by_variant[row[4]].append(row)
+    fig, ax = plt.subplots(figsize=(9, 4))
+    for variant, rows in sorted(by_variant.items()):
+        ax.plot([r[0] for r in rows], [r[1] for r in rows], ".", markersize=3, label=variant)
+    ax.set(xlabel="seconds since the tester started", ylabel="latency (ms, to end of body)",
+           title="Load test: latency over time")
+    if by_variant:
+        ax.legend()
+    over_time = out / "latency-over-time.png"
+    fig.tight_layout()
+    fig.savefig(over_time, dpi=100)
+    plt.close(fig)
+    fig, ax = plt.subplots(figsize=(9, 4))
+    ax.hist([r[1] for r in timed] or [0], bins=50)
+    for name, value in report["totals"]["latency_ms"].items():
+        if value is not None and name != "max":
+            ax.axvline(value, linestyle="--", linewidth=1)
+            ax.text(value, ax.get_ylim()[1] * 0.9, f" {name}", fontsize=8)
+    ax.set(xlabel="latency (ms)", ylabel="requests", title="Load test: latency histogram")
+    histogram = out / "latency-histogram.png"
+    fig.tight_layout()
+    fig.savefig(histogram, dpi=100)
+    plt.close(fig)
+    return [over_time, histogram]
+
+
+def wait_for_summaries(s3, bucket: str, run_id: str, testers: list[str], timeout: float) -> dict[str, dict]:
+    prefix = f"{RESULTS_PREFIX}/{run_id}/"
+    deadline = time.monotonic() + timeout
+    found: dict[str, dict] = {}
+    while True:
+        listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+        for item in listing.get("Contents", []):
+            name = item["Key"][len(prefix):].removesuffix(".json")
+            if name not in found:
+                found[name] = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+                print(f"[=] tester {name} finished ({len(found)}/{len(testers)})", flush=True)
+        if len(found) >= len(testers):
+            return found
+        if time.monotonic() > deadline:
+            missing = sorted(set(testers) - set(found))
+            raise WorkflowError(f"no summary from {', '.join(missing)} after {timeout:.0f} s: "
+                                "see the testers' logs (the Lambda log groups)")
+        time.sleep(POLL_SECONDS)
+
+
+def run(ctx: Context, duration: float | None, rate: float | None, reports: Path) -> dict:
+    out = stack_outputs(ctx.target.client("cloudformation"), ctx.manifest.stack(TESTING_STACK).stack_name)
+    if "TriggerTopicArn" not in out:
+        raise WorkflowError(f"stack {ctx.manifest.stack(TESTING_STACK).stack_name} is not deployed: run `make deploy`")
+    testers = out["TesterFunctionNames"].split(",")
+    run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
+    message = build_message(ctx.cfg, run_id, duration, rate)
+    reports.mkdir(parents=True, exist_ok=True)
+    message_file = reports / "load-test-message.json"
+    message_file.write_text(json.dumps(message, indent=2) + "\n")
+    config = message["Config"]
+    print(f"[*] load test {run_id}: {len(testers)} testers x {config['RatePerSec']} req/s "
+          f"for {config['DurationInSec']} s", flush=True)
+    published = subprocess.run(
+        aws_cli() + ["sns", "publish", "--topic-arn", out["TriggerTopicArn"], "--region", ctx.target.region,
+                     "--message", f"file://{message_file.resolve()}"],
+        env=ctx.target.env, capture_output=True, text=True)
+    if published.returncode != 0:
+        raise WorkflowError(f"aws sns publish failed: {(published.stderr or published.stdout).strip()}")
+    summaries = wait_for_summaries(ctx.target.client("s3"), out["ResultsBucketName"], run_id, testers,
+                                   float(config["DurationInSec"]) + WAIT_MARGIN_SECONDS)
+    report = {"run_id": run_id, "message": message, **merge(summaries)}
+    (reports / "load-test.json").write_text(json.dumps(report, indent=2) + "\n")
+    images = plot(report, reports)
+    print(render(report))
+    print(f"report: {reports / 'load-test.json'}, {', '.join(str(p) for p in images)}")
+    return report
+
+
+@cli("test-load")
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workflow.loadtest", description=__doc__.splitlines()[0])
+    add_common_arguments(parser)
+    parser.add_argument("--duration", type=float, help="seconds each tester runs (default: config.json)")
+    parser.add_argument("--rate", type=float, help="requests per second per tester (default: config.json)")
+    parser.add_argument("--reports", default="build/reports")
+    args = parser.parse_args(argv)
+    for name in ("duration", "rate"):
+        value = getattr(args, name)
+        if value is not None and not value > 0:
+            raise SystemExit(f"test-load: --{name} must be > 0, got {value}")
+    ctx = load_context(args.target, args.config, args.manifest)
+    report = run(ctx, args.duration, args.rate, Path(args.reports))
+    return 1 if report["totals"]["errors"] or report["totals"]["wrong_labels"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
