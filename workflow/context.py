@@ -28,7 +28,7 @@ class Context:
 
 
 def load_context(target: str, config: str | Path, manifest: str | Path) -> Context:
-    from generator.config import load_config
+    from generator.config import load as load_config
 
     cfg = load_config(config)
     project = cfg.project

@@ -85,7 +85,8 @@ def pack(models: dict[str, Path], out: Path, code_dir: Path = MODEL_CODE,
 
 
 def main(argv: list[str] | None = None) -> int:
-    from generator.config import ConfigError, load_config
+    from generator.config import ConfigError
+    from generator.config import load as load_config
 
     parser = argparse.ArgumentParser(prog="python -m workflow.pack", description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="config.json")
