@@ -69,11 +69,19 @@ def statement(
     )
 
 
-def role(logical_id: str, service: str, statements: list[Statement], description: str) -> Role:
+def role(
+    logical_id: str,
+    service: str,
+    statements: list[Statement],
+    description: str,
+    checkov_skips: list[dict] | None = None,
+) -> Role:
     """Role assumable by `service` with one inline least-privilege policy."""
+    extra = {"Metadata": {"checkov": {"skip": checkov_skips}}} if checkov_skips else {}
     return Role(
         logical_id,
         Description=description,
+        **extra,
         AssumeRolePolicyDocument=PolicyDocument(
             Version="2012-10-17",
             Statement=[

@@ -61,7 +61,7 @@ def build(cfg) -> Template:
     dead_letters = t.add_resource(
         sqs.Queue(
             "FailedRuns",
-            SqsManagedSseEnabled=True,
+            KmsMasterKeyId=GetAtt(key, "Arn"),
             MessageRetentionPeriod=14 * 24 * 3600,
             **resources.deletion_policy(False),
         )
@@ -175,6 +175,7 @@ def _tester_statements(cfg, key, log_groups, results, dead_letters) -> list:
             "WriteSummaries", [Sub(f"${{{results.title}.Arn}}/{RESULTS_PREFIX}/*")]
         ),
         iam.statement("ParkFailedRuns", ["sqs:SendMessage"], [GetAtt(dead_letters, "Arn")]),
+        iam.kms_use("EncryptFailedRuns", [GetAtt(key, "Arn")]),
     ]
     if cfg.api_hosting.auth == "api_key":
         statements.append(

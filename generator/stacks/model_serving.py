@@ -165,6 +165,8 @@ def _model(t, cfg, model, role, artifact_bucket, key_param):
             ModelName=name,
             ExecutionRoleArn=GetAtt(role, "Arn"),
             PrimaryContainer=container,
+            # The handler needs nothing but its model directory: no outbound network at all.
+            EnableNetworkIsolation=True,
         )
     )
 
