@@ -1,0 +1,724 @@
+"""The local Lambda runtime: warm worker pools that run the deployed zips.
+
+Functions are read from moto's Lambda backend (code bytes, handler, environment, timeout,
+memory, reserved concurrency). Each code version is extracted once, by content hash, under
+``<home>/state/functions/<sha256>/``; each function gets a pool of up to
+``min(reserved concurrency, MAX_POOL_SIZE)`` warm ``localcloud.lambda_worker`` processes,
+started on demand and supervised by :mod:`localcloud.processes` (a worker that dies is logged
+and restarted). Workers connect back to a private Unix socket; an invocation is one frame each
+way (see :mod:`localcloud.lambda_worker`), so no process is spawned per request and handler
+output goes to ``<home>/logs/lambda/<function>.log``, never into results.
+
+All worker I/O happens on one asyncio loop (the gateway's). Callers on that loop await
+:meth:`LambdaRuntime.invoke`; moto's server threads use :meth:`LambdaRuntime.invoke_blocking`
+and :meth:`LambdaRuntime.submit_event`. :func:`install_moto_hooks` routes moto's Invoke
+(RequestResponse and Event) and SNS -> Lambda deliveries here, so Docker is never needed.
+
+Lambda semantics kept: the configured timeout (the worker is killed and restarted, the caller
+gets ``Sandbox.Timedout``), reserved concurrency (0 throttles every call; otherwise synchronous
+calls beyond it are throttled), asynchronous retries (``MaximumRetryAttempts``, default 2),
+updated code or configuration replaces the pool, a deleted function stops its workers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import collections
+import hashlib
+import io
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import sys
+import tempfile
+import time
+import uuid
+import zipfile
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from localcloud import metrics, urls
+from localcloud.lambda_worker import HEADER
+from localcloud.processes import ManagedProcess, PidRegistry
+
+log = logging.getLogger("localcloud.lambdas")
+
+MAX_POOL_SIZE = 4
+DEFAULT_ASYNC_RETRIES = 2
+ASYNC_RETRY_DELAYS = (1.0, 2.0)  # Lambda waits minutes; locally a retry should be seen soon
+WORKER_INIT_TIMEOUT = 60.0  # import of the handler module (Lambda allows 10 s; this box is shared)
+ACQUIRE_TIMEOUT = 120.0  # a caller waiting longer than this for a free worker gives up
+RECONCILE_SECONDS = 2.0
+DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
+PASSED_THROUGH_ENV = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR")
+
+
+class InvokeResult(NamedTuple):
+    payload: bytes  # the function's result, or Lambda's error document when error_type is set
+    error_type: str | None  # None on success
+    duration_ms: float
+
+
+class Throttled(Exception):
+    """The function's reserved concurrency is used up (Lambda's TooManyRequestsException)."""
+
+
+class _WorkerGone(Exception):
+    pass
+
+
+def _error_payload(error_type: str, message: str) -> bytes:
+    return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+
+
+def _code_sha_hex(fn: Any) -> str:
+    """moto keeps base64(sha256); directories are named by the hex form."""
+    try:
+        return base64.b64decode(fn.code_sha_256).hex()
+    except (binascii.Error, TypeError, ValueError):
+        return hashlib.sha256(fn.code_bytes or b"").hexdigest()
+
+
+@dataclass
+class _Frame:
+    meta: dict
+    body: bytes
+
+
+class Worker:
+    """One slot of a pool: a supervised process and, while it is up, its connection."""
+
+    def __init__(self, pool: "WorkerPool", index: int) -> None:
+        self.pool = pool
+        self.token = secrets.token_hex(16)
+        self.name = f"lambda:{pool.fn_name}:{index}"
+        self.writer: asyncio.StreamWriter | None = None
+        self.pid: int | None = None
+        self.pending: asyncio.Future | None = None
+        self.killed = False
+        self.process: ManagedProcess | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self.writer is not None
+
+    async def run(self, request_id: str, payload: bytes, timeout: float) -> InvokeResult:
+        loop = asyncio.get_running_loop()
+        self.pending = loop.create_future()
+        deadline_ms = int((time.time() + timeout) * 1000)
+        meta = json.dumps({"request_id": request_id, "deadline_ms": deadline_ms}).encode()
+        started = time.perf_counter()
+        self.writer.write(HEADER.pack(len(meta), len(payload)) + meta + payload)
+        try:
+            frame: _Frame = await asyncio.wait_for(self.pending, timeout)
+        except asyncio.TimeoutError:
+            self.kill(f"request {request_id} timed out after {timeout:.2f} s")
+            message = f"RequestId: {request_id} Error: Task timed out after {timeout:.2f} seconds"
+            return InvokeResult(
+                _error_payload("Sandbox.Timedout", message),
+                "Sandbox.Timedout",
+                (time.perf_counter() - started) * 1000,
+            )
+        except _WorkerGone:
+            message = (
+                f"RequestId: {request_id} Error: Runtime exited unexpectedly "
+                f"(see {self.pool.runtime.function_log(self.pool.fn_name)})"
+            )
+            return InvokeResult(
+                _error_payload("Runtime.ExitError", message),
+                "Runtime.ExitError",
+                (time.perf_counter() - started) * 1000,
+            )
+        finally:
+            self.pending = None
+        elapsed = (time.perf_counter() - started) * 1000
+        error = frame.meta.get("error")
+        if error:
+            return InvokeResult(
+                json.dumps(error).encode(), error.get("errorType", "Error"), elapsed
+            )
+        return InvokeResult(frame.body, None, elapsed)
+
+    def attach(self, writer: asyncio.StreamWriter, pid: int) -> None:
+        self.writer, self.pid, self.killed = writer, pid, False
+
+    def detach(self) -> None:
+        """The connection closed: the process died, was killed, or is being stopped."""
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.close()
+        if self.pending is not None and not self.pending.done():
+            self.pending.set_exception(_WorkerGone())
+
+    def kill(self, reason: str) -> None:
+        """SIGKILL the worker's process group; its supervisor starts a fresh one."""
+        log.warning("killing Lambda worker %s (pid %s): %s", self.name, self.pid, reason)
+        self.killed = True
+        pid, writer = self.pid, self.writer
+        self.writer = None
+        if writer is not None:
+            writer.close()
+        if pid is not None:
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+class WorkerPool:
+    """The warm workers of one function version."""
+
+    def __init__(self, runtime: "LambdaRuntime", fn: Any) -> None:
+        self.runtime = runtime
+        self.fn = fn
+        self.fn_name = fn.function_name
+        self.signature = WorkerPool.signature_of(fn)
+        reserved = fn.reserved_concurrency
+        self.reserved = None if reserved is None else int(reserved)
+        self.max_size = (
+            MAX_POOL_SIZE if self.reserved is None else min(self.reserved, MAX_POOL_SIZE)
+        )
+        self.timeout = float(fn.timeout or 3)
+        self.workers: list[Worker] = []
+        self.idle: collections.deque[Worker] = collections.deque()
+        self.waiters: collections.deque[asyncio.Future] = collections.deque()
+        self.in_flight = 0
+        self.retired = False
+        self._code_dir: asyncio.Future | None = None
+
+    @staticmethod
+    def signature_of(fn: Any) -> tuple:
+        return (
+            id(fn),
+            fn.code_sha_256,
+            fn.handler,
+            fn.timeout,
+            fn.memory_size,
+            fn.reserved_concurrency,
+            json.dumps(fn.environment_vars, sort_keys=True),
+        )
+
+    def matches(self, fn: Any) -> bool:
+        return (
+            fn is self.fn
+            and fn.code_sha_256 == self.signature[1]
+            and fn.handler == self.signature[2]
+            and fn.timeout == self.signature[3]
+            and fn.memory_size == self.signature[4]
+            and fn.reserved_concurrency == self.signature[5]
+            and json.dumps(fn.environment_vars, sort_keys=True) == self.signature[6]
+        )
+
+    async def invoke(self, payload: bytes, synchronous: bool) -> InvokeResult:
+        if self.max_size == 0 or (
+            synchronous and self.reserved is not None and self.in_flight >= self.reserved
+        ):
+            raise Throttled(self.fn_name)
+        request_id = str(uuid.uuid4())
+        self.in_flight += 1
+        try:
+            if self._code_dir is None:
+                self._code_dir = asyncio.ensure_future(
+                    asyncio.to_thread(self.runtime.extract_code, self.fn)
+                )
+            try:
+                await asyncio.shield(self._code_dir)
+            except (OSError, RuntimeError, zipfile.BadZipFile) as exc:
+                message = f"RequestId: {request_id} Error: cannot unpack the function's code: {exc}"
+                return InvokeResult(
+                    _error_payload("Runtime.InvalidCode", message), "Runtime.InvalidCode", 0.0
+                )
+            worker = await self._acquire()
+            try:
+                return await worker.run(request_id, payload, self.timeout)
+            finally:
+                self.release(worker)
+        finally:
+            self.in_flight -= 1
+            if self.retired and self.in_flight == 0:
+                self.runtime.stop_pool_later(self)
+
+    async def _acquire(self) -> Worker:
+        deadline = time.monotonic() + ACQUIRE_TIMEOUT
+        while True:
+            while self.idle:
+                worker = self.idle.popleft()
+                if worker.connected:
+                    return worker
+            if len(self.workers) < self.max_size and len(self.waiters) >= self._starting():
+                self._add_worker()
+            waiter = asyncio.get_running_loop().create_future()
+            self.waiters.append(waiter)
+            try:
+                worker = await asyncio.wait_for(waiter, max(0.0, deadline - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise Throttled(f"{self.fn_name}: no worker became free in {ACQUIRE_TIMEOUT:.0f} s")
+            if worker.connected:  # it may have died between its release and now
+                return worker
+
+    def _starting(self) -> int:
+        return sum(1 for w in self.workers if not w.connected)
+
+    def _add_worker(self) -> None:
+        worker = Worker(self, len(self.workers))
+        self.workers.append(worker)
+        worker.process = self.runtime.spawn(self.fn, self._code_dir.result(), worker)
+        worker.process.start()
+
+    def release(self, worker: Worker) -> None:
+        """Hand a connected, free worker to the next waiter, or park it as idle."""
+        if not worker.connected or worker.pending is not None:
+            return
+        while self.waiters:
+            waiter = self.waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(worker)
+                return
+        self.idle.append(worker)
+
+    def processes(self) -> list[ManagedProcess]:
+        return [w.process for w in self.workers if w.process is not None]
+
+
+class LambdaRuntime:
+    def __init__(
+        self,
+        home: Path,
+        registry: PidRegistry | None = None,
+        region: str = "us-east-1",
+    ) -> None:
+        self.home = Path(home)
+        self.functions_dir = self.home / "state" / "functions"
+        self.logs_dir = self.home / "logs" / "lambda"
+        self.registry = registry
+        self.region = region
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.pools: dict[tuple, WorkerPool] = {}
+        self._by_token: dict[str, Worker] = {}
+        self._tasks: set[asyncio.Task] = set()
+        self._server: asyncio.AbstractServer | None = None
+        self._socket_dir: Path | None = None
+        self._reconciler: asyncio.Task | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        run_dir = self.home / "run"
+        run_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(run_dir, 0o700)
+        self.socket_path = run_dir / "lambda.sock"
+        if len(str(self.socket_path)) > 100:  # AF_UNIX paths are limited to 108 bytes
+            self._socket_dir = Path(tempfile.mkdtemp(prefix="localcloud-"))
+            self.socket_path = self._socket_dir / "lambda.sock"
+        self.socket_path.unlink(missing_ok=True)
+        self._server = await asyncio.start_unix_server(self._on_connect, path=str(self.socket_path))
+        os.chmod(self.socket_path, 0o600)
+        self._reconciler = asyncio.ensure_future(self._reconcile_forever())
+
+    async def stop(self) -> None:
+        if self._reconciler is not None:
+            self._reconciler.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        pools, self.pools = list(self.pools.values()), {}
+        await asyncio.gather(*(self._stop_pool(pool) for pool in pools))
+        if self._server is not None:
+            self._server.close()
+        self.socket_path.unlink(missing_ok=True)
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+
+    # -- invocation ---------------------------------------------------------------------------
+
+    async def invoke(self, fn: Any, payload: bytes, synchronous: bool = True) -> InvokeResult:
+        """Run ``fn`` (a moto LambdaFunction) on ``payload`` (the event as JSON bytes)."""
+        pool = self.pool_for(fn)
+        dims = {"FunctionName": pool.fn_name}
+        try:
+            result = await pool.invoke(payload, synchronous)
+        except Throttled:
+            metrics.record("AWS/Lambda", "Throttles", 1, "Count", dims)
+            raise
+        metrics.record("AWS/Lambda", "Invocations", 1, "Count", dims)
+        metrics.record("AWS/Lambda", "Duration", result.duration_ms, "Milliseconds", dims)
+        metrics.record("AWS/Lambda", "Errors", 1 if result.error_type else 0, "Count", dims)
+        return result
+
+    def invoke_blocking(self, fn: Any, payload: bytes) -> InvokeResult:
+        """:meth:`invoke` from a thread other than the loop's (moto's request threads)."""
+        if self.loop is None:
+            raise RuntimeError("the Lambda runtime is not started")
+        if self.loop.is_running() and _on_loop_thread(self.loop):
+            raise RuntimeError("invoke_blocking called on the runtime's own loop: await invoke()")
+        future = asyncio.run_coroutine_threadsafe(self.invoke(fn, payload), self.loop)
+        return future.result()
+
+    def submit_event(self, fn: Any, payload: bytes) -> None:
+        """Queue an asynchronous (``Event``) invocation; returns at once, from any thread."""
+        self.loop.call_soon_threadsafe(self._start_event, fn, payload)
+
+    def _start_event(self, fn: Any, payload: bytes) -> None:
+        task = asyncio.ensure_future(self._run_event(fn, payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_event(self, fn: Any, payload: bytes) -> None:
+        retries = DEFAULT_ASYNC_RETRIES
+        for config in getattr(fn, "event_invoke_config", []):
+            retries = int(config.config.get("MaximumRetryAttempts", retries))
+        for attempt in range(retries + 1):
+            try:
+                result = await self.invoke(fn, payload, synchronous=False)
+            except Throttled as exc:
+                log.error("asynchronous invocation of %s throttled: %s", fn.function_name, exc)
+                return
+            if result.error_type is None:
+                return
+            log.error(
+                "asynchronous invocation of %s failed (attempt %d of %d): %s",
+                fn.function_name,
+                attempt + 1,
+                retries + 1,
+                result.payload.decode(errors="replace"),
+            )
+            if attempt < retries:
+                await asyncio.sleep(ASYNC_RETRY_DELAYS[min(attempt, len(ASYNC_RETRY_DELAYS) - 1)])
+
+    # -- pools --------------------------------------------------------------------------------
+
+    def pool_for(self, fn: Any) -> WorkerPool:
+        key = (fn.account_id, fn.region, fn.function_name, str(fn.version))
+        pool = self.pools.get(key)
+        if pool is not None and pool.matches(fn):
+            return pool
+        if pool is not None:
+            log.info("function %s changed: replacing its workers", fn.function_name)
+            self._retire(pool)
+        pool = self.pools[key] = WorkerPool(self, fn)
+        return pool
+
+    def _retire(self, pool: WorkerPool) -> None:
+        pool.retired = True
+        if pool.in_flight == 0:
+            self.stop_pool_later(pool)
+
+    def stop_pool_later(self, pool: WorkerPool) -> None:
+        task = asyncio.ensure_future(self._stop_pool(pool))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _stop_pool(self, pool: WorkerPool) -> None:
+        for worker in pool.workers:
+            self._by_token.pop(worker.token, None)
+            worker.killed = True
+        processes = pool.processes()
+        pool.workers, pool.idle = [], collections.deque()
+        await asyncio.gather(*(asyncio.to_thread(p.stop, 2.0) for p in processes))
+
+    async def _reconcile_forever(self) -> None:
+        while True:
+            await asyncio.sleep(RECONCILE_SECONDS)
+            self.reconcile()
+
+    def reconcile(self) -> None:
+        """Retire pools whose function was deleted or replaced in moto."""
+        from moto.awslambda.models import lambda_backends
+
+        for key, pool in list(self.pools.items()):
+            account, region, name, version = key
+            try:
+                current = lambda_backends[account][region].get_function(
+                    name, None if version == "$LATEST" else version
+                )
+            except Exception:  # moto raises its own not-found types
+                current = None
+            if current is None or not pool.matches(current):
+                log.info("function %s was deleted or changed: stopping its workers", name)
+                del self.pools[key]
+                self._retire(pool)
+
+    # -- worker processes ----------------------------------------------------------------------
+
+    def function_log(self, fn_name: str) -> Path:
+        return self.logs_dir / f"{fn_name}.log"
+
+    def extract_code(self, fn: Any) -> Path:
+        """The function's code directory, extracted once per content hash."""
+        target = self.functions_dir / _code_sha_hex(fn)
+        if target.is_dir():
+            return target
+        if not getattr(fn, "code_bytes", b""):
+            raise RuntimeError(f"function {fn.function_name} has no code")
+        self.functions_dir.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=self.functions_dir))
+        try:
+            with zipfile.ZipFile(io.BytesIO(fn.code_bytes)) as archive:
+                archive.extractall(staging)  # extractall drops absolute and ".." members
+            os.replace(staging, target)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not target.is_dir():  # not a lost race with another extraction
+                raise
+        return target
+
+    def worker_env(self, fn: Any, code_dir: Path) -> dict[str, str]:
+        region = fn.region or self.region
+        env = {k: os.environ[k] for k in PASSED_THROUGH_ENV if k in os.environ}
+        env.update({k: urls.to_local_url(str(v)) for k, v in (fn.environment_vars or {}).items()})
+        env.update(DUMMY_CREDENTIALS)
+        env.update(
+            {
+                "AWS_ENDPOINT_URL": urls.control_url(),
+                "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME": urls.dataplane_url(),
+                "AWS_REGION": region,
+                "AWS_DEFAULT_REGION": region,
+                # a developer's ~/.aws must not redirect or re-credential the function
+                "AWS_CONFIG_FILE": os.devnull,
+                "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+                "AWS_LAMBDA_FUNCTION_NAME": fn.function_name,
+                "AWS_LAMBDA_FUNCTION_VERSION": (
+                    "$LATEST" if str(fn.version) == "$LATEST" else str(fn.version)
+                ),
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(fn.memory_size),
+                "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{fn.function_name}",
+                "AWS_LAMBDA_LOG_STREAM_NAME": datetime.now(timezone.utc).strftime(
+                    "%Y/%m/%d/[$LATEST]"
+                )
+                + uuid.uuid4().hex,
+                "AWS_EXECUTION_ENV": f"AWS_Lambda_{fn.run_time}",
+                "LAMBDA_TASK_ROOT": str(code_dir),
+                "LOCALCLOUD_FUNCTION_ARN": fn.function_arn,
+                "LOCALCLOUD_WORKER_SOCKET": str(self.socket_path),
+                "_HANDLER": fn.handler or "",
+                "TZ": ":UTC",
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        return env
+
+    def spawn(self, fn: Any, code_dir: Path, worker: Worker) -> ManagedProcess:
+        env = self.worker_env(fn, code_dir)
+        env["LOCALCLOUD_WORKER_TOKEN"] = worker.token
+        self._by_token[worker.token] = worker
+        return ManagedProcess(
+            worker.name,
+            [sys.executable, "-m", "localcloud.lambda_worker"],
+            log_path=self.function_log(fn.function_name),
+            env=env,
+            inherit_env=False,
+            cwd=code_dir,
+            ready=lambda: worker.connected,
+            ready_timeout=WORKER_INIT_TIMEOUT,
+            backoff_initial=0.1,
+            backoff_max=5.0,
+            registry=self.registry,
+        )
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            hello = await asyncio.wait_for(_read_frame(reader), WORKER_INIT_TIMEOUT)
+        except (asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+            hello = None
+        worker = self._by_token.get(hello.meta.get("token", "")) if hello else None
+        if worker is None:
+            writer.close()  # not one of ours (or a worker of a stopped pool)
+            return
+        worker.attach(writer, int(hello.meta["pid"]))
+        if hello.meta.get("init_error"):
+            log.error("%s failed to initialise: %s", worker.name, hello.meta["init_error"])
+        worker.pool.release(worker)
+        try:
+            while True:
+                frame = await _read_frame(reader)
+                if worker.pending is not None and not worker.pending.done():
+                    worker.pending.set_result(frame)
+        except (asyncio.IncompleteReadError, ConnectionError, ValueError):
+            pass
+        if worker.writer is writer:  # not a kill we already handled
+            if worker.pending is not None and not worker.killed:
+                log.error("%s (pid %s) died during an invocation", worker.name, worker.pid)
+            worker.detach()
+
+
+def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> _Frame:
+    header = await reader.readexactly(HEADER.size)
+    meta_len, body_len = HEADER.unpack(header)
+    data = await reader.readexactly(meta_len + body_len)
+    return _Frame(json.loads(data[:meta_len]), data[meta_len:])
+
+
+# -- moto seams -------------------------------------------------------------------------------
+
+_runtime: LambdaRuntime | None = None
+
+
+def install_moto_hooks(runtime: LambdaRuntime) -> None:
+    """Route moto's Lambda invocations and SNS -> Lambda deliveries to ``runtime``.
+
+    ``LambdaFunction.invoke`` serves the Invoke API (RequestResponse, Event, DryRun);
+    ``LambdaFunction._invoke_lambda`` is what moto's other event sources call (it would start
+    Docker); ``Subscription.publish`` for the ``lambda`` protocol builds SNS's real event and
+    queues it, because moto would deliver inside Publish and so serialise the subscribers.
+    """
+    global _runtime
+    from moto.awslambda.models import LambdaFunction
+    from moto.sns.models import Subscription
+
+    _runtime = runtime
+    if getattr(LambdaFunction.invoke, "localcloud_hook", False):
+        return
+    LambdaFunction.invoke = _moto_invoke
+    LambdaFunction._invoke_lambda = _moto_invoke_lambda
+    Subscription.publish = _wrap_sns_publish(Subscription.publish)
+
+
+def _header(headers: Any, name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _moto_error(code: int, error_type: str, message: str) -> Exception:
+    from moto.core.exceptions import JsonRESTError
+
+    error = JsonRESTError(error_type, message)
+    error.code = code
+    return error
+
+
+def _moto_invoke(self: Any, body: Any, request_headers: Any, response_headers: Any) -> bytes:
+    payload = body.encode() if isinstance(body, str) else bytes(body or b"")
+    payload = payload or b"{}"
+    try:
+        json.loads(payload)
+    except ValueError as exc:
+        raise _moto_error(
+            400, "InvalidRequestContentException", f"Could not parse request body into json: {exc}"
+        )
+    invocation_type = _header(request_headers, "x-amz-invocation-type") or "RequestResponse"
+    if invocation_type == "DryRun":
+        return b""
+    if invocation_type == "Event":
+        _runtime.submit_event(self, payload)
+        return b""
+    try:
+        result = _runtime.invoke_blocking(self, payload)
+    except Throttled:
+        raise _moto_error(429, "TooManyRequestsException", "Rate Exceeded.")
+    response_headers["x-amz-executed-version"] = str(self.version)
+    if result.error_type is not None:
+        response_headers["x-amz-function-error"] = "Unhandled"
+    return result.payload
+
+
+_moto_invoke.localcloud_hook = True  # type: ignore[attr-defined]
+
+
+def _moto_invoke_lambda(self: Any, event: Any = None) -> tuple[str, bool, str]:
+    payload = event if isinstance(event, str) else json.dumps(event if event is not None else {})
+    try:
+        result = _runtime.invoke_blocking(self, payload.encode())
+    except Throttled:
+        return _error_payload("TooManyRequestsException", "Rate Exceeded.").decode(), True, ""
+    return result.payload.decode(errors="replace"), result.error_type is not None, ""
+
+
+def sns_event(
+    subscription: Any,
+    message: str,
+    message_id: str,
+    subject: str | None,
+    message_attributes: dict | None,
+) -> dict:
+    """The event SNS gives a subscribed function (one record)."""
+    topic_arn = subscription.topic.arn
+    region = topic_arn.split(":")[3]
+    return {
+        "Records": [
+            {
+                "EventSource": "aws:sns",
+                "EventVersion": "1.0",
+                "EventSubscriptionArn": subscription.arn,
+                "Sns": {
+                    "Type": "Notification",
+                    "MessageId": message_id,
+                    "TopicArn": topic_arn,
+                    "Subject": subject,
+                    "Message": message,
+                    "Timestamp": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+                    + "Z",
+                    "SignatureVersion": "1",
+                    "Signature": "",
+                    "SigningCertUrl": (
+                        f"https://sns.{region}.amazonaws.com/SimpleNotificationService.pem"
+                    ),
+                    "UnsubscribeUrl": (
+                        f"https://sns.{region}.amazonaws.com/?Action=Unsubscribe"
+                        f"&SubscriptionArn={subscription.arn}"
+                    ),
+                    "MessageAttributes": {
+                        name: {"Type": attr.get("Type"), "Value": attr.get("Value")}
+                        for name, attr in (message_attributes or {}).items()
+                    },
+                },
+            }
+        ]
+    }
+
+
+def _wrap_sns_publish(original: Any) -> Any:
+    def publish(
+        self: Any,
+        message: str,
+        message_id: str,
+        subject: str | None = None,
+        message_attributes: dict | None = None,
+        group_id: str | None = None,
+        deduplication_id: str | None = None,
+        message_structure: str | None = None,
+    ) -> None:
+        if self.protocol != "lambda":
+            return original(
+                self,
+                message,
+                message_id,
+                subject,
+                message_attributes,
+                group_id,
+                deduplication_id,
+                message_structure,
+            )
+        matcher = self._filter_policy_matcher
+        if matcher is not None and not matcher.matches(message_attributes, message):
+            return None
+        if message_structure == "json":
+            message = self._parse_message_structure(message, self.protocol)
+        from moto.awslambda.models import lambda_backends
+
+        parts = self.endpoint.split(":")
+        try:
+            fn = lambda_backends[parts[4]][parts[3]].get_function(self.endpoint)
+        except Exception as exc:  # moto's not-found error, or a malformed endpoint ARN
+            log.error("SNS delivery to %s dropped: %s", self.endpoint, exc)
+            return None
+        event = sns_event(self, message, message_id, subject, message_attributes)
+        _runtime.submit_event(fn, json.dumps(event).encode())
+        return None
+
+    return publish

@@ -1,0 +1,185 @@
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port_pair() -> int:
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        if port < 65000 and all(_free(p) for p in (port, port + 1)):
+            return port
+    raise RuntimeError("no two free consecutive ports")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+@pytest.fixture
+def cloud_env(tmp_path):
+    port = _free_port_pair()
+    env = dict(os.environ, LOCALCLOUD_HOME=str(tmp_path / "lc"), LOCALCLOUD_PORT=str(port))
+    env.pop("AWS_DEFAULT_REGION", None)
+    yield env
+    subprocess.run([sys.executable, "-m", "localcloud", "down"], env=env, cwd=ROOT, timeout=60)
+
+
+def _cli(env, *args, timeout=90):
+    return subprocess.run(
+        [sys.executable, "-m", "localcloud", *args],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _trivial_zip() -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as archive:
+        archive.writestr(
+            "handler.py",
+            "def handler(event, context):\n"
+            "    return {'statusCode': 200, 'body': event['path']}\n",
+        )
+    return buf.getvalue()
+
+
+def test_up_status_down_leave_no_process_behind(cloud_env):
+    home = Path(cloud_env["LOCALCLOUD_HOME"])
+    port = int(cloud_env["LOCALCLOUD_PORT"])
+    assert _cli(cloud_env, "status").returncode == 1
+
+    up = _cli(cloud_env, "up")
+    assert up.returncode == 0, up.stderr
+    assert "started" in up.stdout
+    again = _cli(cloud_env, "up")
+    assert again.returncode == 0 and "already running" in again.stdout
+    status = _cli(cloud_env, "status")
+    assert status.returncode == 0 and f"http://127.0.0.1:{port}" in status.stdout
+    daemon_pid = int((home / "localcloud.pid").read_text())
+
+    # a Lambda worker is a child process that `down` must stop too
+    kw = dict(
+        endpoint_url=f"http://127.0.0.1:{port}",
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    role = boto3.client("iam", **kw).create_role(RoleName="r", AssumeRolePolicyDocument="{}")
+    lam = boto3.client("lambda", **kw)
+    fn = lam.create_function(
+        FunctionName="trivial",
+        Runtime="python3.11",
+        Role=role["Role"]["Arn"],
+        Handler="handler.handler",
+        Code={"ZipFile": _trivial_zip()},
+    )
+    apigw = boto3.client("apigateway", **kw)
+    api = apigw.create_rest_api(name="smoke")["id"]
+    root = apigw.get_resources(restApiId=api)["items"][0]["id"]
+    resource = apigw.create_resource(restApiId=api, parentId=root, pathPart="hello")["id"]
+    apigw.put_method(
+        restApiId=api, resourceId=resource, httpMethod="GET", authorizationType="NONE"
+    )
+    apigw.put_integration(
+        restApiId=api,
+        resourceId=resource,
+        httpMethod="GET",
+        type="AWS_PROXY",
+        integrationHttpMethod="POST",
+        uri="arn:aws:apigateway:us-east-1:lambda:path/2015-03-31/functions/"
+        f"{fn['FunctionArn']}/invocations",
+    )
+    apigw.create_deployment(restApiId=api, stageName="prod")
+    url = f"http://127.0.0.1:{port + 1}/restapis/{api}/prod/_user_request_/hello"
+    with urllib.request.urlopen(url, timeout=30) as resp:
+        assert resp.read() == b"/hello"
+
+    children = [int(pid) for pid in json.loads((home / "children.json").read_text())]
+    assert children and all(_alive(pid) for pid in children)
+    assert (home / "logs" / "lambda" / "trivial.log").is_file()
+
+    down = _cli(cloud_env, "down")
+    assert down.returncode == 0 and "stopped" in down.stdout
+    deadline = time.time() + 10
+    while any(_alive(pid) for pid in [daemon_pid, *children]):
+        assert time.time() < deadline, "a process of the local cloud survived `down`"
+        time.sleep(0.05)
+    assert not (home / "localcloud.pid").exists()
+    assert _cli(cloud_env, "status").returncode == 1
+    again = _cli(cloud_env, "down")
+    assert again.returncode == 0 and "not running" in again.stdout
+
+
+def test_up_refuses_a_busy_port_in_one_line(cloud_env):
+    port = int(cloud_env["LOCALCLOUD_PORT"])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port + 1))
+        squatter.listen()
+        result = _cli(cloud_env, "up")
+    assert result.returncode == 1
+    assert result.stderr.strip().count("\n") == 0
+    assert f"port {port + 1}" in result.stderr and "LOCALCLOUD_PORT" in result.stderr
+
+
+def test_bad_port_is_named(cloud_env):
+    result = _cli(dict(cloud_env, LOCALCLOUD_PORT="http"), "up")
+    assert result.returncode == 1
+    assert "LOCALCLOUD_PORT='http'" in result.stderr
+
+
+def test_env_prints_exports_for_the_control_plane(cloud_env):
+    result = _cli(cloud_env, "env")
+    assert result.returncode == 0
+    port = cloud_env["LOCALCLOUD_PORT"]
+    region = json.loads((ROOT / "config.json").read_text())["project"]["region"] or "us-east-1"
+    lines = result.stdout.splitlines()
+    assert f"export AWS_ENDPOINT_URL=http://127.0.0.1:{port}" in lines
+    assert "export AWS_ACCESS_KEY_ID=test" in lines
+    assert "export AWS_SECRET_ACCESS_KEY=test" in lines
+    assert f"export AWS_DEFAULT_REGION={region}" in lines
+    assert not any("SAGEMAKER_RUNTIME" in line for line in lines)
+
+
+def test_region_comes_from_config_then_environment(tmp_path, monkeypatch):
+    from localcloud import daemon
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
+    assert daemon.region() == "eu-west-3"  # no config.json here
+    (tmp_path / "config.json").write_text('{"project": {"region": "ap-south-1"}}')
+    assert daemon.region() == "ap-south-1"
+    (tmp_path / "config.json").write_text('{"project": {"region": null}}')
+    assert daemon.region() == "eu-west-3"
+    (tmp_path / "config.json").write_text('{"project": {"region": 5}}')
+    with pytest.raises(daemon.LocalCloudError, match="project.region = 5"):
+        daemon.region()
