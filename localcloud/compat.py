@@ -499,6 +499,24 @@ def fix_dependency_ordered_update() -> None:
     cfn_parsing.ResourceMap.update = update
 
 
+def fix_dependency_ordered_delete() -> None:
+    # moto defect: ResourceMap.delete deletes in arbitrary order and retries failures until no
+    # progress, so a resource whose parent went first (a Lambda Alias after its Function) can never be
+    # deleted and DeleteStack answers 500. AWS deletes in reverse dependency order.
+    def delete(self: cfn_parsing.ResourceMap) -> None:
+        created = {
+            name: body for name, body in self._resource_json_map.items()
+            if name in self._parsed_resources and body.get("DeletionPolicy") != "Retain"
+        }
+        for name in reversed(dependency_order(created)):
+            resource = self._parsed_resources[name]
+            if resource is not None:
+                self._delete_resource(resource, created[name])
+            del self._parsed_resources[name]  # a retried DeleteStack resumes after this one
+
+    cfn_parsing.ResourceMap.delete = delete
+
+
 def _update_resource(resources_map: cfn_parsing.ResourceMap, stack: cfn_models.Stack | None, name: str,
                      old_body: dict[str, Any], new_body: dict[str, Any]) -> None:
     """Update one resource in place, or replace it (delete, then create) if its type cannot update."""
@@ -592,12 +610,919 @@ def fix_unsupported_types_fail() -> None:
     cfn_parsing.resource_class_from_type = resource_class_from_type
 
 
-def fix_ref_values() -> None:
-    # moto defect: AWS::ApiGateway::Deployment has no physical_resource_id, so Ref returns the
-    # Python object's repr; a Stage's DeploymentId refs it.
-    from moto.apigateway.models import Deployment
+# --------------------------------------------------------------------------------------------
+# Resource types moto's CloudFormation lacks (or implements without Ref, update or delete)
+# --------------------------------------------------------------------------------------------
 
-    Deployment.physical_resource_id = property(lambda self: self.id)
+def _partition_backend(backends: Any, account_id: str, region_name: str) -> Any:
+    from moto.utilities.utils import get_partition
+
+    return backends[account_id][get_partition(region_name)]
+
+
+def _camel(value: Any, keep: frozenset[str] = frozenset()) -> Any:
+    """CloudFormation's PascalCase property tree -> the service API's camelCase; ``keep`` names
+    keys whose values are passed through untouched (free-form maps such as action Configuration)."""
+    if isinstance(value, dict):
+        return {
+            key[:1].lower() + key[1:]: (item if key in keep else _camel(item, keep))
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        return [_camel(item, keep) for item in value]
+    return value
+
+
+def _api_string(value: Any) -> str:
+    """A template scalar as the string a service API expects (booleans lower-case, as in JSON)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _flag(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+class CompatResource(cfn_models.CloudFormationModel):  # type: ignore[misc]
+    """A stack resource of a type added here: created, updated and deleted through moto's own
+    service backend. Subclasses set TYPE, optionally NAME_PROPERTY (the property that names the
+    resource; moto passes it or a generated name as ``name``) and implement ``_create`` (returns the
+    physical id, i.e. what Ref gives), ``_delete`` and, where the service can change the resource in
+    place, ``_update`` (returns False when the change needs a replacement)."""
+
+    TYPE = ""
+    NAME_PROPERTY = ""
+
+    def __init__(self, name: str, properties: dict[str, Any], account_id: str, region_name: str):
+        self.name = name
+        self.properties = properties
+        self.account_id = account_id
+        self.region_name = region_name
+        self.physical_id = ""
+        self.attributes: dict[str, Any] = {}
+
+    @classmethod
+    def cloudformation_type(cls) -> str:  # type: ignore[override]
+        return cls.TYPE
+
+    @classmethod
+    def cloudformation_name_type(cls) -> str:  # type: ignore[override]
+        return cls.NAME_PROPERTY
+
+    @classmethod
+    def has_cfn_attr(cls, attr: str) -> bool:
+        return True  # checked against the created resource in get_cfn_attribute
+
+    def get_cfn_attribute(self, attribute_name: str) -> Any:
+        from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
+
+        if attribute_name not in self.attributes:
+            raise UnformattedGetAttTemplateException()
+        return self.attributes[attribute_name]
+
+    @property
+    def physical_resource_id(self) -> str:
+        return self.physical_id
+
+    def is_created(self) -> bool:
+        return True
+
+    @classmethod
+    def create_from_cloudformation_json(  # type: ignore[override]
+        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str,
+        **kwargs: Any,
+    ) -> "CompatResource":
+        resource = cls(resource_name, cloudformation_json.get("Properties") or {}, account_id, region_name)
+        resource.physical_id = resource._create()
+        return resource
+
+    @classmethod
+    def update_from_cloudformation_json(  # type: ignore[override]
+        cls, original_resource: "CompatResource", new_resource_name: str, cloudformation_json: dict[str, Any],
+        account_id: str, region_name: str,
+    ) -> "CompatResource":
+        properties = cloudformation_json.get("Properties") or {}
+        if original_resource._update(properties):
+            original_resource.properties = properties
+            return original_resource
+        original_resource._delete()
+        return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, account_id, region_name)
+
+    def delete(self, account_id: str, region_name: str) -> None:
+        try:
+            self._delete()
+        except (TypeError, AttributeError) as exc:
+            # ResourceMap._delete_resource takes these two for "no delete method" and ignores
+            # them; a failed delete must fail the stack instead of leaving the resource behind.
+            raise RuntimeError(f"{self.TYPE} {self.physical_id}: {exc!r}") from exc
+
+    def _create(self) -> str:
+        raise NotImplementedError
+
+    def _delete(self) -> None:
+        raise NotImplementedError
+
+    def _update(self, properties: dict[str, Any]) -> bool:
+        return False
+
+
+class S3BucketPolicy(CompatResource):
+    TYPE = "AWS::S3::BucketPolicy"
+
+    def _backend(self) -> Any:
+        from moto.s3.models import s3_backends
+
+        return _partition_backend(s3_backends, self.account_id, self.region_name)
+
+    def _create(self) -> str:
+        bucket = self.properties["Bucket"]
+        self._backend().put_bucket_policy(bucket, json.dumps(self.properties["PolicyDocument"]).encode())
+        return bucket
+
+    def _update(self, properties: dict[str, Any]) -> bool:
+        if properties["Bucket"] != self.properties["Bucket"]:
+            return False
+        self._backend().put_bucket_policy(properties["Bucket"], json.dumps(properties["PolicyDocument"]).encode())
+        return True
+
+    def _delete(self) -> None:
+        backend = self._backend()
+        if self.properties["Bucket"] in backend.buckets:
+            backend.delete_bucket_policy(self.properties["Bucket"])
+
+
+class SnsTopicPolicy(CompatResource):
+    TYPE = "AWS::SNS::TopicPolicy"
+
+    def _backend(self) -> Any:
+        from moto.sns.models import sns_backends
+
+        return sns_backends[self.account_id][self.region_name]
+
+    def _create(self) -> str:
+        backend = self._backend()
+        # deleting the policy restores what the topics had before
+        self.attributes["_previous"] = {arn: backend.get_topic(arn).policy for arn in self.properties["Topics"]}
+        for arn in self.properties["Topics"]:
+            backend.set_topic_attribute(arn, "policy", json.dumps(self.properties["PolicyDocument"]))
+        return f"{self.name}"
+
+    def _delete(self) -> None:
+        backend = self._backend()
+        for arn, policy in self.attributes.pop("_previous", {}).items():
+            if arn in backend.topics:
+                backend.set_topic_attribute(arn, "policy", policy)
+
+
+class SnsSubscription(CompatResource):
+    TYPE = "AWS::SNS::Subscription"
+    _ATTRIBUTES = ("DeliveryPolicy", "FilterPolicy", "FilterPolicyScope", "RawMessageDelivery", "RedrivePolicy",
+                   "SubscriptionRoleArn", "ReplayPolicy")
+
+    def _backend(self) -> Any:
+        from moto.sns.models import sns_backends
+
+        return sns_backends[self.account_id][self.properties.get("Region") or self.region_name]
+
+    def _create(self) -> str:
+        backend = self._backend()
+        subscription = backend.subscribe(self.properties["TopicArn"], self.properties["Endpoint"],
+                                         self.properties["Protocol"])
+        self._set_attributes(subscription.arn, self.properties)
+        self.attributes["Arn"] = subscription.arn
+        return subscription.arn
+
+    def _set_attributes(self, arn: str, properties: dict[str, Any]) -> None:
+        for name in self._ATTRIBUTES:
+            if name in properties:
+                self._backend().set_subscription_attributes(arn, name, _api_string(properties[name]))
+
+    def _update(self, properties: dict[str, Any]) -> bool:
+        identity = ("TopicArn", "Endpoint", "Protocol", "Region")
+        if any(properties.get(k) != self.properties.get(k) for k in identity):
+            return False
+        self._set_attributes(self.physical_id, properties)
+        return True
+
+    def _delete(self) -> None:
+        backend = self._backend()
+        if self.physical_id in backend.subscriptions:
+            backend.unsubscribe(self.physical_id)
+
+
+class CloudWatchAlarm(CompatResource):
+    TYPE = "AWS::CloudWatch::Alarm"
+    NAME_PROPERTY = "AlarmName"
+
+    def _backend(self) -> Any:
+        from moto.cloudwatch.models import cloudwatch_backends
+
+        return cloudwatch_backends[self.account_id][self.region_name]
+
+    @staticmethod
+    def _queries(metrics: list[dict[str, Any]]) -> list[Any] | None:
+        from moto.cloudwatch.models import Dimension, Metric, MetricDataQuery, MetricStat
+
+        queries = []
+        for metric in metrics:
+            stat = metric.get("MetricStat")
+            metric_stat = None
+            if stat:
+                target = stat["Metric"]
+                metric_stat = MetricStat(
+                    metric=Metric(
+                        metric_name=target["MetricName"],
+                        namespace=target.get("Namespace"),
+                        dimensions=[Dimension(d["Name"], d["Value"]) for d in target.get("Dimensions", [])],
+                    ),
+                    period=stat.get("Period"), stat=stat.get("Stat"), unit=stat.get("Unit"),
+                )
+            queries.append(MetricDataQuery(
+                query_id=metric["Id"], label=metric.get("Label"), period=metric.get("Period"),
+                return_data=metric.get("ReturnData"), expression=metric.get("Expression"), metric_stat=metric_stat,
+            ))
+        return queries or None
+
+    def _create(self) -> str:
+        p = self.properties
+        alarm = self._backend().put_metric_alarm(
+            name=self.name,
+            namespace=p.get("Namespace"),
+            metric_name=p.get("MetricName"),
+            comparison_operator=p["ComparisonOperator"],
+            evaluation_periods=int(p["EvaluationPeriods"]),
+            period=int(p["Period"]) if "Period" in p else None,
+            threshold=float(p["Threshold"]) if "Threshold" in p else None,
+            statistic=p.get("Statistic"),
+            description=p.get("AlarmDescription"),
+            dimensions=p.get("Dimensions", []),
+            alarm_actions=p.get("AlarmActions", []),
+            metric_data_queries=self._queries(p.get("Metrics", [])),
+            datapoints_to_alarm=int(p["DatapointsToAlarm"]) if "DatapointsToAlarm" in p else None,
+            extended_statistic=p.get("ExtendedStatistic"),
+            ok_actions=p.get("OKActions", []),
+            insufficient_data_actions=p.get("InsufficientDataActions", []),
+            unit=p.get("Unit"),
+            actions_enabled=_flag(p.get("ActionsEnabled", True)),
+            treat_missing_data=p.get("TreatMissingData"),
+            evaluate_low_sample_count_percentile=p.get("EvaluateLowSampleCountPercentile"),
+            threshold_metric_id=p.get("ThresholdMetricId"),
+        )
+        self.attributes["Arn"] = alarm.alarm_arn
+        return self.name
+
+    def _update(self, properties: dict[str, Any]) -> bool:
+        if properties.get("AlarmName", self.name) != self.name:
+            return False
+        self.properties = properties
+        self.physical_id = self._create()  # PutMetricAlarm replaces the alarm's definition
+        return True
+
+    def _delete(self) -> None:
+        self._backend().delete_alarms([self.name])
+
+
+class ScalableTarget(CompatResource):
+    TYPE = "AWS::ApplicationAutoScaling::ScalableTarget"
+
+    def _backend(self) -> Any:
+        from moto.applicationautoscaling.models import applicationautoscaling_backends
+
+        return applicationautoscaling_backends[self.account_id][self.region_name]
+
+    def _create(self) -> str:
+        p = self.properties
+        suspended = p.get("SuspendedState")
+        self._backend().register_scalable_target(
+            p["ServiceNamespace"], p["ResourceId"], p["ScalableDimension"],
+            int(p["MinCapacity"]), int(p["MaxCapacity"]), p.get("RoleARN", ""),
+            _camel(suspended) if suspended else None,
+        )
+        # Ref of a scalable target, as on AWS: "<resource id>|<dimension>|<namespace>"
+        return "|".join([p["ResourceId"], p["ScalableDimension"], p["ServiceNamespace"]])
+
+    def _update(self, properties: dict[str, Any]) -> bool:
+        identity = ("ServiceNamespace", "ResourceId", "ScalableDimension")
+        if any(properties[k] != self.properties[k] for k in identity):
+            return False
+        self.properties = properties
+        self._create()  # RegisterScalableTarget updates an existing target
+        return True
+
+    def _delete(self) -> None:
+        p = self.properties
+        backend = self._backend()
+        if p["ResourceId"] in backend.targets.get(p["ScalableDimension"], {}):
+            backend.deregister_scalable_target(p["ServiceNamespace"], p["ResourceId"], p["ScalableDimension"])
+
+
+class ScalingPolicy(CompatResource):
+    TYPE = "AWS::ApplicationAutoScaling::ScalingPolicy"
+    _CONFIGURATIONS = ("TargetTrackingScalingPolicyConfiguration", "StepScalingPolicyConfiguration",
+                       "PredictiveScalingPolicyConfiguration")
+
+    def _backend(self) -> Any:
+        from moto.applicationautoscaling.models import applicationautoscaling_backends
+
+        return applicationautoscaling_backends[self.account_id][self.region_name]
+
+    def _target(self) -> tuple[str, str, str]:
+        p = self.properties
+        if "ScalingTargetId" in p:
+            resource_id, dimension, namespace = p["ScalingTargetId"].split("|")
+            return namespace, resource_id, dimension
+        return p["ServiceNamespace"], p["ResourceId"], p["ScalableDimension"]
+
+    def _create(self) -> str:
+        namespace, resource_id, dimension = self._target()
+        body = {key: self.properties[key] for key in self._CONFIGURATIONS if key in self.properties}
+        policy = self._backend().put_scaling_policy(
+            self.properties["PolicyName"], namespace, resource_id, dimension, body, self.properties["PolicyType"],
+        )
+        self.attributes["Arn"] = policy.policy_arn
+        return policy.policy_arn
+
+    def _delete(self) -> None:
+        namespace, resource_id, dimension = self._target()
+        backend = self._backend()
+        key = f"{namespace}\t{resource_id}\t{dimension}\t{self.properties['PolicyName']}"
+        if key in backend.policies:
+            backend.delete_scaling_policy(self.properties["PolicyName"], namespace, resource_id, dimension)
+
+
+class CodeBuildProject(CompatResource):
+    TYPE = "AWS::CodeBuild::Project"
+    NAME_PROPERTY = "Name"
+
+    def _backend(self) -> Any:
+        from moto.codebuild.models import codebuild_backends
+
+        return codebuild_backends[self.account_id][self.region_name]
+
+    def _create(self) -> str:
+        p = self.properties
+        source = _camel(p["Source"])
+        if "buildSpec" in source:
+            source["buildspec"] = source.pop("buildSpec")  # the API spells it "buildspec"
+        metadata = self._backend().create_project(
+            project_name=self.name,
+            description=p.get("Description"),
+            project_source=source,
+            artifacts=_camel(p["Artifacts"]),
+            environment=_camel(p["Environment"]),
+            service_role=p["ServiceRole"],
+            tags=[{"key": t["Key"], "value": t["Value"]} for t in p.get("Tags", [])],
+            cache=_camel(p["Cache"]) if "Cache" in p else None,
+            timeout=int(p.get("TimeoutInMinutes", 60)),
+            queued_timeout=int(p.get("QueuedTimeoutInMinutes", 480)),
+            source_version=p.get("SourceVersion"),
+            logs_config=_camel(p["LogsConfig"]) if "LogsConfig" in p else None,
+            vpc_config=_camel(p["VpcConfig"]) if "VpcConfig" in p else None,
+        )
+        self.attributes["Arn"] = metadata["arn"]
+        return self.name
+
+    def _delete(self) -> None:
+        backend = self._backend()
+        if self.name in backend.codebuild_projects:
+            backend.delete_project(self.name)
+
+
+class CodePipelinePipeline(CompatResource):
+    TYPE = "AWS::CodePipeline::Pipeline"
+    NAME_PROPERTY = "Name"
+    # free-form maps whose keys belong to the action provider, not to the API
+    _VERBATIM = frozenset({"Configuration"})
+
+    def _backend(self) -> Any:
+        from moto.codepipeline.models import codepipeline_backends
+
+        return codepipeline_backends[self.account_id][self.region_name]
+
+    def _declaration(self, properties: dict[str, Any]) -> dict[str, Any]:
+        stages = _camel(properties["Stages"], self._VERBATIM)
+        for stage in stages:
+            for action in stage["actions"]:
+                action["configuration"] = {k: _api_string(v) for k, v in action.get("configuration", {}).items()}
+        declaration: dict[str, Any] = {"name": self.name, "roleArn": properties["RoleArn"], "stages": stages}
+        for key in ("ArtifactStore", "ArtifactStores", "PipelineType", "ExecutionMode", "Variables", "Triggers"):
+            if key in properties:
+                declaration[key[:1].lower() + key[1:]] = _camel(properties[key])
+        return declaration
+
+    def _create(self) -> str:
+        tags = [{"key": t["Key"], "value": t["Value"]} for t in self.properties.get("Tags", [])]
+        self._backend().create_pipeline(self._declaration(self.properties), tags or None)
+        self.attributes["Version"] = "1"
+        return self.name
+
+    def _update(self, properties: dict[str, Any]) -> bool:
+        if properties.get("Name", self.name) != self.name:
+            return False
+        updated = self._backend().update_pipeline(self._declaration(properties))
+        self.attributes["Version"] = str(updated["version"])
+        return True
+
+    def _delete(self) -> None:
+        self._backend().delete_pipeline(self.name)
+
+
+class LambdaEventInvokeConfig(CompatResource):
+    TYPE = "AWS::Lambda::EventInvokeConfig"
+
+    def _backend(self) -> Any:
+        from moto.awslambda.models import lambda_backends
+
+        return lambda_backends[self.account_id][self.region_name]
+
+    def _function(self, properties: dict[str, Any]) -> str:
+        qualifier = properties.get("Qualifier", "$LATEST")
+        return properties["FunctionName"] if qualifier == "$LATEST" else f"{properties['FunctionName']}:{qualifier}"
+
+    def _config(self, properties: dict[str, Any]) -> dict[str, Any]:
+        keys = ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
+        return {key: properties[key] for key in keys if key in properties}
+
+    def _create(self) -> str:
+        self._backend().put_function_event_invoke_config(self._function(self.properties), self._config(self.properties))
+        return f"{self.properties['FunctionName']}:{self.properties.get('Qualifier', '$LATEST')}"
+
+    def _update(self, properties: dict[str, Any]) -> bool:
+        if self._function(properties) != self._function(self.properties):
+            return False
+        self._backend().put_function_event_invoke_config(self._function(properties), self._config(properties))
+        return True
+
+    def _delete(self) -> None:
+        self._backend().delete_function_event_invoke_config(self._function(self.properties))
+
+
+class LambdaAlias(CompatResource):
+    TYPE = "AWS::Lambda::Alias"
+
+    def _backend(self) -> Any:
+        from moto.awslambda.models import lambda_backends
+
+        return lambda_backends[self.account_id][self.region_name]
+
+    def _create(self) -> str:
+        p = self.properties
+        alias = self._backend().create_alias(
+            name=p["Name"], function_name=p["FunctionName"], function_version=p["FunctionVersion"],
+            description=p.get("Description", ""), routing_config=_camel(p.get("RoutingConfig")),
+        )
+        return alias.arn
+
+    def _update(self, properties: dict[str, Any]) -> bool:
+        if (properties["Name"], properties["FunctionName"]) != (self.properties["Name"], self.properties["FunctionName"]):
+            return False
+        self._backend().update_alias(
+            name=properties["Name"], function_name=properties["FunctionName"],
+            function_version=properties["FunctionVersion"], description=properties.get("Description", ""),
+            routing_config=_camel(properties.get("RoutingConfig")),
+        )
+        return True
+
+    def _delete(self) -> None:
+        self._backend().delete_alias(self.properties["Name"], self.properties["FunctionName"])
+
+
+class LambdaPermission(CompatResource):
+    TYPE = "AWS::Lambda::Permission"
+
+    def _backend(self) -> Any:
+        from moto.awslambda.models import lambda_backends
+
+        return lambda_backends[self.account_id][self.region_name]
+
+    def _create(self) -> str:
+        statement = {key: value for key, value in self.properties.items() if key != "FunctionName"}
+        statement["StatementId"] = self.name  # generated per resource: unique, and what Ref returns
+        function = self.properties["FunctionName"]
+        self._backend().add_permission(function, None, json.dumps(statement))
+        return self.name
+
+    def _delete(self) -> None:
+        backend = self._backend()
+        try:
+            function = backend.get_function(self.properties["FunctionName"])
+        except Exception:  # the function is already gone, and its policy with it
+            return
+        if any(s.get("Sid") == self.name for s in function.policy.statements):
+            backend.remove_permission(self.properties["FunctionName"], self.name)
+
+
+class _ApiGatewayResource(CompatResource):
+    def _backend(self) -> Any:
+        from moto.apigateway.models import apigateway_backends
+
+        return apigateway_backends[self.account_id][self.region_name]
+
+    def _api_exists(self) -> bool:
+        return self.properties["RestApiId"] in self._backend().apis
+
+
+class ApiGatewayRestApi(_ApiGatewayResource):
+    TYPE = "AWS::ApiGateway::RestApi"
+
+    def _create(self) -> str:
+        p = self.properties
+        api = self._backend().create_rest_api(
+            name=p.get("Name") or self.name, description=p.get("Description", ""),
+            api_key_source=p.get("ApiKeySourceType"),
+            endpoint_configuration=_camel(p.get("EndpointConfiguration")),
+            tags={t["Key"]: t["Value"] for t in p.get("Tags", [])} or None,
+            policy=json.dumps(p["Policy"]) if isinstance(p.get("Policy"), dict) else p.get("Policy"),
+            minimum_compression_size=p.get("MinimumCompressionSize"),
+            disable_execute_api_endpoint=_flag(p.get("DisableExecuteApiEndpoint", False)),
+        )
+        api.binaryMediaTypes = p.get("BinaryMediaTypes", [])
+        self.attributes["RootResourceId"] = api.get_cfn_attribute("RootResourceId")
+        self.attributes["RestApiId"] = api.id
+        return api.id
+
+    def _update(self, properties: dict[str, Any]) -> bool:
+        # in place, as on AWS: a replaced API would lose every resource, method and stage on it
+        api = self._backend().apis[self.physical_id]
+        api.name = properties.get("Name") or self.name
+        api.description = properties.get("Description", "")
+        api.api_key_source = properties.get("ApiKeySourceType") or "HEADER"
+        api.binaryMediaTypes = properties.get("BinaryMediaTypes", [])
+        api.disableExecuteApiEndpoint = _flag(properties.get("DisableExecuteApiEndpoint", False))
+        if "EndpointConfiguration" in properties:
+            api.endpoint_configuration = _camel(properties["EndpointConfiguration"])
+        return True
+
+    def _delete(self) -> None:
+        if self.physical_id in self._backend().apis:
+            self._backend().delete_rest_api(self.physical_id)
+
+
+class LambdaVersion(CompatResource):
+    TYPE = "AWS::Lambda::Version"
+
+    def _backend(self) -> Any:
+        from moto.awslambda.models import lambda_backends
+
+        return lambda_backends[self.account_id][self.region_name]
+
+    def _create(self) -> str:
+        version = self._backend().publish_version(self.properties["FunctionName"],
+                                                  self.properties.get("Description", ""))
+        self.attributes["Version"] = version.version
+        self.attributes["FunctionArn"] = version.function_arn
+        return version.function_arn
+
+    def _delete(self) -> None:
+        backend = self._backend()
+        try:
+            backend.get_function(self.properties["FunctionName"], self.attributes["Version"])
+        except Exception:  # the function and its versions are already gone
+            return
+        backend.delete_function(self.properties["FunctionName"], self.attributes["Version"])
+
+
+class ApiGatewayMethod(_ApiGatewayResource):
+    TYPE = "AWS::ApiGateway::Method"
+
+    def _create(self) -> str:
+        p = self.properties
+        api, resource, verb = p["RestApiId"], p["ResourceId"], p["HttpMethod"]
+        backend = self._backend()
+        backend.put_method(
+            function_id=api, resource_id=resource, method_type=verb,
+            authorization_type=p.get("AuthorizationType", "NONE"),
+            api_key_required=_flag(p.get("ApiKeyRequired", False)),
+            request_parameters=p.get("RequestParameters"), request_models=p.get("RequestModels"),
+            operation_name=p.get("OperationName"), authorizer_id=p.get("AuthorizerId"),
+            authorization_scopes=p.get("AuthorizationScopes"), request_validator_id=p.get("RequestValidatorId"),
+        )
+        for response in p.get("MethodResponses", []):
+            backend.put_method_response(api, resource, verb, str(response["StatusCode"]),
+                                        response.get("ResponseModels"), response.get("ResponseParameters"))
+        integration = p.get("Integration")
+        if integration:
+            timeout = integration.get("TimeoutInMillis")
+            backend.put_integration(
+                function_id=api, resource_id=resource, method_type=verb,
+                integration_type=integration["Type"], uri=integration.get("Uri"),
+                integration_method=integration.get("IntegrationHttpMethod"),
+                credentials=integration.get("Credentials"), request_templates=integration.get("RequestTemplates"),
+                passthrough_behavior=integration.get("PassthroughBehavior"),
+                cache_namespace=integration.get("CacheNamespace"),
+                timeout_in_millis=str(timeout) if timeout is not None else None,
+                request_parameters=integration.get("RequestParameters"),
+                content_handling=integration.get("ContentHandling"),
+                connection_type=integration.get("ConnectionType"),
+            )
+            for response in integration.get("IntegrationResponses", []):
+                backend.put_integration_response(
+                    api, resource, verb, str(response["StatusCode"]), response.get("SelectionPattern", ""),
+                    response.get("ResponseTemplates"), response.get("ResponseParameters"),
+                    response.get("ContentHandling"),
+                )
+        return f"{api}-{resource}-{verb}"
+
+    def _update(self, properties: dict[str, Any]) -> bool:
+        identity = ("RestApiId", "ResourceId", "HttpMethod")
+        if any(properties[k] != self.properties[k] for k in identity):
+            return False
+        self._delete()
+        self.properties = properties
+        self._create()  # PutMethod and PutIntegration overwrite the method's definition
+        return True
+
+    def _delete(self) -> None:
+        p = self.properties
+        if self._api_exists() and p["ResourceId"] in self._backend().apis[p["RestApiId"]].resources:
+            resource = self._backend().apis[p["RestApiId"]].resources[p["ResourceId"]]
+            if p["HttpMethod"] in resource.resource_methods:
+                self._backend().delete_method(p["RestApiId"], p["ResourceId"], p["HttpMethod"])
+
+
+class ApiGatewayDeployment(_ApiGatewayResource):
+    TYPE = "AWS::ApiGateway::Deployment"
+
+    def _create(self) -> str:
+        p = self.properties
+        deployment = self._backend().create_deployment(
+            function_id=p["RestApiId"], name=p.get("StageName"), description=p.get("Description", ""),
+            stage_variables=(p.get("StageDescription") or {}).get("Variables"),
+        )
+        return deployment.id
+
+    def _delete(self) -> None:
+        p = self.properties
+        if not self._api_exists():
+            return
+        api = self._backend().apis[p["RestApiId"]]
+        if p.get("StageName") in api.stages:
+            del api.stages[p["StageName"]]  # the stage this deployment created
+        if self.physical_id in api.deployments:
+            self._backend().delete_deployment(p["RestApiId"], self.physical_id)
+
+
+class ApiGatewayStage(_ApiGatewayResource):
+    TYPE = "AWS::ApiGateway::Stage"
+
+    def _create(self) -> str:
+        p = self.properties
+        name = p.get("StageName") or self.name
+        stage = self._backend().create_stage(
+            function_id=p["RestApiId"], stage_name=name, deploymentId=p["DeploymentId"],
+            variables=p.get("Variables"), description=p.get("Description", ""),
+            cacheClusterEnabled=_flag(p.get("CacheClusterEnabled", False)),
+            cacheClusterSize=p.get("CacheClusterSize"),
+            tags={t["Key"]: t["Value"] for t in p.get("Tags", [])} or None,
+            tracing_enabled=_flag(p["TracingEnabled"]) if "TracingEnabled" in p else None,
+        )
+        self._configure(stage, p)
+        return name
+
+    @staticmethod
+    def _configure(stage: Any, p: dict[str, Any]) -> None:
+        access = p.get("AccessLogSetting")
+        stage.access_log_settings = (
+            {"destinationArn": access.get("DestinationArn"), "format": access.get("Format")} if access else None
+        )
+        stage.method_settings = {}
+        for setting in p.get("MethodSettings", []):
+            path = setting.get("ResourcePath", "/*").lstrip("/")
+            key = f"{path}/{setting.get('HttpMethod', '*')}"
+            stage.method_settings[key] = _camel(
+                {k: v for k, v in setting.items() if k not in ("ResourcePath", "HttpMethod")}
+            )
+        stage.variables = p.get("Variables") or {}
+
+    def _update(self, properties: dict[str, Any]) -> bool:
+        p = self.properties
+        if (properties["RestApiId"], properties.get("StageName")) != (p["RestApiId"], p.get("StageName")):
+            return False
+        stage = self._backend().get_stage(properties["RestApiId"], self.physical_id)
+        stage.deployment_id = properties["DeploymentId"]
+        stage.description = properties.get("Description", "")
+        stage.tracing_enabled = _flag(properties["TracingEnabled"]) if "TracingEnabled" in properties else None
+        self._configure(stage, properties)
+        return True
+
+    def _delete(self) -> None:
+        if self._api_exists() and self.physical_id in self._backend().apis[self.properties["RestApiId"]].stages:
+            self._backend().delete_stage(self.properties["RestApiId"], self.physical_id)
+
+
+class ApiGatewayApiKey(_ApiGatewayResource):
+    TYPE = "AWS::ApiGateway::ApiKey"
+    NAME_PROPERTY = "Name"
+
+    def _create(self) -> str:
+        p = self.properties
+        payload: dict[str, Any] = {
+            "name": self.name,
+            "description": p.get("Description"),
+            "enabled": _flag(p.get("Enabled", False)),
+            "stageKeys": [f"{k['RestApiId']}/{k['StageName']}" for k in p.get("StageKeys", [])],
+            "customerId": p.get("CustomerId"),
+            "tags": {t["Key"]: t["Value"] for t in p.get("Tags", [])} or None,
+        }
+        if "Value" in p:
+            payload["value"] = p["Value"]
+        key = self._backend().create_api_key(payload)
+        self.attributes["APIKeyId"] = key.id
+        return key.id
+
+    def _delete(self) -> None:
+        if self.physical_id in self._backend().keys:
+            self._backend().delete_api_key(self.physical_id)
+
+
+class ApiGatewayUsagePlan(_ApiGatewayResource):
+    TYPE = "AWS::ApiGateway::UsagePlan"
+
+    def _create(self) -> str:
+        p = self.properties
+        payload = {
+            "name": p.get("UsagePlanName") or self.name,
+            "description": p.get("Description"),
+            "apiStages": [
+                {"apiId": s["ApiId"], "stage": s["Stage"], **({"throttle": _camel(s["Throttle"])} if "Throttle" in s else {})}
+                for s in p.get("ApiStages", [])
+            ],
+            "throttle": _camel(p.get("Throttle")),
+            "quota": _camel(p.get("Quota")),
+            "tags": {t["Key"]: t["Value"] for t in p.get("Tags", [])} or None,
+        }
+        plan = self._backend().create_usage_plan(payload)
+        self.attributes["Id"] = plan.id
+        return plan.id
+
+    def _update(self, properties: dict[str, Any]) -> bool:
+        plan = self._backend().usage_plans[self.physical_id]
+        replacement = ApiGatewayUsagePlan(self.name, properties, self.account_id, self.region_name)
+        new_id = replacement._create()  # build the new definition, then keep the plan's id and keys
+        new_plan = self._backend().usage_plans.pop(new_id)
+        new_plan.id = plan.id
+        self._backend().usage_plans[plan.id] = new_plan
+        return True
+
+    def _delete(self) -> None:
+        backend = self._backend()
+        backend.usage_plans.pop(self.physical_id, None)
+        backend.usage_plan_keys.pop(self.physical_id, None)
+
+
+class ApiGatewayUsagePlanKey(_ApiGatewayResource):
+    TYPE = "AWS::ApiGateway::UsagePlanKey"
+
+    def _create(self) -> str:
+        p = self.properties
+        self._backend().create_usage_plan_key(p["UsagePlanId"], {"keyId": p["KeyId"], "keyType": p["KeyType"]})
+        self.attributes["Id"] = f"{p['KeyId']}:{p['UsagePlanId']}"
+        return self.attributes["Id"]
+
+    def _delete(self) -> None:
+        p = self.properties
+        if p["KeyId"] in self._backend().usage_plan_keys.get(p["UsagePlanId"], {}):
+            self._backend().delete_usage_plan_key(p["UsagePlanId"], p["KeyId"])
+
+
+class ApiGatewayRequestValidator(_ApiGatewayResource):
+    TYPE = "AWS::ApiGateway::RequestValidator"
+
+    def _create(self) -> str:
+        p = self.properties
+        validator = self._backend().create_request_validator(
+            p["RestApiId"], p.get("Name") or self.name,
+            _flag(p.get("ValidateRequestBody", False)), _flag(p.get("ValidateRequestParameters", False)),
+        )
+        self.attributes["RequestValidatorId"] = validator.id
+        return validator.id
+
+    def _delete(self) -> None:
+        if self._api_exists() and self.physical_id in self._backend().apis[self.properties["RestApiId"]].request_validators:
+            self._backend().delete_request_validator(self.properties["RestApiId"], self.physical_id)
+
+
+class ApiGatewayModel(_ApiGatewayResource):
+    TYPE = "AWS::ApiGateway::Model"
+    NAME_PROPERTY = "Name"
+
+    def _create(self) -> str:
+        p = self.properties
+        schema = p.get("Schema")
+        self._backend().create_model(
+            p["RestApiId"], self.name, p.get("ContentType"), p.get("Description"),
+            schema if isinstance(schema, str) or schema is None else json.dumps(schema),
+        )
+        return self.name
+
+    def _delete(self) -> None:
+        if self._api_exists() and self.name in self._backend().apis[self.properties["RestApiId"]].models:
+            self._backend().delete_model(self.properties["RestApiId"], self.name)
+
+
+class ApiGatewayGatewayResponse(_ApiGatewayResource):
+    TYPE = "AWS::ApiGateway::GatewayResponse"
+
+    def _create(self) -> str:
+        p = self.properties
+        self._backend().put_gateway_response(
+            p["RestApiId"], p["ResponseType"], p.get("StatusCode"), p.get("ResponseParameters"),
+            p.get("ResponseTemplates"),
+        )
+        return f"{p['RestApiId']}-{p['ResponseType']}"
+
+    def _delete(self) -> None:
+        p = self.properties
+        if self._api_exists() and p["ResponseType"] in self._backend().apis[p["RestApiId"]].gateway_responses:
+            self._backend().delete_gateway_response(p["RestApiId"], p["ResponseType"])
+
+
+class ApiGatewayAccount(_ApiGatewayResource):
+    TYPE = "AWS::ApiGateway::Account"
+
+    def _create(self) -> str:
+        account = self._backend().get_account()
+        self.attributes["_previous"] = account.cloudwatch_role_arn
+        self._set_role(self.properties.get("CloudWatchRoleArn"))
+        return f"{self.name}"
+
+    def _set_role(self, arn: str | None) -> None:
+        self._backend().update_account([{"op": "replace", "path": "/cloudwatchRoleArn", "value": arn}])
+
+    def _update(self, properties: dict[str, Any]) -> bool:
+        self._set_role(properties.get("CloudWatchRoleArn"))
+        return True
+
+    def _delete(self) -> None:
+        self._set_role(self.attributes.pop("_previous", None))
+
+
+COMPAT_RESOURCE_TYPES: tuple[type[CompatResource], ...] = (
+    S3BucketPolicy, SnsTopicPolicy, SnsSubscription, CloudWatchAlarm, ScalableTarget, ScalingPolicy,
+    CodeBuildProject, CodePipelinePipeline, LambdaEventInvokeConfig, LambdaAlias, LambdaPermission,
+    ApiGatewayMethod, ApiGatewayDeployment, ApiGatewayStage, ApiGatewayApiKey, ApiGatewayUsagePlan,
+    ApiGatewayUsagePlanKey, ApiGatewayRequestValidator, ApiGatewayModel, ApiGatewayGatewayResponse,
+    ApiGatewayAccount, ApiGatewayRestApi, LambdaVersion,
+)
+
+
+def fix_resource_types() -> None:
+    # moto defect: its CloudFormation has no model for these types (it skips them silently), or, for
+    # ApiGateway Method/Deployment and Lambda Permission, one whose Ref is a Python object repr and
+    # which is never deleted. The models above are registered after moto's, so they take precedence.
+    original_list = cfn_parsing.get_model_list
+
+    @functools.lru_cache
+    def get_model_list() -> list[type[Any]]:
+        return [*original_list(), *COMPAT_RESOURCE_TYPES]
+
+    cfn_parsing.get_model_list = get_model_list
+    cfn_parsing.get_model_map.cache_clear()
+    cfn_parsing.get_name_type_map.cache_clear()
+
+
+def fix_missing_deletes_and_updates() -> None:
+    # moto defects: AWS::ApiGateway::Resource has no delete (DeleteStack leaves it behind) and
+    # AWS::Logs::LogGroup has no update (a new RetentionInDays would be ignored, or the group replaced).
+    from moto.apigateway.models import Resource, apigateway_backends
+    from moto.logs.models import LogGroup, logs_backends
+
+    def delete_resource(self: Any, account_id: str, region_name: str) -> None:
+        backend = apigateway_backends[account_id][region_name]
+        if self.api_id in backend.apis and self.id in backend.apis[self.api_id].resources:
+            backend.delete_resource(self.api_id, self.id)
+
+    Resource.delete = delete_resource
+
+    def update_log_group(cls: Any, original_resource: Any, new_resource_name: str,
+                         cloudformation_json: dict[str, Any], account_id: str, region_name: str) -> Any:
+        properties = cloudformation_json.get("Properties") or {}
+        if properties.get("LogGroupName", original_resource.name) != original_resource.name:
+            original_resource.delete(account_id, region_name)
+            return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, account_id,
+                                                       region_name)
+        backend = logs_backends[account_id][region_name]
+        if "RetentionInDays" in properties:
+            backend.put_retention_policy(original_resource.name, int(properties["RetentionInDays"]))
+        else:
+            backend.delete_retention_policy(original_resource.name)
+        original_resource.kms_key_id = properties.get("KmsKeyId")
+        return original_resource
+
+    LogGroup.update_from_cloudformation_json = classmethod(update_log_group)
+
+
+def fix_sagemaker_names() -> None:
+    # moto defect: Model, EndpointConfig and Endpoint report no name property
+    # (cloudformation_name_type() == ""), so ModelName, EndpointConfigName and EndpointName are
+    # ignored and every name is generated.
+    from moto.sagemaker.models import FakeEndpoint, FakeEndpointConfig, Model
+
+    for model_class, name_property in ((Model, "ModelName"), (FakeEndpointConfig, "EndpointConfigName"),
+                                       (FakeEndpoint, "EndpointName")):
+        model_class.cloudformation_name_type = staticmethod(lambda name=name_property: name)
+    cfn_parsing.get_name_type_map.cache_clear()
 
 
 _FIXES: tuple[Callable[[], None], ...] = (
@@ -607,7 +1532,10 @@ _FIXES: tuple[Callable[[], None], ...] = (
     fix_create_and_update_stack,
     fix_delete_stack,
     fix_dependency_ordered_update,
+    fix_dependency_ordered_delete,
     fix_resource_events,
     fix_unsupported_types_fail,
-    fix_ref_values,
+    fix_resource_types,
+    fix_missing_deletes_and_updates,
+    fix_sagemaker_names,
 )

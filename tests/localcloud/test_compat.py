@@ -343,3 +343,306 @@ def test_aws_cli_deploy_round_trip(endpoint, cfn, tmp_path):
     same = run("--no-fail-on-empty-changeset", "--parameter-overrides", "Suffix=v2")
     assert same.returncode == 0 and "No changes to deploy" in same.stdout, same.stderr
 
+
+
+# ------------------------------------------------------------------------------------------
+# resource types moto's CloudFormation skips or implements incompletely
+# ------------------------------------------------------------------------------------------
+
+def _trust(service):
+    return {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+    }
+
+
+def every_type_template(name, *, threshold=5, rate_limit=10, weights=(1, 1), config_suffix="v1", stage_action="Build"):
+    """One resource of every type the compatibility layer adds, wired as the project's templates do."""
+    ref = lambda logical: {"Ref": logical}  # noqa: E731
+    att = lambda logical, attribute: {"Fn::GetAtt": [logical, attribute]}  # noqa: E731
+    endpoint_name = f"{name}-endpoint"
+    resources = {
+        "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": f"{name}-bucket"}},
+        "BucketPolicy": {"Type": "AWS::S3::BucketPolicy", "Properties": {
+            "Bucket": ref("Bucket"),
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Sid": "DenyInsecure", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+                "Resource": {"Fn::Sub": "${Bucket.Arn}/*"}, "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+            }]},
+        }},
+        "Topic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": f"{name}-topic"}},
+        "TopicPolicy": {"Type": "AWS::SNS::TopicPolicy", "Properties": {
+            "Topics": [ref("Topic")],
+            "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
+                "Sid": "AlarmsPublish", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                "Action": "sns:Publish", "Resource": ref("Topic")}]},
+        }},
+        "Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"{name}-queue"}},
+        "QueueSubscription": {"Type": "AWS::SNS::Subscription", "Properties": {
+            "TopicArn": ref("Topic"), "Protocol": "sqs", "Endpoint": att("Queue", "Arn"),
+            "RawMessageDelivery": True, "FilterPolicy": {"kind": [f"filter-{config_suffix}"]}}},
+        "EmailSubscription": {"Type": "AWS::SNS::Subscription", "Properties": {
+            "TopicArn": ref("Topic"), "Protocol": "email", "Endpoint": "ops@example.com"}},
+        "FunctionRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": f"{name}-fn", "AssumeRolePolicyDocument": _trust("lambda.amazonaws.com")}},
+        "Function": {"Type": "AWS::Lambda::Function", "Properties": {
+            "FunctionName": f"{name}-fn", "Runtime": "python3.12", "Handler": "index.handler",
+            "Role": att("FunctionRole", "Arn"), "Code": {"ZipFile": "def handler(event, context):\n    return 1\n"}}},
+        "LambdaSubscription": {"Type": "AWS::SNS::Subscription", "Properties": {
+            "TopicArn": ref("Topic"), "Protocol": "lambda", "Endpoint": att("Function", "Arn")}},
+        "TopicInvokesFunction": {"Type": "AWS::Lambda::Permission", "Properties": {
+            "FunctionName": ref("Function"), "Action": "lambda:InvokeFunction",
+            "Principal": "sns.amazonaws.com", "SourceArn": ref("Topic")}},
+        "InvokeConfig": {"Type": "AWS::Lambda::EventInvokeConfig", "Properties": {
+            "FunctionName": ref("Function"), "Qualifier": "$LATEST", "MaximumRetryAttempts": 0,
+            "DestinationConfig": {"OnFailure": {"Destination": att("Queue", "Arn")}}}},
+        "Alias": {"Type": "AWS::Lambda::Alias", "Properties": {
+            "FunctionName": ref("Function"), "FunctionVersion": "$LATEST", "Name": "live"}},
+        "ErrorsAlarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
+            "AlarmName": f"{name}-errors", "Namespace": "AWS/Lambda", "MetricName": "Errors",
+            "Dimensions": [{"Name": "FunctionName", "Value": ref("Function")}], "Statistic": "Sum",
+            "Period": 60, "EvaluationPeriods": 1, "Threshold": threshold,
+            "ComparisonOperator": "GreaterThanThreshold", "AlarmActions": [ref("Topic")],
+            "TreatMissingData": "notBreaching"}},
+        "ModelRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": f"{name}-sm", "AssumeRolePolicyDocument": _trust("sagemaker.amazonaws.com")}},
+        "Model": {"Type": "AWS::SageMaker::Model", "Properties": {
+            "ModelName": f"{name}-model", "ExecutionRoleArn": att("ModelRole", "Arn"),
+            "PrimaryContainer": {"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/pytorch:2",
+                                 "ModelDataUrl": {"Fn::Sub": "s3://${Bucket}/model.tar.gz"}}}},
+        "EndpointConfig": {"Type": "AWS::SageMaker::EndpointConfig", "Properties": {
+            "EndpointConfigName": f"{name}-config-{config_suffix}",
+            "ProductionVariants": [
+                {"VariantName": variant, "ModelName": att("Model", "ModelName"), "InitialInstanceCount": 1,
+                 "InstanceType": "ml.m5.large", "InitialVariantWeight": weight}
+                for variant, weight in zip(("VariantA", "VariantB"), weights)
+            ],
+            "DataCaptureConfig": {
+                "EnableCapture": True, "InitialSamplingPercentage": 100,
+                "DestinationS3Uri": {"Fn::Sub": f"s3://${{Bucket}}/capture-{config_suffix}"},
+                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]}}},
+        "Endpoint": {"Type": "AWS::SageMaker::Endpoint", "Properties": {
+            "EndpointName": endpoint_name, "EndpointConfigName": att("EndpointConfig", "EndpointConfigName")}},
+        "ScalableTarget": {"Type": "AWS::ApplicationAutoScaling::ScalableTarget", "Properties": {
+            "ServiceNamespace": "sagemaker", "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+            "ResourceId": {"Fn::Sub": "endpoint/${Endpoint.EndpointName}/variant/VariantA"},
+            "MinCapacity": 1, "MaxCapacity": 2}},
+        "ScalingPolicy": {"Type": "AWS::ApplicationAutoScaling::ScalingPolicy", "Properties": {
+            "PolicyName": f"{name}-invocations", "PolicyType": "TargetTrackingScaling",
+            "ScalingTargetId": ref("ScalableTarget"),
+            "TargetTrackingScalingPolicyConfiguration": {
+                "TargetValue": 100.0,
+                "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}}}},
+        "BuildRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": f"{name}-build", "AssumeRolePolicyDocument": _trust("codebuild.amazonaws.com")}},
+        "Build": {"Type": "AWS::CodeBuild::Project", "Properties": {
+            "Name": f"{name}-build", "ServiceRole": att("BuildRole", "Arn"),
+            "Source": {"Type": "CODEPIPELINE", "BuildSpec": "buildspec/build.yml"},
+            "Artifacts": {"Type": "CODEPIPELINE"},
+            "Environment": {"Type": "LINUX_CONTAINER", "ComputeType": "BUILD_GENERAL1_SMALL",
+                            "Image": "aws/codebuild/standard:7.0",
+                            "EnvironmentVariables": [{"Name": "STAGE", "Value": "Dev"}]}}},
+        "PipelineRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": f"{name}-pipeline", "AssumeRolePolicyDocument": _trust("codepipeline.amazonaws.com")}},
+        "Pipeline": {"Type": "AWS::CodePipeline::Pipeline", "Properties": {
+            "Name": f"{name}-pipeline", "RoleArn": att("PipelineRole", "Arn"),
+            "ArtifactStore": {"Type": "S3", "Location": ref("Bucket")},
+            "Stages": [
+                {"Name": "Source", "Actions": [{
+                    "Name": "Source", "ActionTypeId": {"Category": "Source", "Owner": "AWS", "Provider": "S3",
+                                                       "Version": "1"},
+                    "Configuration": {"S3Bucket": ref("Bucket"), "S3ObjectKey": "source.zip",
+                                      "PollForSourceChanges": False},
+                    "OutputArtifacts": [{"Name": "Source"}]}]},
+                {"Name": stage_action, "Actions": [{
+                    "Name": "Build", "ActionTypeId": {"Category": "Build", "Owner": "AWS", "Provider": "CodeBuild",
+                                                      "Version": "1"},
+                    "Configuration": {"ProjectName": ref("Build")},
+                    "InputArtifacts": [{"Name": "Source"}]}]},
+            ]}},
+        "Api": {"Type": "AWS::ApiGateway::RestApi", "Properties": {"Name": f"{name}-api"}},
+        "ApiResource": {"Type": "AWS::ApiGateway::Resource", "Properties": {
+            "RestApiId": ref("Api"), "ParentId": att("Api", "RootResourceId"), "PathPart": "classify"}},
+        "Validator": {"Type": "AWS::ApiGateway::RequestValidator", "Properties": {
+            "RestApiId": ref("Api"), "Name": "body", "ValidateRequestBody": True,
+            "ValidateRequestParameters": False}},
+        "RequestModel": {"Type": "AWS::ApiGateway::Model", "Properties": {
+            "RestApiId": ref("Api"), "Name": "ClassifyRequest", "ContentType": "application/json",
+            "Schema": {"type": "object", "required": ["sentence"]}}},
+        "Method": {"Type": "AWS::ApiGateway::Method", "Properties": {
+            "RestApiId": ref("Api"), "ResourceId": ref("ApiResource"), "HttpMethod": "POST",
+            "AuthorizationType": "NONE", "ApiKeyRequired": True, "RequestValidatorId": ref("Validator"),
+            "RequestModels": {"application/json": ref("RequestModel")},
+            "Integration": {"Type": "AWS_PROXY", "IntegrationHttpMethod": "POST", "TimeoutInMillis": 29000,
+                            "Uri": {"Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/"
+                                               "2015-03-31/functions/${Function.Arn}/invocations"}}}},
+        "MockMethod": {"Type": "AWS::ApiGateway::Method", "Properties": {
+            "RestApiId": ref("Api"), "ResourceId": att("Api", "RootResourceId"), "HttpMethod": "GET",
+            "AuthorizationType": "NONE", "Integration": {"Type": "MOCK"}}},
+        "ApiInvokesFunction": {"Type": "AWS::Lambda::Permission", "Properties": {
+            "FunctionName": att("Function", "Arn"), "Action": "lambda:InvokeFunction",
+            "Principal": "apigateway.amazonaws.com",
+            "SourceArn": {"Fn::Sub": "arn:aws:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/dev/POST/classify"}}},
+        "Deployment": {"Type": "AWS::ApiGateway::Deployment", "DependsOn": ["Method", "MockMethod"],
+                       "Properties": {"RestApiId": ref("Api"), "Description": "classification API"}},
+        "AccountRole": {"Type": "AWS::IAM::Role", "Properties": {
+            "RoleName": f"{name}-apigw", "AssumeRolePolicyDocument": _trust("apigateway.amazonaws.com")}},
+        "ApiAccount": {"Type": "AWS::ApiGateway::Account", "Properties": {
+            "CloudWatchRoleArn": att("AccountRole", "Arn")}},
+        "Stage": {"Type": "AWS::ApiGateway::Stage", "DependsOn": "ApiAccount", "Properties": {
+            "RestApiId": ref("Api"), "StageName": "dev", "DeploymentId": ref("Deployment"),
+            "TracingEnabled": True,
+            "AccessLogSetting": {"DestinationArn": f"arn:aws:logs:us-east-1:123456789012:log-group:{name}",
+                                 "Format": "$context.requestId"},
+            "MethodSettings": [{"HttpMethod": "*", "ResourcePath": "/*", "MetricsEnabled": True,
+                                "ThrottlingRateLimit": rate_limit, "ThrottlingBurstLimit": 2 * rate_limit}]}},
+        "ApiKey": {"Type": "AWS::ApiGateway::ApiKey", "Properties": {"Name": f"{name}-key", "Enabled": True}},
+        "UsagePlan": {"Type": "AWS::ApiGateway::UsagePlan", "DependsOn": "Stage", "Properties": {
+            "UsagePlanName": f"{name}-plan", "ApiStages": [{"ApiId": ref("Api"), "Stage": "dev"}],
+            "Throttle": {"RateLimit": rate_limit, "BurstLimit": 2 * rate_limit},
+            "Quota": {"Limit": 1000, "Period": "DAY"}}},
+        "UsagePlanKey": {"Type": "AWS::ApiGateway::UsagePlanKey", "Properties": {
+            "KeyId": ref("ApiKey"), "KeyType": "API_KEY", "UsagePlanId": ref("UsagePlan")}},
+        "Unauthorized": {"Type": "AWS::ApiGateway::GatewayResponse", "Properties": {
+            "RestApiId": ref("Api"), "ResponseType": "UNAUTHORIZED", "StatusCode": "401",
+            "ResponseTemplates": {"application/json": '{"message": "unauthorized"}'}}},
+    }
+    outputs = {
+        "ApiId": ref("Api"), "DeploymentId": ref("Deployment"), "MethodRef": ref("Method"),
+        "PermissionRef": ref("ApiInvokesFunction"), "StageName": ref("Stage"), "ApiKeyId": ref("ApiKey"),
+        "ApiKeyAttr": att("ApiKey", "APIKeyId"), "UsagePlanId": ref("UsagePlan"), "ValidatorId": ref("Validator"),
+        "ModelName": ref("RequestModel"), "AlarmName": ref("ErrorsAlarm"), "AlarmArn": att("ErrorsAlarm", "Arn"),
+        "SubscriptionArn": ref("QueueSubscription"), "ScalableTargetId": ref("ScalableTarget"),
+        "ScalingPolicyArn": ref("ScalingPolicy"), "BuildName": ref("Build"), "BuildArn": att("Build", "Arn"),
+        "PipelineName": ref("Pipeline"), "EndpointArn": ref("Endpoint"),
+        "EndpointName": att("Endpoint", "EndpointName"), "AliasArn": ref("Alias"),
+    }
+    return {"Resources": resources, "Outputs": {key: {"Value": value} for key, value in outputs.items()}}
+
+
+def test_every_added_type_is_created_updated_and_deleted(cfn, client):
+    name = unique("types")
+    deploy(cfn, name, every_type_template(name))
+    assert stack(cfn, name)["StackStatus"] == "CREATE_COMPLETE"
+    out = outputs(cfn, name)
+    summaries = cfn.list_stack_resources(StackName=name)["StackResourceSummaries"]
+    template_ids = set(every_type_template(name)["Resources"])
+    assert {s["LogicalResourceId"] for s in summaries} == template_ids
+    assert all(s["ResourceType"] and s["PhysicalResourceId"] for s in summaries)
+    assert not any("object at 0x" in value for value in out.values())
+
+    s3, sns, awslambda, cloudwatch = client("s3"), client("sns"), client("lambda"), client("cloudwatch")
+    sagemaker, scaling, codebuild = client("sagemaker"), client("application-autoscaling"), client("codebuild")
+    codepipeline, apigateway = client("codepipeline"), client("apigateway")
+
+    policy = json.loads(s3.get_bucket_policy(Bucket=f"{name}-bucket")["Policy"])
+    assert policy["Statement"][0]["Sid"] == "DenyInsecure"
+    topic_arn = f"arn:aws:sns:us-east-1:123456789012:{name}-topic"
+    assert "AlarmsPublish" in sns.get_topic_attributes(TopicArn=topic_arn)["Attributes"]["Policy"]
+    subscriptions = sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
+    assert sorted(s["Protocol"] for s in subscriptions) == ["email", "lambda", "sqs"]
+    attributes = sns.get_subscription_attributes(SubscriptionArn=out["SubscriptionArn"])["Attributes"]
+    assert attributes["RawMessageDelivery"] == "true"
+    assert json.loads(attributes["FilterPolicy"]) == {"kind": ["filter-v1"]}
+    function_policy = json.loads(awslambda.get_policy(FunctionName=f"{name}-fn")["Policy"])
+    assert {s["Sid"] for s in function_policy["Statement"]} == {out["PermissionRef"], stack_sid(cfn, name)}
+    invoke_config = awslambda.get_function_event_invoke_config(FunctionName=f"{name}-fn")
+    assert invoke_config["MaximumRetryAttempts"] == 0
+    assert awslambda.get_alias(FunctionName=f"{name}-fn", Name="live")["AliasArn"] == out["AliasArn"]
+    alarm = cloudwatch.describe_alarms(AlarmNames=[f"{name}-errors"])["MetricAlarms"][0]
+    assert (alarm["Threshold"], alarm["AlarmActions"], alarm["AlarmArn"]) == (5.0, [topic_arn], out["AlarmArn"])
+    endpoint = sagemaker.describe_endpoint(EndpointName=f"{name}-endpoint")
+    assert endpoint["EndpointConfigName"] == f"{name}-config-v1"
+    assert out["EndpointArn"].endswith(f":endpoint/{name}-endpoint")
+    assert sagemaker.describe_model(ModelName=f"{name}-model")["ModelName"] == f"{name}-model"
+    resource_id = f"endpoint/{name}-endpoint/variant/VariantA"
+    target = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource_id])
+    assert [t["MaxCapacity"] for t in target["ScalableTargets"]] == [2]
+    assert out["ScalableTargetId"] == f"{resource_id}|sagemaker:variant:DesiredInstanceCount|sagemaker"
+    policies = scaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource_id)
+    assert [p["PolicyARN"] for p in policies["ScalingPolicies"]] == [out["ScalingPolicyArn"]]
+    project = codebuild.batch_get_projects(names=[f"{name}-build"])["projects"][0]
+    assert project["source"]["buildspec"] == "buildspec/build.yml" and project["arn"] == out["BuildArn"]
+    pipeline = codepipeline.get_pipeline(name=f"{name}-pipeline")["pipeline"]
+    assert [s["name"] for s in pipeline["stages"]] == ["Source", "Build"]
+    assert pipeline["stages"][0]["actions"][0]["configuration"]["PollForSourceChanges"] == "false"
+
+    api = out["ApiId"]
+    assert [d["id"] for d in apigateway.get_deployments(restApiId=api)["items"]] == [out["DeploymentId"]]
+    stage_info = apigateway.get_stage(restApiId=api, stageName="dev")
+    assert stage_info["deploymentId"] == out["DeploymentId"]
+    assert stage_info["methodSettings"]["*/*"]["throttlingRateLimit"] == 10
+    assert stage_info["accessLogSettings"]["format"] == "$context.requestId"
+    resource = next(r for r in apigateway.get_resources(restApiId=api)["items"] if r.get("pathPart") == "classify")
+    method = apigateway.get_method(restApiId=api, resourceId=resource["id"], httpMethod="POST")
+    assert method["apiKeyRequired"] is True and method["requestValidatorId"] == out["ValidatorId"]
+    assert method["methodIntegration"]["type"] == "AWS_PROXY"
+    assert method["methodIntegration"]["uri"].endswith(f"function:{name}-fn/invocations")
+    assert apigateway.get_model(restApiId=api, modelName="ClassifyRequest")["contentType"] == "application/json"
+    assert apigateway.get_api_key(apiKey=out["ApiKeyId"], includeValue=True)["value"]
+    assert out["ApiKeyAttr"] == out["ApiKeyId"]
+    plan = apigateway.get_usage_plan(usagePlanId=out["UsagePlanId"])
+    assert plan["apiStages"] == [{"apiId": api, "stage": "dev"}] and plan["throttle"]["rateLimit"] == 10
+    assert [k["id"] for k in apigateway.get_usage_plan_keys(usagePlanId=out["UsagePlanId"])["items"]] == [
+        out["ApiKeyId"]]
+    assert apigateway.get_gateway_response(restApiId=api, responseType="UNAUTHORIZED")["statusCode"] == "401"
+    assert apigateway.get_account()["cloudwatchRoleArn"].endswith(f"role/{name}-apigw")
+
+    # update: new alarm threshold, throttling, A/B weights under a new endpoint config, pipeline stage
+    updated = every_type_template(name, threshold=9, rate_limit=20, weights=(3, 1), config_suffix="v2",
+                                  stage_action="Compile")
+    deploy(cfn, name, updated)
+    assert stack(cfn, name)["StackStatus"] == "UPDATE_COMPLETE"
+    assert cloudwatch.describe_alarms(AlarmNames=[f"{name}-errors"])["MetricAlarms"][0]["Threshold"] == 9.0
+    assert apigateway.get_stage(restApiId=api, stageName="dev")["methodSettings"]["*/*"]["throttlingRateLimit"] == 20
+    assert apigateway.get_usage_plan(usagePlanId=out["UsagePlanId"])["throttle"]["rateLimit"] == 20
+    assert [k["id"] for k in apigateway.get_usage_plan_keys(usagePlanId=out["UsagePlanId"])["items"]] == [
+        out["ApiKeyId"]]
+    endpoint = sagemaker.describe_endpoint(EndpointName=f"{name}-endpoint")
+    assert endpoint["EndpointConfigName"] == f"{name}-config-v2"
+    assert [v["CurrentWeight"] for v in endpoint["ProductionVariants"]] == [3, 1]
+    assert endpoint["DataCaptureConfig"]["DestinationS3Uri"].endswith("capture-v2")
+    configs = [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]]
+    assert f"{name}-config-v2" in configs and f"{name}-config-v1" not in configs
+    pipeline = codepipeline.get_pipeline(name=f"{name}-pipeline")["pipeline"]
+    assert [s["name"] for s in pipeline["stages"]] == ["Source", "Compile"]
+    filter_policy = sns.get_subscription_attributes(SubscriptionArn=out["SubscriptionArn"])["Attributes"]["FilterPolicy"]
+    assert json.loads(filter_policy) == {"kind": ["filter-v2"]}
+    assert outputs(cfn, name)["DeploymentId"] == out["DeploymentId"]
+
+    cfn.delete_stack(StackName=name)
+    assert_nothing_left(client, name, api, out)
+
+
+def stack_sid(cfn, name):
+    """Statement id of the second permission (the SNS one) of the every-type stack."""
+    resources = cfn.list_stack_resources(StackName=name)["StackResourceSummaries"]
+    return next(r["PhysicalResourceId"] for r in resources if r["LogicalResourceId"] == "TopicInvokesFunction")
+
+
+def assert_nothing_left(client, name, api, out):
+    s3, sns, awslambda, cloudwatch = client("s3"), client("sns"), client("lambda"), client("cloudwatch")
+    assert f"{name}-bucket" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert not [t for t in sns.list_topics()["Topics"] if name in t["TopicArn"]]
+    assert not [s for s in sns.list_subscriptions()["Subscriptions"] if name in s["TopicArn"]]
+    assert not [f for f in awslambda.list_functions()["Functions"] if name in f["FunctionName"]]
+    assert not cloudwatch.describe_alarms(AlarmNames=[f"{name}-errors"])["MetricAlarms"]
+    sagemaker = client("sagemaker")
+    assert not [e for e in sagemaker.list_endpoints()["Endpoints"] if name in e["EndpointName"]]
+    assert not [c for c in sagemaker.list_endpoint_configs()["EndpointConfigs"] if name in c["EndpointConfigName"]]
+    assert not [m for m in sagemaker.list_models()["Models"] if name in m["ModelName"]]
+    scaling = client("application-autoscaling")
+    assert not scaling.describe_scalable_targets(ServiceNamespace="sagemaker",
+                                                 ResourceIds=[f"endpoint/{name}-endpoint/variant/VariantA"])[
+        "ScalableTargets"]
+    assert not scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"] or all(
+        name not in p["PolicyName"] for p in scaling.describe_scaling_policies(ServiceNamespace="sagemaker")[
+            "ScalingPolicies"])
+    assert f"{name}-build" not in client("codebuild").list_projects()["projects"]
+    assert f"{name}-pipeline" not in [p["name"] for p in client("codepipeline").list_pipelines()["pipelines"]]
+    apigateway = client("apigateway")
+    assert api not in [a["id"] for a in apigateway.get_rest_apis()["items"]]
+    assert out["ApiKeyId"] not in [k["id"] for k in apigateway.get_api_keys()["items"]]
+    assert out["UsagePlanId"] not in [p["id"] for p in apigateway.get_usage_plans()["items"]]
+    assert not client("iam").list_roles(PathPrefix="/")["Roles"] or all(
+        not r["RoleName"].startswith(name) for r in client("iam").list_roles()["Roles"])
