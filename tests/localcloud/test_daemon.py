@@ -107,9 +107,7 @@ def test_up_status_down_leave_no_process_behind(cloud_env):
     api = apigw.create_rest_api(name="smoke")["id"]
     root = apigw.get_resources(restApiId=api)["items"][0]["id"]
     resource = apigw.create_resource(restApiId=api, parentId=root, pathPart="hello")["id"]
-    apigw.put_method(
-        restApiId=api, resourceId=resource, httpMethod="GET", authorizationType="NONE"
-    )
+    apigw.put_method(restApiId=api, resourceId=resource, httpMethod="GET", authorizationType="NONE")
     apigw.put_integration(
         restApiId=api,
         resourceId=resource,

@@ -1,0 +1,388 @@
+import asyncio
+import base64
+import http.client
+import json
+
+import boto3
+import botocore.auth
+import botocore.awsrequest
+import botocore.credentials
+import pytest
+
+from localcloud import metrics
+from localcloud.apigateway import ApiGatewayDataPlane, TokenBucket, install_moto_hooks
+
+from .conftest import REGION
+
+ECHO = """
+    import base64, json
+    def handler(event, context):
+        mode = (event.get("queryStringParameters") or {}).get("mode")
+        if mode == "raise":
+            raise RuntimeError("handler failed")
+        if mode == "malformed":
+            return {"statusCode": "two hundred", "body": "x"}
+        if mode == "binary":
+            return {"statusCode": 201, "isBase64Encoded": True,
+                    "body": base64.b64encode(b"\\x00\\x01").decode(),
+                    "headers": {"Content-Type": "application/octet-stream"},
+                    "multiValueHeaders": {"X-Multi": ["a", "b"]}}
+        return {"statusCode": 200, "headers": {"Content-Type": "application/json"},
+                "body": json.dumps(event)}
+"""
+
+
+@pytest.fixture
+def apigw(aws):
+    install_moto_hooks()
+    return boto3.client("apigateway", region_name=REGION)
+
+
+@pytest.fixture
+def plane(runtime):
+    return ApiGatewayDataPlane(runtime)
+
+
+@pytest.fixture
+def echo_arn(create_function):
+    return create_function("echo", ECHO, timeout=10).function_arn
+
+
+def make_api(
+    apigw, function_arn, *, auth="NONE", key_required=False, parts=("text",), method="POST"
+):
+    """A REST API with one Lambda-proxy method on /<parts...>, deployed to stage ``prod``."""
+    api = apigw.create_rest_api(name="demo-api")["id"]
+    parent = apigw.get_resources(restApiId=api)["items"][0]["id"]
+    for part in parts:
+        parent = apigw.create_resource(restApiId=api, parentId=parent, pathPart=part)["id"]
+    apigw.put_method(
+        restApiId=api,
+        resourceId=parent,
+        httpMethod=method,
+        authorizationType=auth,
+        apiKeyRequired=key_required,
+    )
+    apigw.put_integration(
+        restApiId=api,
+        resourceId=parent,
+        httpMethod=method,
+        type="AWS_PROXY",
+        integrationHttpMethod="POST",
+        uri=f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/"
+        f"{function_arn}/invocations",
+    )
+    apigw.create_deployment(restApiId=api, stageName="prod")
+    return api
+
+
+def attach_key(apigw, api, *, enabled=True, throttle=None, quota=None, stage="prod"):
+    key = apigw.create_api_key(name="k", enabled=enabled)
+    plan_args = {"name": "plan", "apiStages": [{"apiId": api, "stage": stage}]}
+    if throttle:
+        plan_args["throttle"] = throttle
+    if quota:
+        plan_args["quota"] = quota
+    plan = apigw.create_usage_plan(**plan_args)
+    apigw.create_usage_plan_key(usagePlanId=plan["id"], keyId=key["id"], keyType="API_KEY")
+    return key["value"]
+
+
+def call(
+    loop_thread,
+    plane,
+    api,
+    path="/text",
+    method="POST",
+    headers=(),
+    body=b"{}",
+    query=b"",
+    stage="prod",
+):
+    status, out_headers, out = loop_thread.run(
+        plane.handle(method, api, stage, path, query, list(headers), body, "127.0.0.1")
+    )
+    return status, dict((k.lower(), v) for k, v in out_headers), out
+
+
+def message(body: bytes) -> str:
+    return json.loads(body)["message"]
+
+
+def test_api_key_required(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn, key_required=True)
+    good = attach_key(apigw, api)
+    disabled = attach_key(apigw, api, enabled=False)
+    other_stage = attach_key(apigw, api, stage="other")
+
+    for headers in (
+        [],
+        [("x-api-key", "wrong")],
+        [("x-api-key", disabled)],
+        [("x-api-key", other_stage)],
+    ):
+        status, _, body = call(loop_thread, plane, api, headers=headers)
+        assert (status, message(body)) == (403, "Forbidden"), headers
+    status, _, body = call(loop_thread, plane, api, headers=[("x-api-key", good)])
+    assert status == 200
+    identity = json.loads(body)["requestContext"]["identity"]
+    assert identity["apiKey"] == good and identity["apiKeyId"]
+
+
+def test_key_changes_are_seen_at_once(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn, key_required=True)
+    key = attach_key(apigw, api)
+    assert call(loop_thread, plane, api, headers=[("x-api-key", key)])[0] == 200
+    key_id = apigw.get_api_keys()["items"][0]["id"]
+    apigw.update_api_key(
+        apiKey=key_id, patchOperations=[{"op": "replace", "path": "/enabled", "value": "false"}]
+    )
+    assert call(loop_thread, plane, api, headers=[("x-api-key", key)])[0] == 403
+
+
+def test_usage_plan_throttle_gives_429(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn, key_required=True)
+    key = attach_key(apigw, api, throttle={"rateLimit": 0.01, "burstLimit": 2})
+    statuses = [call(loop_thread, plane, api, headers=[("x-api-key", key)])[0] for _ in range(3)]
+    assert statuses[:2] == [200, 200]
+    status, headers, body = call(loop_thread, plane, api, headers=[("x-api-key", key)])
+    assert (status, message(body)) == (429, "Too Many Requests")
+
+
+def test_quota_gives_limit_exceeded(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn, key_required=True)
+    key = attach_key(apigw, api, quota={"limit": 2, "period": "DAY"})
+    assert [call(loop_thread, plane, api, headers=[("x-api-key", key)])[0] for _ in range(2)] == [
+        200,
+        200,
+    ]
+    status, _, body = call(loop_thread, plane, api, headers=[("x-api-key", key)])
+    assert (status, message(body)) == (429, "Limit Exceeded")
+
+
+def test_stage_method_throttle_gives_429(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn)
+    apigw.update_stage(
+        restApiId=api,
+        stageName="prod",
+        patchOperations=[
+            {"op": "replace", "path": "/*/*/throttling/rateLimit", "value": "0.01"},
+            {"op": "replace", "path": "/*/*/throttling/burstLimit", "value": "1"},
+        ],
+    )
+    assert call(loop_thread, plane, api)[0] == 200
+    status, _, body = call(loop_thread, plane, api)
+    assert (status, message(body)) == (429, "Too Many Requests")
+
+
+def test_unknown_routes(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn)
+    assert call(loop_thread, plane, api, path="/nope")[:1] == (403,)
+    assert message(call(loop_thread, plane, api, path="/nope")[2]) == "Missing Authentication Token"
+    assert message(call(loop_thread, plane, api, method="GET")[2]) == "Missing Authentication Token"
+    status, _, body = call(loop_thread, plane, api, stage="nostage")
+    assert (status, message(body)) == (403, "Forbidden")
+    status, _, body = call(loop_thread, plane, "noapi")
+    assert status == 404
+
+
+def test_proxy_event_shape(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn, parts=("items", "{id}", "{rest+}"), method="ANY")
+    status, headers, body = call(
+        loop_thread,
+        plane,
+        api,
+        path="/items/42/a/b",
+        method="PUT",
+        headers=[
+            ("content-type", "application/json"),
+            ("x-multi", "1"),
+            ("x-multi", "2"),
+            ("user-agent", "tests"),
+        ],
+        body=b'{"sentence": "hi"}',
+        query=b"q=1&q=2&single=x",
+    )
+    assert status == 200 and headers["content-type"] == "application/json"
+    event = json.loads(body)
+    assert event["resource"] == "/items/{id}/{rest+}"
+    assert event["path"] == "/items/42/a/b"
+    assert event["httpMethod"] == "PUT"
+    assert event["pathParameters"] == {"id": "42", "rest": "a/b"}
+    assert event["queryStringParameters"] == {"q": "2", "single": "x"}
+    assert event["multiValueQueryStringParameters"] == {"q": ["1", "2"], "single": ["x"]}
+    assert event["headers"]["Content-Type"] == "application/json"
+    assert event["multiValueHeaders"]["X-Multi"] == ["1", "2"]
+    assert event["body"] == '{"sentence": "hi"}' and event["isBase64Encoded"] is False
+    assert event["stageVariables"] is None
+    ctx = event["requestContext"]
+    assert ctx["stage"] == "prod" and ctx["apiId"] == api
+    assert ctx["resourcePath"] == "/items/{id}/{rest+}" and ctx["httpMethod"] == "PUT"
+    assert ctx["path"] == "/prod/items/42/a/b" and ctx["requestId"]
+    assert ctx["identity"]["sourceIp"] == "127.0.0.1"
+    assert ctx["identity"]["userAgent"] == "tests"
+
+
+def test_binary_and_multi_value_response(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn)
+    status, _, body = call(loop_thread, plane, api, query=b"mode=binary")
+    assert (status, body) == (201, b"\x00\x01")
+    _, out_headers, _ = loop_thread.run(
+        plane.handle("POST", api, "prod", "/text", b"mode=binary", [], b"", "127.0.0.1")
+    )
+    assert [v for k, v in out_headers if k == "X-Multi"] == ["a", "b"]
+
+
+def test_lambda_error_and_malformed_response_give_502(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn)
+    for mode in (b"mode=raise", b"mode=malformed"):
+        status, _, body = call(loop_thread, plane, api, query=mode)
+        assert (status, message(body)) == (502, "Internal server error"), mode
+
+
+def _signed_headers(url: str) -> list[tuple[str, str]]:
+    request = botocore.awsrequest.AWSRequest(method="POST", url=url, data=b"{}")
+    botocore.auth.SigV4Auth(
+        botocore.credentials.Credentials("AKIDLOCAL", "secret"), "execute-api", REGION
+    ).add_auth(request)
+    return [(k.lower(), v) for k, v in request.headers.items()]
+
+
+def test_iam_auth_needs_a_well_formed_signature(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn, auth="AWS_IAM")
+    status, _, body = call(loop_thread, plane, api)
+    assert (status, message(body)) == (403, "Missing Authentication Token")
+    status, _, _ = call(loop_thread, plane, api, headers=[("authorization", "Bearer abc")])
+    assert status == 403
+    signed = _signed_headers(f"https://{api}.execute-api.{REGION}.amazonaws.com/prod/text")
+    status, _, body = call(loop_thread, plane, api, headers=signed)
+    assert status == 200
+    assert json.loads(body)["requestContext"]["identity"]["caller"] == "AKIDLOCAL"
+
+
+def test_metrics_are_recorded(loop_thread, plane, apigw, echo_arn, monkeypatch):
+    api = make_api(apigw, echo_arn)
+    monkeypatch.setattr(metrics, "SINK", metrics.MetricsSink())  # nothing from earlier tests
+    call(loop_thread, plane, api)
+    call(loop_thread, plane, api, path="/nope")
+    call(loop_thread, plane, api, query=b"mode=raise")
+    metrics.SINK.flush()
+
+    cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+
+    def total(name, namespace="AWS/ApiGateway", dims=(("ApiName", "demo-api"), ("Stage", "prod"))):
+        import datetime
+
+        now = datetime.datetime.now(datetime.timezone.utc)
+        points = cloudwatch.get_metric_statistics(
+            Namespace=namespace,
+            MetricName=name,
+            Dimensions=[{"Name": k, "Value": v} for k, v in dims],
+            StartTime=now - datetime.timedelta(minutes=5),
+            EndTime=now + datetime.timedelta(minutes=1),
+            Period=60,
+            Statistics=["Sum", "SampleCount"],
+        )["Datapoints"]
+        return sum(p["Sum"] for p in points), sum(p["SampleCount"] for p in points)
+
+    assert total("Count") == (3, 3)
+    assert total("4XXError")[0] == 1 and total("5XXError")[0] == 1
+    assert total("Latency")[1] == 3 and total("IntegrationLatency")[1] == 2
+    fn_dims = (("FunctionName", "echo"),)
+    assert total("Invocations", "AWS/Lambda", fn_dims)[0] == 2
+    assert total("Errors", "AWS/Lambda", fn_dims)[0] == 1
+
+
+def test_token_bucket_refills_at_the_rate():
+    bucket = TokenBucket(rate=1000.0, burst=1.0)
+    assert bucket.take() and not bucket.take()
+    bucket.stamp -= 0.002  # 2 ms later: refilled, but never above the burst capacity
+    assert bucket.take() and not bucket.take()
+
+
+# -- over HTTP, through the gateway server ---------------------------------------------------------
+
+
+class FakeSageMaker:
+    def __init__(self):
+        self.calls = []
+
+    async def handle(self, method, path, headers, body):
+        self.calls.append((method, path, headers.get("content-type"), body))
+        return (
+            200,
+            {"Content-Type": "application/json", "x-Amzn-Invoked-Production-Variant": "A"},
+            b"{}",
+        )
+
+
+@pytest.fixture
+def gateway_port(loop_thread, plane):
+    from localcloud import gateway
+
+    sock = gateway.listening_socket("127.0.0.1", 0)
+    sagemaker = FakeSageMaker()
+    server = gateway.make_server(gateway.Gateway(plane, sagemaker))
+    task = asyncio.run_coroutine_threadsafe(server.serve(sockets=[sock]), loop_thread.loop)
+    port = sock.getsockname()[1]
+    yield port, sagemaker
+    server.should_exit = True
+    task.result(10)
+
+
+def test_gateway_routes_over_keep_alive_http(gateway_port, apigw, echo_arn):
+    port, sagemaker = gateway_port
+    api = make_api(apigw, echo_arn)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.request(
+        "POST",
+        f"/restapis/{api}/prod/_user_request_/text?a=1",
+        body=b'{"x": 1}',
+        headers={"Content-Type": "application/json"},
+    )
+    resp = conn.getresponse()
+    event = json.loads(resp.read())
+    assert resp.status == 200 and event["queryStringParameters"] == {"a": "1"}
+    assert resp.getheader("x-amzn-RequestId")
+
+    conn.request("GET", "/elsewhere")  # same connection: keep-alive
+    resp = conn.getresponse()
+    assert resp.status == 404 and json.loads(resp.read()) == {"message": "Not Found"}
+
+    conn.request(
+        "POST", "/endpoints/ep/invocations", body=b"abc", headers={"Content-Type": "text/csv"}
+    )
+    resp = conn.getresponse()
+    assert resp.status == 200 and resp.getheader("x-Amzn-Invoked-Production-Variant") == "A"
+    resp.read()
+    assert sagemaker.calls == [("POST", "/endpoints/ep/invocations", "text/csv", b"abc")]
+
+    conn.request("GET", "/_localcloud/health")
+    resp = conn.getresponse()
+    assert resp.status == 200 and json.loads(resp.read()) == {"status": "ok"}
+    conn.close()
+
+
+def test_gateway_refuses_bodies_over_10_mb(gateway_port, apigw, echo_arn):
+    port, _ = gateway_port
+    api = make_api(apigw, echo_arn)
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.putrequest("POST", f"/restapis/{api}/prod/_user_request_/text")
+    conn.putheader("Content-Length", str(10 * 1024 * 1024 + 1))
+    conn.endheaders()
+    resp = conn.getresponse()
+    assert resp.status == 413 and json.loads(resp.read()) == {"message": "Request Too Long"}
+    conn.close()
+
+
+def test_base64_body_for_binary_media_types(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn)
+    apigw.update_rest_api(
+        restApiId=api, patchOperations=[{"op": "add", "path": "/binaryMediaTypes/image~1png"}]
+    )
+    status, _, body = call(
+        loop_thread, plane, api, headers=[("content-type", "image/png")], body=b"\x89PNG"
+    )
+    event = json.loads(body)
+    assert event["isBase64Encoded"] is True
+    assert base64.b64decode(event["body"]) == b"\x89PNG"
