@@ -8,13 +8,14 @@ report 0 failed checks. Suppressions live in resource Metadata next to the resou
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
 from pathlib import Path
 
-from cfnlint.api import lint as cfn_lint_text
 from cfnlint.config import ConfigFileArgs, ConfigMixIn, ManualArgs
+from cfnlint.decode import decode_str
 from cfnlint.runner import Runner
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,9 +31,17 @@ def cfn_lint_settings() -> ManualArgs:
     return ManualArgs(**{key: args[key] for key in keys if key in args})
 
 
+@functools.lru_cache(maxsize=1)
+def _runner() -> Runner:
+    """Loading cfn-lint's rules takes about a second: load them once per process."""
+    return Runner(ConfigMixIn([], **cfn_lint_settings()))
+
+
 def cfn_lint_document(document: dict) -> list[str]:
     """Findings of cfn-lint on one template document (used by the tests)."""
-    return [_format(m) for m in cfn_lint_text(json.dumps(document), config=cfn_lint_settings())]
+    template, errors = decode_str(json.dumps(document))
+    matches = errors or list(_runner().validate_template(template))
+    return [_format(m) for m in matches]
 
 
 def cfn_lint_files(paths: list[Path]) -> list[str]:

@@ -19,8 +19,9 @@ from troposphere import kms, logs, s3
 
 from . import iam
 
-# Newest Python runtime cfn-lint 1.58 knows with a published deprecation schedule.
-PYTHON_RUNTIME = "python3.13"
+# Newest Python runtime in cfn-lint's runtime lifecycle data (its schema already lists 3.15,
+# which has no lifecycle entry yet, i.e. is not generally available).
+PYTHON_RUNTIME = "python3.14"
 HANDLER = "handler.handler"
 
 

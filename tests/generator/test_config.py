@@ -1,0 +1,320 @@
+"""config.json validation: every rule rejects bad input with key path, value and what is allowed."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+import pytest
+from generator_testkit import CONFIG_PATH, DELETE, base_document, variant
+
+from generator.config import ConfigError, load, parse
+
+REPO = "example/text-classification"
+CONNECTION = "arn:aws:codeconnections:us-east-1:123456789012:connection/0a1b-2c3d"
+
+# (dotted path, bad value, fragment the message must contain after "<path>: ")
+REJECTED = [
+    (
+        "project.name",
+        "Text-Classification",
+        '"Text-Classification" is not allowed; expected letters',
+    ),
+    ("project.name", "", "expected letters and digits"),
+    ("project.name", "A" * 33, "at most 32 characters"),
+    ("project.name", 7, "7 is not allowed"),
+    ("project.stage", "demo stage", "expected letters and digits"),
+    ("project.region", "US-East-1", "expected an AWS region name"),
+    ("project.account", "12345", "expected a 12-digit AWS account id or null"),
+    ("project.account", 123456789012, "expected a 12-digit AWS account id or null"),
+    ("project.profile", "", "expected a non-empty string"),
+    ("project.log_retention_days", 10, "expected one of 1, 3, 5"),
+    ("project.log_retention_days", True, "expected one of"),
+    ("project.tags", [], "expected an object"),
+    ("project.tags.Team", 5, "5 is not allowed; expected a non-empty string"),
+    ("project.tags.aws:owner", "x", "not starting with aws:"),
+    ("model_archiving.retain_on_delete", "yes", '"yes" is not allowed; expected true or false'),
+    ("model_archiving.noncurrent_version_expiry_days", 0, "expected an integer between 1 and 3650"),
+    ("model_serving.endpoint_name", "bad_name", "letters, digits and inner hyphens"),
+    ("model_serving.endpoint_name", "E" * 41, "at most 40 characters"),
+    ("model_serving.max_batch_size", 0, "expected an integer between 1 and 1024"),
+    ("model_serving.max_batch_size", 2.5, "expected an integer"),
+    ("model_serving.max_text_chars", -1, "expected an integer between 1 and 100000"),
+    ("model_serving.models", [], "expected a list between 1 and 10 items"),
+    ("model_serving.models[0].name", "Model_A", "lower-case kebab-case id"),
+    ("model_serving.models[0].artifact_dir", "", "expected a non-empty string"),
+    ("model_serving.models[0].image_uri", "pytorch:latest", "expected an ECR image URI"),
+    (
+        "model_serving.models[0].image_uri",
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/Py:1",
+        "expected an ECR image URI",
+    ),
+    ("model_serving.models[0].variant_name", "Model A", "letters, digits and inner hyphens"),
+    ("model_serving.models[1].initial_weight", -1, "-1 is not allowed; expected a number > 0"),
+    ("model_serving.models[1].initial_weight", 0, "expected a number > 0"),
+    ("model_serving.models[1].initial_weight", "1", "expected a number > 0"),
+    ("model_serving.models[0].instance_type", "c5.large", "SageMaker instance type"),
+    ("model_serving.models[0].instance_count", 0, "expected an integer between 1 and 100"),
+    ("model_serving.models[0].server_workers", 0, "expected an integer between 1 and 64"),
+    ("model_serving.models[0].autoscaling.enabled", 1, "expected true or false"),
+    ("model_serving.models[0].autoscaling.min_capacity", 0, "expected an integer >= 1"),
+    (
+        "model_serving.models[0].autoscaling.max_capacity",
+        0,
+        "expected an integer between 1 and 100",
+    ),
+    ("model_serving.models[0].autoscaling.target_invocations_per_instance", 0, "number > 0"),
+    (
+        "model_serving.data_capture.sampling_percentage",
+        101,
+        "expected an integer between 0 and 100",
+    ),
+    ("model_serving.data_capture.sampling_percentage", -1, "between 0 and 100"),
+    ("model_serving.data_capture.prefix", "/data-capture/", "S3 key prefix"),
+    ("model_serving.data_capture.capture_json_as_json", None, "expected true or false"),
+    ("model_serving.data_capture.expiry_days", 0, "between 1 and 3650"),
+    ("model_serving.deployment_guardrail.canary_percentage", 100, "between 1 and 99"),
+    ("model_serving.deployment_guardrail.wait_seconds", 3601, "between 0 and 3600"),
+    ("model_serving.deployment_guardrail.bake_seconds", -5, "between 0 and 3600"),
+    ("api_hosting.resource_path", "/text", "expected a resource path"),
+    ("api_hosting.resource_path", "a//b", "expected a resource path"),
+    ("api_hosting.resource_path", "{proxy+}", "expected a resource path"),
+    ("api_hosting.auth", "none", '"none" is not allowed; expected one of "api_key", "iam"'),
+    ("api_hosting.throttle.rate_limit", 0, "expected a number > 0"),
+    ("api_hosting.throttle.burst_limit", 0, "between 1 and 5000"),
+    ("api_hosting.quota.limit", 0, "expected an integer >= 1"),
+    ("api_hosting.quota.period", "YEAR", 'expected one of "DAY", "WEEK", "MONTH"'),
+    ("api_hosting.max_body_bytes", 7 * 1024 * 1024, "between 1 and 6291456"),
+    ("api_hosting.predictor.memory_mb", 64, "between 128 and 10240"),
+    ("api_hosting.predictor.timeout_seconds", 29, "between 1 and 28"),
+    ("api_hosting.predictor.reserved_concurrency", 0, "between 1 and 1000"),
+    ("api_hosting.predictor.log_request_text", "false", "expected true or false"),
+    ("monitoring.period_seconds", 45, "expected 10, 30 or a multiple of 60 seconds"),
+    ("monitoring.evaluation_periods", 0, "between 1 and 100"),
+    ("monitoring.alarms.api_4xx_per_period", 0, "expected an integer >= 1"),
+    ("monitoring.alarms.model_latency_p99_ms", 0, "expected a number > 0"),
+    ("monitoring.subscription_emails", ["not-an-email"], "expected an e-mail address"),
+    ("monitoring.subscription_emails", "ops@example.com", "expected a list"),
+    ("cicd.enabled", "true", "expected true or false"),
+    ("cicd.connection_arn", "arn:aws:s3:::bucket", "CodeConnections connection ARN or null"),
+    ("cicd.repository", "just-a-name", "expected owner/name"),
+    ("cicd.branch", "bad branch", "a git branch name"),
+    ("load_test.tester_count", 0, "between 1 and 50"),
+    ("load_test.rate_per_second", 0, "expected a number > 0"),
+    ("load_test.duration_seconds", 0, "expected an integer >= 1"),
+    ("load_test.request_timeout_seconds", 61, "between 1 and 60"),
+    ("load_test.tester_memory_mb", 100, "between 128 and 10240"),
+    ("load_test.results_expiry_days", 0, "between 1 and 3650"),
+    ("load_test.cases", [], "between 1 and 50 items"),
+    ("load_test.cases[0].id", "tc 1", "letters, digits or ._-"),
+    ("load_test.cases[0].sentence", "", "expected a non-empty string"),
+    ("load_test.cases[0].expected_label", 5, "expected one of 1, 2, 3, 4"),
+    ("load_test.cases[0].expected_label", "1", "expected one of 1, 2, 3, 4"),
+]
+
+
+@pytest.mark.parametrize(
+    "path,value,fragment", REJECTED, ids=[f"{p}={v!r}"[:60] for p, v, _ in REJECTED]
+)
+def test_invalid_value_names_path_value_and_allowed(path, value, fragment):
+    with pytest.raises(ConfigError) as raised:
+        parse(variant(**{path: value}))
+    message = str(raised.value)
+    # A bad list item is reported at its index (`emails[0]`), everything else at the key itself.
+    assert re.match(rf"^{re.escape(path)}(\[\d+\])?: ", message), message
+    assert fragment in message, message
+
+
+def test_shipped_config_is_valid_and_frozen():
+    cfg = load(CONFIG_PATH)
+    assert [m.variant_name for m in cfg.model_serving.models] == ["Model-A", "Model-B"]
+    assert [m.initial_weight for m in cfg.model_serving.models] == [1, 1]
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.project.name = "Other"  # type: ignore[misc]
+
+
+def test_optional_keys_take_documented_defaults():
+    cfg = parse(base_document())
+    assert cfg.load_test.tester_memory_mb == 256
+    assert cfg.load_test.results_expiry_days == 30
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "project.stage",
+        "model_serving.models[0].autoscaling",
+        "api_hosting.throttle.burst_limit",
+        "load_test.cases[1].expected_label",
+        "cicd",
+    ],
+)
+def test_missing_required_key(path):
+    with pytest.raises(
+        ConfigError,
+        match=r"^"
+        + path.replace("[", r"\[").replace("]", r"\]")
+        + r": missing; this key is required$",
+    ):
+        parse(variant(**{path: DELETE}))
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["projct", "project.stgae", "model_serving.models[1].weight", "load_test.cases[0].label"],
+)
+def test_unknown_key_is_an_error(path):
+    with pytest.raises(ConfigError) as raised:
+        parse(variant(**{path: 1}))
+    assert str(raised.value).startswith(f"{path}: unknown key; allowed keys here: ")
+
+
+def test_secret_looking_keys_are_refused():
+    with pytest.raises(
+        ConfigError, match=r"^cicd\.github_token: secret-looking keys are not allowed"
+    ):
+        parse(variant(**{"cicd.github_token": "abc"}))
+
+
+def test_model_names_must_be_unique():
+    with pytest.raises(ConfigError) as raised:
+        parse(variant(**{"model_serving.models[1].name": "model-a"}))
+    assert str(raised.value) == (
+        'model_serving.models[1].name: "model-a" is not allowed; model names must be unique '
+        "(already used at model_serving.models[0].name)"
+    )
+
+
+def test_variant_names_must_be_unique_ignoring_case():
+    with pytest.raises(ConfigError, match=r"^model_serving\.models\[1\]\.variant_name: .*unique"):
+        parse(variant(**{"model_serving.models[1].variant_name": "model-a"}))
+
+
+def test_test_case_ids_must_be_unique():
+    with pytest.raises(ConfigError, match=r"^load_test\.cases\[1\]\.id: \"tc-001\" .*unique"):
+        parse(variant(**{"load_test.cases[1].id": "tc-001"}))
+
+
+def test_subscription_emails_must_be_unique():
+    with pytest.raises(ConfigError, match=r"^monitoring\.subscription_emails\[1\]: .*unique"):
+        parse(variant(**{"monitoring.subscription_emails": ["a@example.com", "A@example.com"]}))
+
+
+def test_autoscaling_max_below_min():
+    with pytest.raises(ConfigError) as raised:
+        parse(variant(**{"model_serving.models[0].autoscaling.min_capacity": 4}))
+    assert str(raised.value) == (
+        "model_serving.models[0].autoscaling.max_capacity: 3 is not allowed; "
+        "expected an integer >= min_capacity (4)"
+    )
+
+
+def test_autoscaling_instance_count_must_lie_within_bounds():
+    doc = variant(
+        **{
+            "model_serving.models[0].autoscaling.enabled": True,
+            "model_serving.models[0].instance_count": 5,
+        }
+    )
+    with pytest.raises(
+        ConfigError, match=r"^model_serving\.models\[0\]\.instance_count: 5 .*1\.\.3"
+    ):
+        parse(doc)
+
+
+def test_more_variants_than_sagemaker_allows():
+    models = base_document()["model_serving"]["models"]
+    many = [dict(models[0], name=f"m{i}", variant_name=f"V{i}") for i in range(11)]
+    with pytest.raises(
+        ConfigError,
+        match=r"^model_serving\.models: list is not allowed; expected a list "
+        r"between 1 and 10 items$",
+    ):
+        parse(variant(**{"model_serving.models": many}))
+
+
+def test_tester_duration_must_fit_lambda_timeout():
+    with pytest.raises(ConfigError) as raised:
+        parse(variant(**{"load_test.duration_seconds": 831}))
+    assert str(raised.value) == (
+        "load_test.duration_seconds: 831 is not allowed; expected an integer <= 830 "
+        "(duration + request_timeout_seconds + 60 s margin must fit the 900 s Lambda timeout)"
+    )
+    assert (
+        parse(variant(**{"load_test.duration_seconds": 830})).load_test.tester_timeout_seconds
+        == 900
+    )
+
+
+def test_repository_needs_connection_and_vice_versa():
+    with pytest.raises(
+        ConfigError, match=r"^cicd\.connection_arn: null is not allowed; a repository needs"
+    ):
+        parse(variant(**{"cicd.repository": REPO}))
+    with pytest.raises(
+        ConfigError, match=r"^cicd\.repository: null is not allowed; a connection ARN needs"
+    ):
+        parse(variant(**{"cicd.connection_arn": CONNECTION}))
+    cicd = parse(variant(**{"cicd.repository": REPO, "cicd.connection_arn": CONNECTION})).cicd
+    assert (cicd.repository, cicd.connection_arn) == (REPO, CONNECTION)
+
+
+def test_alarm_window_limited_to_one_day():
+    with pytest.raises(ConfigError, match=r"^monitoring\.evaluation_periods: 25 .*<= 86400"):
+        parse(variant(**{"monitoring.period_seconds": 3600, "monitoring.evaluation_periods": 25}))
+
+
+def test_endpoint_name_length_including_prefix():
+    with pytest.raises(
+        ConfigError, match=r"^model_serving\.endpoint_name: .*at most 63 characters"
+    ):
+        parse(
+            variant(
+                **{
+                    "project.name": "P" * 32,
+                    "project.stage": "S" * 16,
+                    "model_serving.endpoint_name": "E" * 20,
+                }
+            )
+        )
+
+
+def test_test_sentence_longer_than_model_accepts():
+    with pytest.raises(
+        ConfigError, match=r"^load_test\.cases\[0\]\.sentence: .*at most 10 characters"
+    ):
+        parse(variant(**{"model_serving.max_text_chars": 10}))
+
+
+def test_root_must_be_an_object():
+    with pytest.raises(ConfigError, match=r"^: list is not allowed; expected an object$"):
+        parse([])
+
+
+def test_load_reports_unreadable_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match=r"^cannot read .*missing\.json"):
+        load(tmp_path / "missing.json")
+    broken = tmp_path / "config.json"
+    broken.write_text('{"project": ', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"^not valid JSON: Expecting value at line 1 column 13$"):
+        load(broken)
+
+
+def test_every_config_key_is_documented():
+    """docs/configuration.md names every key path of the shipped config."""
+    docs = (CONFIG_PATH.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
+
+    def paths(node, prefix=""):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if prefix == "project.tags":
+                    continue
+                sub = f"{prefix}.{key}" if prefix else key
+                yield sub
+                yield from paths(value, sub)
+        elif isinstance(node, list) and node and isinstance(node[0], dict):
+            yield from paths(node[0], prefix + "[]")
+
+    missing = [p for p in paths(json.loads(CONFIG_PATH.read_text())) if f"`{p}`" not in docs]
+    assert not missing, f"undocumented keys: {missing}"

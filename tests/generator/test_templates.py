@@ -1,0 +1,478 @@
+"""Rendered templates: one snapshot per stack, plus assertions on the properties that matter."""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+
+import pytest
+from generator_testkit import VARIANTS, one, resources_of, variant, walk
+
+from generator import config as config_module
+from generator.naming import CONCERNS
+from generator.render import render
+
+SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
+
+
+@pytest.mark.parametrize("concern", CONCERNS)
+def test_snapshot(concern, rendered):
+    """A deliberate change: `python -m generator --out tests/generator/snapshots`."""
+    actual = rendered[f"{concern}.json"]
+    expected_path = SNAPSHOTS / f"{concern}.json"
+    result_path = SNAPSHOTS / f"{concern}-result.json"
+    expected = expected_path.read_text(encoding="utf-8") if expected_path.exists() else ""
+    if actual != expected:
+        result_path.write_text(actual, encoding="utf-8")
+        diff = "".join(
+            difflib.unified_diff(
+                expected.splitlines(True),
+                actual.splitlines(True),
+                str(expected_path.name),
+                str(result_path.name),
+                n=2,
+            )
+        )
+        pytest.fail(
+            f"{concern} differs from its snapshot (new render in {result_path.name}):\n"
+            + diff[:6000]
+        )
+    result_path.unlink(missing_ok=True)
+
+
+def test_snapshot_manifest(rendered):
+    assert rendered["manifest.json"] == (SNAPSHOTS / "manifest.json").read_text(encoding="utf-8")
+
+
+def test_committed_templates_match_the_generator(rendered):
+    """templates_out/ is generated output: it must equal a fresh render of config.json."""
+    out = Path(__file__).resolve().parents[2] / "templates_out"
+    committed = {p.name: p.read_text(encoding="utf-8") for p in out.glob("*.json")}
+    assert committed == rendered
+
+
+# --- model-serving -----------------------------------------------------------------------------
+
+
+def test_data_capture_shape(templates):
+    """Guards the troposphere pin: 4.11.x renders the TransformJob shape here."""
+    capture = one(templates["model-serving"], "AWS::SageMaker::EndpointConfig")["Properties"][
+        "DataCaptureConfig"
+    ]
+    assert capture == {
+        "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "DestinationS3Uri": {"Fn::Sub": "s3://${CaptureBucket}/data-capture"},
+        "EnableCapture": True,
+        "InitialSamplingPercentage": 30,
+    }
+
+
+def test_one_weighted_variant_per_model(cfg, templates):
+    variants = one(templates["model-serving"], "AWS::SageMaker::EndpointConfig")["Properties"][
+        "ProductionVariants"
+    ]
+    assert [
+        (v["VariantName"], v["InitialVariantWeight"], v["InstanceType"], v["InitialInstanceCount"])
+        for v in variants
+    ] == [
+        (m.variant_name, m.initial_weight, m.instance_type, m.instance_count)
+        for m in cfg.model_serving.models
+    ]
+    assert [v["ModelName"] for v in variants] == [
+        {"Fn::GetAtt": ["ModelModelA", "ModelName"]},
+        {"Fn::GetAtt": ["ModelModelB", "ModelName"]},
+    ]
+
+
+def test_model_container(templates):
+    model = resources_of(templates["model-serving"], "AWS::SageMaker::Model")["ModelModelA"][
+        "Properties"
+    ]
+    container = model["PrimaryContainer"]
+    assert container["Image"] == {
+        "Fn::Sub": "763104351884.dkr.ecr.${AWS::Region}.${AWS::URLSuffix}/"
+        "pytorch-inference:2.5.1-cpu-py311-ubuntu22.04-sagemaker"
+    }
+    assert container["ModelDataUrl"] == {
+        "Fn::Join": [
+            "",
+            [
+                "s3://",
+                {"Fn::ImportValue": "TextClassificationDemo-model-archiving-ArtifactBucketName"},
+                "/",
+                {"Ref": "ArtifactKeyModelA"},
+            ],
+        ]
+    }
+    assert container["Environment"] == {
+        "SAGEMAKER_MODEL_SERVER_WORKERS": "2",
+        "MODEL_MAX_BATCH_SIZE": "64",
+        "MODEL_MAX_TEXT_CHARS": "5000",
+    }
+    assert model["EnableNetworkIsolation"] is True
+
+
+def _model_name(document: dict, logical_id: str = "ModelModelA") -> tuple[str, dict]:
+    joined = document["Resources"][logical_id]["Properties"]["ModelName"]["Fn::Join"]
+    assert joined[0] == "-"
+    return joined[1][0], joined[1][1]
+
+
+def test_model_name_changes_with_content_and_artifact(templates):
+    static, dynamic = _model_name(templates["model-serving"])
+    assert static.startswith("TextClassificationDemo-model-a-") and len(static) + 1 + 16 <= 63
+    # The artifact key's content-hash segment (models/<id>/<sha16>/model.tar.gz) joins the name.
+    assert dynamic == {"Fn::Select": [2, {"Fn::Split": ["/", {"Ref": "ArtifactKeyModelA"}]}]}
+    changed = render(config_module.parse(variant(**{"model_serving.models[0].server_workers": 3})))
+    changed_static, _ = _model_name(json.loads(changed["model-serving.json"]))
+    assert changed_static != static
+    unchanged_b, _ = _model_name(json.loads(changed["model-serving.json"]), "ModelModelB")
+    assert unchanged_b == _model_name(templates["model-serving"], "ModelModelB")[0]
+
+
+def test_endpoint(templates):
+    endpoint = one(templates["model-serving"], "AWS::SageMaker::Endpoint")["Properties"]
+    assert endpoint["EndpointName"] == "TextClassificationDemo-TextClassification"
+    assert endpoint["RetainAllVariantProperties"] is True
+    assert endpoint["EndpointConfigName"] == {
+        "Fn::GetAtt": ["EndpointConfig", "EndpointConfigName"]
+    }
+    assert "DeploymentConfig" not in endpoint
+
+
+def test_autoscaling_and_guardrail(variant_renders):
+    doc = json.loads(variant_renders["scaling-guardrail"]["model-serving.json"])
+    targets = resources_of(doc, "AWS::ApplicationAutoScaling::ScalableTarget")
+    assert sorted(targets) == ["ScalableTargetModelA", "ScalableTargetModelB"]
+    target = targets["ScalableTargetModelA"]
+    assert target["DependsOn"] == ["Endpoint"]
+    assert target["Properties"]["ResourceId"] == (
+        "endpoint/TextClassificationDemo-TextClassification/variant/Model-A"
+    )
+    assert (target["Properties"]["MinCapacity"], target["Properties"]["MaxCapacity"]) == (1, 3)
+    policy = resources_of(doc, "AWS::ApplicationAutoScaling::ScalingPolicy")["ScalingPolicyModelA"]
+    tracking = policy["Properties"]["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["TargetValue"] == 50
+    assert tracking["PredefinedMetricSpecification"]["PredefinedMetricType"] == (
+        "SageMakerVariantInvocationsPerInstance"
+    )
+    deployment = doc["Resources"]["Endpoint"]["Properties"]["DeploymentConfig"]
+    routing = deployment["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert routing == {
+        "Type": "CANARY",
+        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 50},
+        "WaitIntervalInSeconds": 300,
+    }
+    alarms = deployment["AutoRollbackConfiguration"]["Alarms"]
+    assert len(alarms) == 4
+    for alarm in alarms:
+        assert doc["Resources"][alarm["AlarmName"]["Ref"]]["Type"] == "AWS::CloudWatch::Alarm"
+    latency = doc["Resources"]["RollbackModelALatency"]["Properties"]
+    assert (latency["MetricName"], latency["Threshold"]) == ("ModelLatency", 500 * 1000)
+
+
+def test_capture_without_json_header(variant_renders):
+    doc = json.loads(variant_renders["no-cicd-single-model"]["model-serving.json"])
+    capture = one(doc, "AWS::SageMaker::EndpointConfig")["Properties"]["DataCaptureConfig"]
+    assert "CaptureContentTypeHeader" not in capture
+    assert len(one(doc, "AWS::SageMaker::EndpointConfig")["Properties"]["ProductionVariants"]) == 1
+
+
+# --- api-hosting -------------------------------------------------------------------------------
+
+
+def test_api_method_requires_key_and_validates(templates):
+    api = templates["api-hosting"]
+    method = one(api, "AWS::ApiGateway::Method")["Properties"]
+    assert (method["HttpMethod"], method["AuthorizationType"], method["ApiKeyRequired"]) == (
+        "POST",
+        "NONE",
+        True,
+    )
+    assert method["Integration"]["Type"] == "AWS_PROXY"
+    assert set(method["RequestModels"]) == {"application/json", "$default"}
+    assert method["RequestValidatorId"] == {"Ref": "BodyValidator"}
+    assert one(api, "AWS::ApiGateway::Resource")["Properties"]["PathPart"] == "text"
+    plan = one(api, "AWS::ApiGateway::UsagePlan")["Properties"]
+    assert plan["Throttle"] == {"RateLimit": 200, "BurstLimit": 400}
+    assert plan["Quota"] == {"Limit": 1000000, "Period": "DAY"}
+    assert one(api, "AWS::ApiGateway::UsagePlanKey")["Properties"]["KeyId"] == {"Ref": "ApiKey"}
+
+
+def test_iam_auth_variant(variant_renders):
+    api = json.loads(variant_renders["iam-auth"]["api-hosting.json"])
+    method = one(api, "AWS::ApiGateway::Method")["Properties"]
+    assert (method["AuthorizationType"], method["ApiKeyRequired"]) == ("AWS_IAM", False)
+    assert not resources_of(api, "AWS::ApiGateway::ApiKey")
+    assert "ApiKeyId" not in api["Outputs"]
+    testing = json.loads(variant_renders["iam-auth"]["api-testing.json"])
+    env = one(testing, "AWS::IAM::Role")
+    statements = env["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    assert "InvokeApi" in {s["Sid"] for s in statements}
+    tester = resources_of(testing, "AWS::Lambda::Function")["Tester001"]["Properties"]
+    assert "API_KEY_ID" not in tester["Environment"]["Variables"]
+
+
+def test_stage_throttling_logging_tracing(cfg, templates):
+    api = templates["api-hosting"]
+    stage = one(api, "AWS::ApiGateway::Stage")["Properties"]
+    assert stage["StageName"] == cfg.project.stage
+    assert stage["TracingEnabled"] is True
+    assert stage["AccessLogSetting"]["DestinationArn"] == {"Fn::GetAtt": ["AccessLogGroup", "Arn"]}
+    setting = stage["MethodSettings"][0]
+    assert (setting["ThrottlingRateLimit"], setting["ThrottlingBurstLimit"]) == (200, 400)
+    assert (setting["LoggingLevel"], setting["DataTraceEnabled"]) == ("ERROR", False)
+    deployment = one(api, "AWS::ApiGateway::Deployment")
+    assert deployment["DependsOn"] == ["ClassifyMethod"]
+
+
+def test_predictor_function(templates):
+    api = templates["api-hosting"]
+    fn = one(api, "AWS::Lambda::Function")["Properties"]
+    assert fn["Timeout"] < 29
+    assert fn["Handler"] == "handler.handler"
+    assert fn["Code"]["S3Key"] == {"Ref": "ArtifactKeyPredictor"}
+    assert set(fn["Environment"]["Variables"]) == {
+        "ENDPOINT_NAME",
+        "MAX_BATCH_SIZE",
+        "MAX_BODY_BYTES",
+        "MAX_TEXT_CHARS",
+        "LOG_REQUEST_TEXT",
+    }
+    assert fn["Environment"]["Variables"]["LOG_REQUEST_TEXT"] == "false"
+    permission = one(api, "AWS::Lambda::Permission")["Properties"]
+    assert permission["SourceArn"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:execute-api:${AWS::Region}:"
+        "${AWS::AccountId}:${RestApi}/Demo/POST/text"
+    }
+
+
+def test_api_outputs(templates):
+    outputs = templates["api-hosting"]["Outputs"]
+    assert outputs["ApiUrl"]["Value"] == {
+        "Fn::Sub": "https://${RestApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/Demo"
+    }
+    assert set(outputs) == {
+        "ApiId",
+        "ApiStage",
+        "ApiUrl",
+        "ApiResourcePath",
+        "ApiName",
+        "ApiKeyId",
+        "PredictorFunctionName",
+    }
+
+
+def test_nested_resource_path():
+    doc = json.loads(
+        render(config_module.parse(variant(**{"api_hosting.resource_path": "v1/text"})))[
+            "api-hosting.json"
+        ]
+    )
+    parts = resources_of(doc, "AWS::ApiGateway::Resource")
+    assert parts["ApiResource"]["Properties"]["PathPart"] == "v1"
+    assert parts["ApiResource1"]["Properties"]["ParentId"] == {"Ref": "ApiResource"}
+    assert doc["Resources"]["ClassifyMethod"]["Properties"]["ResourceId"] == {"Ref": "ApiResource1"}
+
+
+# --- monitor-dashboard ------------------------------------------------------------------------
+
+
+def test_alarms(cfg, templates):
+    alarms = resources_of(templates["monitor-dashboard"], "AWS::CloudWatch::Alarm")
+    by_metric = {}
+    for alarm in alarms.values():
+        props = alarm["Properties"]
+        assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+        assert props["TreatMissingData"] == "notBreaching"
+        by_metric.setdefault(props["MetricName"], []).append(props)
+    assert {m: len(v) for m, v in by_metric.items()} == {
+        "Count": 1,
+        "4XXError": 1,
+        "5XXError": 1,
+        "Invocation5XXErrors": 2,
+        "Invocation4XXErrors": 2,
+        "ModelLatency": 2,
+    }
+    latency = by_metric["ModelLatency"][0]
+    assert latency["ExtendedStatistic"] == "p99"
+    assert latency["Threshold"] == cfg.monitoring.alarms.model_latency_p99_ms * 1000
+    assert by_metric["Count"][0]["Threshold"] == cfg.monitoring.alarms.api_requests_per_period
+
+
+def test_alarm_topic_encrypted_for_cloudwatch(templates):
+    doc = templates["monitor-dashboard"]
+    topic = one(doc, "AWS::SNS::Topic")["Properties"]
+    assert topic["KmsMasterKeyId"] == {"Fn::GetAtt": ["AlarmTopicKey", "Arn"]}
+    policy = one(doc, "AWS::KMS::Key")["Properties"]["KeyPolicy"]["Statement"]
+    assert any(s["Principal"] == {"Service": "cloudwatch.amazonaws.com"} for s in policy)
+    assert not resources_of(doc, "AWS::SNS::Subscription")
+
+
+def test_email_subscriptions(variant_renders):
+    doc = json.loads(variant_renders["scaling-guardrail"]["monitor-dashboard.json"])
+    subscription = one(doc, "AWS::SNS::Subscription")["Properties"]
+    assert (subscription["Protocol"], subscription["Endpoint"]) == ("email", "ops@example.com")
+
+
+def _dashboard_body(doc: dict) -> dict:
+    return json.loads(
+        one(doc, "AWS::CloudWatch::Dashboard")["Properties"]["DashboardBody"]["Fn::Sub"][0]
+    )
+
+
+def test_monitor_dashboard_latency_in_milliseconds(templates):
+    body = _dashboard_body(templates["monitor-dashboard"])
+    latency = [
+        w for w in body["widgets"] if w["properties"].get("title", "").endswith("latency (ms)")
+    ]
+    assert len(latency) == 2
+    for widget in latency:
+        expressions = [
+            m[0]["expression"] for m in widget["properties"]["metrics"] if isinstance(m[0], dict)
+        ]
+        assert expressions == ["model / 1000", "overhead / 1000"]
+        assert widget["properties"]["yAxis"]["left"]["label"] == "Milliseconds"
+    for widget in body["widgets"]:
+        assert widget["x"] + widget["width"] <= 24
+
+
+# --- api-testing / tester-dashboard -----------------------------------------------------------
+
+
+def test_testers(cfg, templates):
+    doc = templates["api-testing"]
+    functions = resources_of(doc, "AWS::Lambda::Function")
+    assert len(functions) == cfg.load_test.tester_count
+    env = functions["Tester001"]["Properties"]["Environment"]["Variables"]
+    assert set(env) == {
+        "API_URL",
+        "API_RESOURCE_PATH",
+        "AUTH_MODE",
+        "API_KEY_ID",
+        "METRIC_NAMESPACE",
+        "STAGE",
+        "RESULTS_BUCKET",
+    }
+    assert env["API_URL"] == {"Fn::ImportValue": "TextClassificationDemo-api-hosting-ApiUrl"}
+    assert functions["Tester001"]["Properties"]["Timeout"] == cfg.load_test.tester_timeout_seconds
+    for index in range(1, cfg.load_test.tester_count + 1):
+        permission = doc["Resources"][f"Tester{index:03d}TopicPermission"]["Properties"]
+        assert permission["SourceArn"] == {"Ref": "TriggerTopic"}
+        invoke = doc["Resources"][f"Tester{index:03d}InvokeConfig"]["Properties"]
+        assert invoke["MaximumRetryAttempts"] == 0
+        assert "DeadLetterConfig" in functions[f"Tester{index:03d}"]["Properties"]
+    assert len(resources_of(doc, "AWS::SNS::Subscription")) == cfg.load_test.tester_count
+
+
+def test_tester_dashboard_built_from_cases(cfg, templates):
+    body = _dashboard_body(templates["tester-dashboard"])
+    series = [
+        m for w in body["widgets"] if w["type"] == "metric" for m in w["properties"]["metrics"]
+    ]
+    per_case = {
+        (m[5], m[6]["stat"]) for m in series if m[1] == "ResponseTime" and m[4] == "TestCase"
+    }
+    assert per_case == {(c.id, p) for c in cfg.load_test.cases for p in ("p50", "p90", "p99")}
+    per_variant = {m[5] for m in series if m[1] == "ResponseTime" and m[4] == "Variant"}
+    assert per_variant == {m.variant_name for m in cfg.model_serving.models}
+    counters = {m[1] for m in series if m[0] == cfg.project.name} - {"ResponseTime"}
+    assert counters == {"StatusSuccess", "StatusError", "TestSuccess", "TestFail"}
+    assert all(m[2:4] == ["Stage", cfg.project.stage] for m in series if m[0] == cfg.project.name)
+
+
+# --- cicd-pipeline ----------------------------------------------------------------------------
+
+
+def _stages(doc: dict) -> list[str]:
+    return [s["Name"] for s in one(doc, "AWS::CodePipeline::Pipeline")["Properties"]["Stages"]]
+
+
+def test_pipeline_with_s3_source(templates):
+    doc = templates["cicd-pipeline"]
+    assert _stages(doc) == ["Source", "Test", "Deploy"]
+    source = one(doc, "AWS::CodePipeline::Pipeline")["Properties"]["Stages"][0]["Actions"][0]
+    assert source["ActionTypeId"]["Provider"] == "S3"
+    assert "SourceBucketName" in doc["Outputs"]
+    projects = resources_of(doc, "AWS::CodeBuild::Project")
+    assert {p["Properties"]["Source"]["BuildSpec"] for p in projects.values()} == {
+        "buildspec/test.yml",
+        "buildspec/deploy.yml",
+    }
+    for project in projects.values():
+        assert project["Properties"]["LogsConfig"]["CloudWatchLogs"]["Status"] == "ENABLED"
+        assert project["Properties"]["Environment"]["PrivilegedMode"] is False
+    store = one(doc, "AWS::CodePipeline::Pipeline")["Properties"]["ArtifactStore"]
+    assert store["EncryptionKey"]["Type"] == "KMS"
+
+
+def test_pipeline_with_connection_and_approval(variant_renders):
+    doc = json.loads(variant_renders["repository-approval"]["cicd-pipeline.json"])
+    assert _stages(doc) == ["Source", "Test", "Approve", "Deploy"]
+    source = one(doc, "AWS::CodePipeline::Pipeline")["Properties"]["Stages"][0]["Actions"][0]
+    assert source["ActionTypeId"]["Provider"] == "CodeStarSourceConnection"
+    assert source["Configuration"]["FullRepositoryId"] == "example/text-classification"
+    assert source["Configuration"]["ConnectionArn"] == {
+        "Fn::Sub": (
+            "arn:${AWS::Partition}:codeconnections:us-east-1:123456789012:connection/"
+            "0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+        )
+    }
+    assert "SourceBucketName" not in doc["Outputs"]
+
+
+def test_cicd_disabled_omits_stack(variant_renders):
+    files = variant_renders["no-cicd-single-model"]
+    assert "cicd-pipeline.json" not in files
+    manifest = json.loads(files["manifest.json"])
+    assert "cicd-pipeline" not in [s["concern"] for s in manifest["stacks"]]
+
+
+# --- every template ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", sorted(VARIANTS))
+def test_security_baseline(name, variant_renders):
+    """What checkov misses: policies, encryption, retention, runtimes, alarm actions."""
+    for filename, text in variant_renders[name].items():
+        if filename == "manifest.json":
+            continue
+        doc = json.loads(text)
+        for lid, res in doc["Resources"].items():
+            props, kind = res.get("Properties", {}), res["Type"]
+            if kind == "AWS::S3::Bucket":
+                assert res["DeletionPolicy"] == res["UpdateReplacePolicy"], lid
+                assert props["OwnershipControls"]["Rules"] == [
+                    {"ObjectOwnership": "BucketOwnerEnforced"}
+                ]
+                assert all(props["PublicAccessBlockConfiguration"].values()), lid
+                assert props["BucketEncryption"], lid
+                policy = doc["Resources"][lid + "Policy"]["Properties"]["PolicyDocument"][
+                    "Statement"
+                ]
+                assert policy[0]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+            elif kind == "AWS::Logs::LogGroup":
+                assert props["RetentionInDays"] and props["KmsKeyId"], lid
+            elif kind == "AWS::Lambda::Function":
+                assert props["TracingConfig"] == {"Mode": "Active"}, lid
+                assert props["ReservedConcurrentExecutions"] >= 1, lid
+                assert props["Runtime"] == "python3.14", lid
+                assert props["LoggingConfig"]["LogGroup"]["Ref"] in doc["Resources"], lid
+            elif kind == "AWS::SNS::Topic":
+                assert "KmsMasterKeyId" in props, lid
+            elif kind == "AWS::KMS::Key":
+                assert props["EnableKeyRotation"] is True, lid
+            elif kind == "AWS::CloudWatch::Alarm" and not lid.startswith("Rollback"):
+                assert props["AlarmActions"], lid
+            elif kind == "AWS::IAM::Role":
+                assert "ManagedPolicyArns" not in props, lid
+
+
+def test_no_secret_looking_values(rendered):
+    for filename, text in rendered.items():
+        for node in walk(json.loads(text)):
+            if isinstance(node, str):
+                assert not node.startswith(("AKIA", "ASIA")), (filename, node)
+                assert "BEGIN PRIVATE KEY" not in node, filename
