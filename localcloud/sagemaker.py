@@ -1,0 +1,841 @@
+"""The SageMaker runtime of the local cloud: InvokeEndpoint on deployed endpoints, for real.
+
+moto keeps the control plane (Model, EndpointConfig, Endpoint); this module serves it. For every
+production variant of an endpoint it runs one model server process
+(:mod:`localcloud.model_server`, supervised by :mod:`localcloud.processes`) on the variant's
+deployed ``model.tar.gz``, read from moto's S3 in-process and extracted once per content hash
+under ``<state_dir>/models/<sha256>/``. Servers start when moto creates an endpoint (and lazily
+on the first invocation), and stop when it is deleted or a variant's model changes.
+
+InvokeEndpoint's REST wire protocol, as botocore's ``sagemaker-runtime`` client speaks it:
+``POST /endpoints/<name>/invocations`` with ``Content-Type``, ``Accept``,
+``X-Amzn-SageMaker-Target-Variant``, ``X-Amzn-SageMaker-Inference-Id`` and
+``X-Amzn-SageMaker-Custom-Attributes``; the answer carries ``Content-Type`` and
+``x-Amzn-Invoked-Production-Variant``. Errors carry ``x-amzn-ErrorType`` and a JSON body:
+
+* ``ValidationError`` (400): unknown endpoint ("Endpoint X of account Y not found."), unknown
+  target variant, bad header values, a variant whose model cannot be prepared.
+* ``ModelError`` (424): the model answered non-2xx; ``OriginalStatusCode``, ``OriginalMessage``
+  and ``LogStreamArn`` as on AWS.
+* ``ModelNotReadyException`` (429): the variant's server did not become ready in time.
+* ``ServiceUnavailable`` (503): the server died during the request (it is being restarted).
+
+A variant is chosen at random by the endpoint's current variant weights, unless the request
+names one. Sampled invocations are captured (:mod:`localcloud.capture`) before the response is
+returned. AWS/SageMaker metrics per (EndpointName, VariantName) go to the metrics sink:
+Invocations, Invocation4XXErrors, Invocation5XXErrors, InvocationsPerInstance (Count) and
+ModelLatency, OverheadLatency (Microseconds).
+
+Daemon API::
+
+    runtime = SageMakerRuntime(Path(".localcloud/state"), metrics.SINK, registry=pid_registry)
+    install_moto_hooks(runtime)       # before moto serves requests; once per process
+    await runtime.start()             # on the data-plane event loop
+    status, headers, body = await runtime.handle(method, path, headers, body)
+    await runtime.close()             # stops every model server, uploads pending capture
+
+Files: ``<state_dir>/models/<sha256>/`` (extracted archives), ``<state_dir>/capture-spool/``
+(write-ahead capture spool), ``<log_dir>/model-<endpoint>-<variant>.log`` (server logs;
+``log_dir`` defaults to ``<state_dir>/../logs``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import http.client
+import io
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import socket
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+from urllib.parse import unquote
+
+from localcloud import model_server
+from localcloud.capture import DataCapture
+from localcloud.metrics import DEFAULT_ACCOUNT_ID, MetricsSink
+from localcloud.processes import READY, ManagedProcess, PidRegistry
+
+log = logging.getLogger("localcloud.sagemaker")
+
+HOST = "127.0.0.1"
+NAMESPACE = "AWS/SageMaker"
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+MODEL_TIMEOUT_SECONDS = 60.0  # SageMaker's limit for a real-time container to answer
+_INVOCATIONS_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
+_ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+_CREDENTIAL = re.compile(r"Credential=(?P<key>[^/,\s]+)/\d{8}/(?P<region>[a-z0-9-]+)/")
+
+
+# -- errors as InvokeEndpoint returns them ------------------------------------------------------
+
+
+class InvokeError(Exception):
+    """An InvokeEndpoint error response: botocore raises ClientError with ``code``."""
+
+    status = 400
+    code = "ValidationError"
+
+    def __init__(self, message: str, **fields: Any):
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+
+    def response(self) -> tuple[int, dict[str, str], bytes]:
+        body = {"message": self.message, **self.fields}
+        return self.status, _error_headers(self.code), json.dumps(body).encode()
+
+
+class ValidationError(InvokeError):
+    pass
+
+
+class ModelError(InvokeError):
+    status, code = 424, "ModelError"
+
+
+class ModelNotReady(InvokeError):
+    status, code = 429, "ModelNotReadyException"
+
+
+class ServiceUnavailable(InvokeError):
+    status, code = 503, "ServiceUnavailable"
+
+
+class UnknownOperation(InvokeError):
+    status, code = 404, "UnknownOperationException"
+
+
+def _error_headers(code: str) -> dict[str, str]:
+    return {
+        "Content-Type": "application/json",
+        "x-amzn-ErrorType": code,
+        "x-amzn-RequestId": str(uuid.uuid4()),
+    }
+
+
+# -- what moto says an endpoint is --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """What a variant's model server runs; a different spec means a different server."""
+
+    name: str
+    model_name: str
+    model_data_url: str
+    environment: tuple[tuple[str, str], ...]
+
+
+@dataclass
+class Variant:
+    spec: VariantSpec
+    weight: float
+    instance_count: int
+
+
+@dataclass
+class EndpointView:
+    account: str
+    region: str
+    name: str
+    variants: list[Variant]
+    capture_config: Mapping[str, Any] | None
+    moto_endpoint: Any
+
+
+def _sagemaker_backend(account: str, region: str) -> Any:
+    from moto.sagemaker.models import sagemaker_backends
+
+    return sagemaker_backends[account][region]
+
+
+def _variant_models(backend: Any, config_name: str) -> dict[str, dict]:
+    config = backend.endpoint_configs.get(config_name)
+    return {v["VariantName"]: v for v in (config.production_variants if config else [])}
+
+
+def _variant_spec(backend: Any, endpoint: str, variant: str, model_name: str | None) -> VariantSpec:
+    model = backend._models.get(model_name) if model_name else None
+    if model is None:
+        raise ValidationError(
+            f"Variant {variant} of endpoint {endpoint} refers to model {model_name!r}, "
+            "which does not exist."
+        )
+    container = model.primary_container or (model.containers[0] if model.containers else {})
+    url = container.get("ModelDataUrl")
+    if not url:
+        raise ValidationError(
+            f"Model {model_name} (variant {variant} of endpoint {endpoint}) has no ModelDataUrl; "
+            "the local cloud serves model.tar.gz archives."
+        )
+    env = container.get("Environment") or {}
+    return VariantSpec(variant, model_name, url, tuple(sorted((k, str(v)) for k, v in env.items())))
+
+
+def _number(value: Any, default: float) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return default
+
+
+# -- model archives -----------------------------------------------------------------------------
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    if not url.startswith("s3://") or "/" not in url[5:]:
+        raise ValueError(f"ModelDataUrl {url!r} is not an s3://bucket/key URL")
+    bucket, key = url[5:].split("/", 1)
+    return bucket, key
+
+
+def read_s3_object(account: str, region: str, url: str) -> bytes:
+    """The bytes of ``s3://bucket/key`` from moto's S3 backend, in-process."""
+    from moto.s3.models import s3_backends
+    from moto.utilities.utils import get_partition
+
+    bucket, key = parse_s3_url(url)
+    try:
+        obj = s3_backends[account][get_partition(region)].get_object(bucket, key)
+    except Exception as exc:  # moto raises its own NoSuchBucket/NoSuchKey types
+        raise ValueError(f"cannot read {url}: {type(exc).__name__}: {exc}") from exc
+    if obj is None:
+        raise ValueError(f"cannot read {url}: no such object")
+    return obj.value
+
+
+def extract_archive(data: bytes, models_dir: Path) -> Path:
+    """Extract a model.tar.gz once per content hash; returns ``models_dir/<sha256>``.
+
+    Extraction uses tarfile's ``data`` filter: absolute paths, ``..``, links leaving the target,
+    and device files are refused. It happens in a temporary directory that is renamed into
+    place, so a half-extracted model is never served.
+    """
+    digest = hashlib.sha256(data).hexdigest()
+    target = models_dir / digest
+    if target.is_dir():
+        return target
+    models_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{digest[:12]}-", dir=models_dir))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:*") as tar:
+            tar.extractall(staging, filter="data")
+        try:
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():  # not a concurrent extraction of the same archive
+                raise
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        raise ValueError(f"model archive {digest[:16]} cannot be extracted: {exc}") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def ping(port: int, timeout: float = 1.0) -> bool:
+    """True when the server on ``port`` answers GET /ping with 200 (i.e. its model is loaded)."""
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", "/ping")
+        return conn.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        conn.close()
+
+
+def model_server_argv(model_dir: Path, port: int) -> list[str]:
+    """The default model server: isolated mode (-I) so only ``model_dir/code`` is importable
+    besides the installed packages, never the source tree or PYTHONPATH."""
+    return [
+        sys.executable,
+        "-I",
+        model_server.__file__,
+        "--model-dir",
+        str(model_dir),
+        "--port",
+        str(port),
+    ]
+
+
+# -- keep-alive HTTP/1.1 client for the model servers ------------------------------------------
+
+
+class ServerGone(Exception):
+    """The connection failed before a complete response arrived."""
+
+
+class ConnectionPool:
+    """Idle keep-alive connections to one model server (asyncio sets TCP_NODELAY on them)."""
+
+    def __init__(self, port: int, max_idle: int = 64):
+        self.port = port
+        self.max_idle = max_idle
+        self._idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+
+    async def post(
+        self, path: str, headers: Mapping[str, str], body: bytes, timeout: float
+    ) -> tuple[int, dict[str, str], bytes]:
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\nContent-Length: {len(body)}\r\n"
+        )
+        head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        request = head.encode("latin-1") + b"\r\n" + body
+        # A pooled connection may have been closed by a restarted server: retry once, fresh.
+        for reused in (True, False):
+            conn = self._idle.pop() if reused and self._idle else None
+            if conn is None:
+                reused = False
+                try:
+                    conn = await asyncio.open_connection(HOST, self.port)
+                except OSError as exc:
+                    raise ServerGone(f"cannot connect to 127.0.0.1:{self.port}: {exc}") from exc
+            reader, writer = conn
+            started = False
+            try:
+                writer.write(request)
+                status_line = await asyncio.wait_for(reader.readline(), timeout)
+                started = bool(status_line)
+                if not started:
+                    raise ConnectionResetError("connection closed before the response")
+                status, response_headers, data = await asyncio.wait_for(
+                    self._read_rest(status_line, reader), timeout
+                )
+            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                writer.close()
+                if reused and not started:
+                    continue
+                raise ServerGone(str(exc) or type(exc).__name__) from exc
+            except asyncio.TimeoutError:
+                writer.close()
+                raise
+            if (
+                response_headers.get("connection", "").lower() == "close"
+                or len(self._idle) >= self.max_idle
+            ):
+                writer.close()
+            else:
+                self._idle.append(conn)
+            return status, response_headers, data
+        raise AssertionError("unreachable: the fresh-connection attempt returns or raises")
+
+    @staticmethod
+    async def _read_rest(
+        status_line: bytes, reader: asyncio.StreamReader
+    ) -> tuple[int, dict[str, str], bytes]:
+        parts = status_line.split(None, 2)
+        if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+            raise ValueError(f"malformed status line {status_line[:80]!r}")
+        status = int(parts[1])
+        headers: dict[str, str] = {}
+        while True:
+            line = await reader.readline()
+            if line in (b"\r\n", b"\n"):
+                break
+            if not line:
+                raise asyncio.IncompleteReadError(b"", None)
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        length = headers.get("content-length")
+        if length is None:
+            headers["connection"] = "close"
+            return status, headers, await reader.read()
+        return status, headers, await reader.readexactly(int(length))
+
+    def close(self) -> None:
+        for _, writer in self._idle:
+            writer.close()
+        self._idle.clear()
+
+
+# -- one running variant -----------------------------------------------------------------------
+
+
+@dataclass
+class VariantServer:
+    spec: VariantSpec
+    archive_sha256: str
+    port: int
+    process: ManagedProcess
+    pool: ConnectionPool
+    log_path: Path
+
+
+# -- the runtime ---------------------------------------------------------------------------------
+
+
+def _lower_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    return {str(k).lower(): str(v) for k, v in items}
+
+
+class SageMakerRuntime:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        state_dir: Path,
+        metrics_sink: MetricsSink,
+        *,
+        registry: PidRegistry | None = None,
+        log_dir: Path | None = None,
+        capture: DataCapture | None = None,
+        default_region: str = "us-east-1",
+        ready_wait: float = 30.0,
+        server_argv: Callable[[Path, int], list[str]] = model_server_argv,
+    ):
+        self.state_dir = Path(state_dir)
+        self.models_dir = self.state_dir / "models"
+        self.log_dir = Path(log_dir) if log_dir else self.state_dir.parent / "logs"
+        self.metrics = metrics_sink
+        self.registry = registry
+        self.capture = capture or DataCapture(self.state_dir / "capture-spool")
+        self.default_region = default_region
+        self.ready_wait = ready_wait
+        self.server_argv = server_argv
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._servers: dict[tuple[str, str, str, str], VariantServer] = {}
+        self._endpoint_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
+        self._failed: dict[tuple[str, str, str], str] = {}  # endpoints marked Failed by us
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Bind to the running loop and start capture uploads (replaying any leftover spool)."""
+        self.loop = asyncio.get_running_loop()
+        await asyncio.to_thread(self.capture.start)
+
+    async def close(self) -> None:
+        servers, self._servers = list(self._servers.values()), {}
+        await asyncio.gather(*(asyncio.to_thread(self._stop_server, s) for s in servers))
+        await asyncio.to_thread(self.capture.stop)
+        self.loop = None
+
+    def servers(self) -> dict[tuple[str, str, str, str], VariantServer]:
+        """Running variant servers by (account, region, endpoint, variant), for status and tests."""
+        return dict(self._servers)
+
+    # -- endpoint lifecycle (from moto's threads) ----------------------------------------------
+
+    def endpoint_changed(self, account: str, region: str, name: str) -> None:
+        """Thread-safe: bring the endpoint's servers in line with moto (start, restart or stop)."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return  # not serving yet: servers start lazily on the first invocation
+        loop.call_soon_threadsafe(
+            lambda: loop.create_task(self._reconcile_logged(account, region, name))
+        )
+
+    async def _reconcile_logged(self, account: str, region: str, name: str) -> None:
+        try:
+            await self.reconcile(account, region, name)
+        except Exception:
+            log.exception("updating the model servers of endpoint %s failed", name)
+
+    async def reconcile(self, account: str, region: str, name: str) -> None:
+        """Start servers for every variant of the endpoint and stop those no longer wanted."""
+        try:
+            view = self.resolve(account, region, name)
+        except ValidationError as exc:
+            log.info("endpoint %s is not servable, stopping its model servers: %s", name, exc)
+            view = None
+        async with self._lock(account, region, name):
+            wanted = {v.spec.name: v.spec for v in view.variants} if view else {}
+            for key, server in list(self._servers.items()):
+                if key[:3] == (account, region, name) and wanted.get(key[3]) != server.spec:
+                    del self._servers[key]
+                    await asyncio.to_thread(self._stop_server, server)
+        if view is not None:
+            for variant in view.variants:
+                try:
+                    await self._server_for(view, variant.spec)
+                except ValidationError as exc:
+                    log.error("%s", exc.message)
+
+    def _lock(self, account: str, region: str, name: str) -> asyncio.Lock:
+        return self._endpoint_locks.setdefault((account, region, name), asyncio.Lock())
+
+    # -- resolution -----------------------------------------------------------------------------
+
+    def resolve(self, account: str, region: str, name: str) -> EndpointView:
+        backend = _sagemaker_backend(account, region)
+        endpoint = backend.endpoints.get(name)
+        if endpoint is None:
+            raise ValidationError(f"Endpoint {name} of account {account} not found.")
+        configured = _variant_models(backend, endpoint.endpoint_config_name)
+        variants = []
+        for current in endpoint.production_variants:
+            variant_name = current["VariantName"]
+            configured_variant = configured.get(variant_name, {})
+            spec = _variant_spec(backend, name, variant_name, configured_variant.get("ModelName"))
+            weight = current.get(
+                "CurrentWeight", configured_variant.get("InitialVariantWeight", 1.0)
+            )
+            count = current.get(
+                "CurrentInstanceCount", configured_variant.get("InitialInstanceCount", 1)
+            )
+            variants.append(Variant(spec, _number(weight, 1.0), max(1, int(_number(count, 1)))))
+        return EndpointView(account, region, name, variants, endpoint.data_capture_config, endpoint)
+
+    @staticmethod
+    def choose(view: EndpointView, target: str | None) -> Variant:
+        if target is not None:
+            for variant in view.variants:
+                if variant.spec.name == target:
+                    return variant
+            known = ", ".join(v.spec.name for v in view.variants)
+            raise ValidationError(
+                f"Variant {target} not found for endpoint {view.name}; its variants are: {known}."
+            )
+        weights = [max(0.0, v.weight) for v in view.variants]
+        if not view.variants or sum(weights) <= 0:
+            raise ValidationError(
+                f"Endpoint {view.name} has no variant with a positive weight; "
+                "name one with TargetVariant."
+            )
+        return random.choices(view.variants, weights)[0]
+
+    # -- servers --------------------------------------------------------------------------------
+
+    async def _server_for(self, view: EndpointView, spec: VariantSpec) -> VariantServer:
+        key = (view.account, view.region, view.name, spec.name)
+        server = self._servers.get(key)
+        if server is not None and server.spec == spec:
+            return server
+        async with self._lock(view.account, view.region, view.name):
+            server = self._servers.get(key)
+            if server is not None and server.spec == spec:
+                return server
+            try:
+                data = await asyncio.to_thread(
+                    read_s3_object, view.account, view.region, spec.model_data_url
+                )
+                model_dir = await asyncio.to_thread(extract_archive, data, self.models_dir)
+                if not (model_dir / "code" / "inference.py").is_file():
+                    raise ValueError(f"{spec.model_data_url} has no code/inference.py")
+            except ValueError as exc:
+                self._mark_failed(view, f"variant {spec.name}: {exc}")
+                raise ValidationError(
+                    f"Endpoint {view.name} is in Failed status: variant {spec.name}: {exc}"
+                ) from exc
+            if server is not None:
+                del self._servers[key]
+                await asyncio.to_thread(self._stop_server, server)
+            server = self._start_server(view, spec, model_dir)
+            self._servers[key] = server
+            self._mark_in_service(view)
+            return server
+
+    def _start_server(
+        self, view: EndpointView, spec: VariantSpec, model_dir: Path
+    ) -> VariantServer:
+        port = free_port()
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{view.name}-{spec.name}")
+        log_path = self.log_dir / f"model-{safe}.log"
+        env = dict(spec.environment)
+        env.setdefault("OMP_NUM_THREADS", "1")
+        process = ManagedProcess(
+            f"model-server:{view.name}:{spec.name}",
+            self.server_argv(model_dir, port),
+            log_path=log_path,
+            env=env,
+            cwd=model_dir,
+            ready=functools.partial(ping, port),
+            ready_timeout=120.0,
+            registry=self.registry,
+        )
+        process.start()
+        log.info(
+            "starting model server for %s/%s on port %d (%s)",
+            view.name,
+            spec.name,
+            port,
+            model_dir.name[:16],
+        )
+        return VariantServer(spec, model_dir.name, port, process, ConnectionPool(port), log_path)
+
+    @staticmethod
+    def _stop_server(server: VariantServer) -> None:
+        server.pool.close()
+        server.process.stop()
+        log.info("stopped model server %s", server.process.name)
+
+    def _mark_failed(self, view: EndpointView, reason: str) -> None:
+        log.error("endpoint %s cannot be served: %s", view.name, reason)
+        self._failed[(view.account, view.region, view.name)] = reason
+        view.moto_endpoint.endpoint_status = "Failed"
+        view.moto_endpoint.failure_reason = reason
+
+    def _mark_in_service(self, view: EndpointView) -> None:
+        if self._failed.pop((view.account, view.region, view.name), None) is not None:
+            view.moto_endpoint.endpoint_status = "InService"
+            view.moto_endpoint.failure_reason = None
+
+    async def _ready(self, view: EndpointView, server: VariantServer) -> None:
+        if server.process.state == READY:
+            return
+        if not await asyncio.to_thread(server.process.wait_ready, self.ready_wait):
+            raise ModelNotReady(
+                f"Model server for variant {server.spec.name} of endpoint {view.name} is not ready "
+                f"after {self.ready_wait:.0f}s (state {server.process.state}); "
+                f"see {server.log_path}."
+            )
+
+    # -- InvokeEndpoint -------------------------------------------------------------------------
+
+    async def handle(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str] | Iterable[tuple[str, str]],
+        body: bytes,
+    ) -> tuple[int, dict[str, str], bytes]:
+        """InvokeEndpoint over HTTP (``POST /endpoints/<name>/invocations``), for the gateway."""
+        lowered = _lower_headers(headers)
+        match = _INVOCATIONS_PATH.match(path.split("?", 1)[0])
+        if match is None or method.upper() != "POST":
+            return UnknownOperation(
+                f"{method} {path} is not a sagemaker-runtime operation of the local cloud; "
+                "it serves POST /endpoints/<EndpointName>/invocations."
+            ).response()
+        account, region = self._caller(lowered)
+        return await self.invoke(account, region, unquote(match.group("name")), lowered, body)
+
+    def _caller(self, headers: Mapping[str, str]) -> tuple[str, str]:
+        """Account and region as moto derives them (MOTO_ACCOUNT_ID, header, access key)."""
+        from moto.iam.models import get_account_id_from
+
+        found = _CREDENTIAL.search(headers.get("authorization", ""))
+        region = found.group("region") if found else self.default_region
+        account = os.environ.get("MOTO_ACCOUNT_ID") or headers.get("x-moto-account-id")
+        if not account:
+            account = get_account_id_from(found.group("key")) if found else DEFAULT_ACCOUNT_ID
+        return account, region
+
+    async def invoke(
+        self, account: str, region: str, name: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        """One InvokeEndpoint call; ``headers`` have lower-case names. Returns the wire response."""
+        received = time.time()
+        started = time.perf_counter()
+        try:
+            self._validate(name, headers, body)
+            view = self.resolve(account, region, name)
+            failed = self._failed.get((account, region, name))
+            if failed is not None:
+                raise ValidationError(f"Endpoint {name} is in Failed status: {failed}")
+            variant = self.choose(view, headers.get("x-amzn-sagemaker-target-variant"))
+        except InvokeError as exc:
+            return exc.response()
+        dims = {"EndpointName": name, "VariantName": variant.spec.name}
+        try:
+            server = await self._server_for(view, variant.spec)
+            await self._ready(view, server)
+            model_started = time.perf_counter()
+            status, model_headers, data = await self._call_model(view, server, headers, body)
+            model_seconds = time.perf_counter() - model_started
+        except InvokeError as exc:
+            self._count(
+                dims, variant, 5 if exc.status >= 500 or isinstance(exc, ModelNotReady) else 4
+            )
+            return exc.response()
+        response_type = model_headers.get("content-type", "application/octet-stream")
+        if 200 <= status < 300:
+            self.capture.capture(
+                self.capture.settings_for(view.capture_config),
+                account_id=account,
+                endpoint=name,
+                variant=variant.spec.name,
+                request_body=body,
+                request_type=headers.get("content-type"),
+                response_body=data,
+                response_type=response_type,
+                inference_id=headers.get("x-amzn-sagemaker-inference-id"),
+                when=received,
+            )
+        self._count(dims, variant, 0 if status < 400 else status // 100)
+        total_seconds = time.perf_counter() - started
+        self.metrics.record(NAMESPACE, "ModelLatency", model_seconds * 1e6, "Microseconds", dims)
+        self.metrics.record(
+            NAMESPACE,
+            "OverheadLatency",
+            max(0.0, total_seconds - model_seconds) * 1e6,
+            "Microseconds",
+            dims,
+        )
+        if not 200 <= status < 300:
+            return self._model_error(view, server, status, data).response()
+        response_headers = {
+            "Content-Type": response_type,
+            "x-Amzn-Invoked-Production-Variant": variant.spec.name,
+            "x-amzn-RequestId": str(uuid.uuid4()),
+        }
+        custom = model_headers.get("x-amzn-sagemaker-custom-attributes")
+        if custom is not None:
+            response_headers["X-Amzn-SageMaker-Custom-Attributes"] = custom
+        return 200, response_headers, data
+
+    @staticmethod
+    def _validate(name: str, headers: Mapping[str, str], body: bytes) -> None:
+        if not _ENDPOINT_NAME.match(name):
+            raise ValidationError(
+                f"1 validation error detected: Value '{name}' at 'endpointName' failed to satisfy "
+                "constraint: Member must satisfy regular expression pattern: "
+                "^[a-zA-Z0-9](-*[a-zA-Z0-9])*"
+                " and have length less than or equal to 63"
+            )
+        if len(body) > MAX_PAYLOAD_BYTES:
+            raise ValidationError(
+                f"Request body of {len(body)} bytes exceeds the {MAX_PAYLOAD_BYTES}-byte limit of "
+                "InvokeEndpoint."
+            )
+        for header, field, limit in (
+            ("x-amzn-sagemaker-inference-id", "inferenceId", 64),
+            ("x-amzn-sagemaker-custom-attributes", "customAttributes", 1024),
+            ("x-amzn-sagemaker-target-variant", "targetVariant", 63),
+        ):
+            value = headers.get(header)
+            if value is not None and not 1 <= len(value) <= limit:
+                raise ValidationError(
+                    f"1 validation error detected: Value at '{field}' failed to satisfy "
+                    "constraint: "
+                    f"Member must have length between 1 and {limit}"
+                )
+
+    async def _call_model(
+        self, view: EndpointView, server: VariantServer, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        forwarded = {}
+        for name, wire in (
+            ("content-type", "Content-Type"),
+            ("accept", "Accept"),
+            ("x-amzn-sagemaker-custom-attributes", "X-Amzn-SageMaker-Custom-Attributes"),
+            ("x-amzn-sagemaker-inference-id", "X-Amzn-SageMaker-Inference-Id"),
+        ):
+            if name in headers:
+                forwarded[wire] = headers[name]
+        try:
+            return await server.pool.post("/invocations", forwarded, body, MODEL_TIMEOUT_SECONDS)
+        except ServerGone as exc:
+            log.error(
+                "model server %s failed during a request (%s); the supervisor restarts it",
+                server.process.name,
+                exc,
+            )
+            raise ServiceUnavailable(
+                f"The model server for variant {server.spec.name} of endpoint {view.name} stopped "
+                "while processing the request; it is being restarted. Retry the request."
+            ) from exc
+        except asyncio.TimeoutError:
+            raise ModelError(
+                "Your invocation timed out while waiting for a response from container primary. "
+                f"See {server.log_path} for more information.",
+                LogStreamArn=self._log_stream_arn(view),
+            ) from None
+
+    @staticmethod
+    def _log_stream_arn(view: EndpointView) -> str:
+        group = f"/aws/sagemaker/Endpoints/{view.name}"
+        return f"arn:aws:logs:{view.region}:{view.account}:log-group:{group}"
+
+    def _model_error(
+        self, view: EndpointView, server: VariantServer, status: int, data: bytes
+    ) -> ModelError:
+        original = data.decode("utf-8", "replace")
+        kind = "client" if 400 <= status < 500 else "server"
+        return ModelError(
+            f'Received {kind} error ({status}) from primary with message "{original}". '
+            f"See {server.log_path} for more information.",
+            ErrorCode=f"{kind.upper()}_ERROR_FROM_MODEL",
+            OriginalStatusCode=status,
+            OriginalMessage=original,
+            LogStreamArn=self._log_stream_arn(view),
+        )
+
+    def _count(self, dims: dict[str, str], variant: Variant, error_class: int) -> None:
+        """Invocations, InvocationsPerInstance and the 4XX/5XX counters for one request."""
+        record = self.metrics.record
+        record(NAMESPACE, "Invocations", 1, "Count", dims)
+        record(NAMESPACE, "InvocationsPerInstance", 1.0 / variant.instance_count, "Count", dims)
+        record(NAMESPACE, "Invocation4XXErrors", 1 if error_class == 4 else 0, "Count", dims)
+        record(NAMESPACE, "Invocation5XXErrors", 1 if error_class == 5 else 0, "Count", dims)
+
+    # -- moto's InvokeEndpoint (called from moto's request threads) ------------------------------
+
+    def invoke_from_thread(
+        self, account: str, region: str, name: str, headers: Mapping[str, str], body: bytes
+    ) -> tuple[int, dict[str, str], bytes]:
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return ServiceUnavailable(
+                "The local SageMaker runtime is not running; start the local cloud's data plane."
+            ).response()
+        future = asyncio.run_coroutine_threadsafe(
+            self.invoke(account, region, name, _lower_headers(headers), body), loop
+        )
+        return future.result()
+
+
+# -- moto patches ------------------------------------------------------------------------------
+
+_hooked: list[SageMakerRuntime] = []
+_hook_lock = threading.Lock()
+
+
+def install_moto_hooks(runtime: SageMakerRuntime) -> None:
+    """Route moto's own InvokeEndpoint to ``runtime`` and tell it about endpoint changes.
+
+    Patches, once per process: ``SageMakerRuntimeResponse.invoke_endpoint`` (the control-plane
+    port answers with the real model instead of canned data) and the SageMaker backend's
+    ``create_endpoint`` and ``delete_endpoint`` (weights are read on every invocation).
+    Calling it again points the hooks at a new runtime.
+    """
+    from moto.sagemaker.models import SageMakerModelBackend
+    from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
+
+    with _hook_lock:
+        first = not _hooked
+        _hooked[:] = [runtime]
+        if not first:
+            return
+
+    def invoke_endpoint(self: Any) -> tuple[int, dict[str, str], bytes]:
+        name = unquote(self.path.rstrip("/").split("/")[-2])
+        status, headers, body = _hooked[0].invoke_from_thread(
+            self.current_account, self.region, name, dict(self.headers), self.raw_body or b""
+        )
+        return status, {**headers, "status": status}, body  # moto takes the status from "status"
+
+    SageMakerRuntimeResponse.invoke_endpoint = invoke_endpoint
+
+    def notifying(method: Callable) -> Callable:
+        @functools.wraps(method)
+        def wrapper(self: Any, endpoint_name: str, *args: Any, **kwargs: Any) -> Any:
+            result = method(self, endpoint_name, *args, **kwargs)
+            _hooked[0].endpoint_changed(self.account_id, self.region_name, endpoint_name)
+            return result
+
+        return wrapper
+
+    for name in ("create_endpoint", "delete_endpoint"):
+        setattr(SageMakerModelBackend, name, notifying(getattr(SageMakerModelBackend, name)))
