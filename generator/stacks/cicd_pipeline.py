@@ -105,7 +105,7 @@ def build(cfg) -> Template:
 
     stages = [
         _source_stage(cfg, source_bucket),
-        _build_stage("Test", projects["test"], "SourceOutput", "TestedSource"),
+        _build_stage("Test", projects["test"], "SourceOutput", None),
     ]
     if cicd.manual_approval:
         stages.append(
