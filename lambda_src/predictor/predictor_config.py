@@ -5,7 +5,7 @@ from typing import Mapping
 
 import envconfig
 
-# InvokeEndpoint accepts at most 6 MiB; a larger limit could never be honoured.
+# InvokeEndpoint accepts at most 6 MiB, and the model payload is never longer than the body.
 SAGEMAKER_MAX_PAYLOAD = 6 * 1024 * 1024
 
 

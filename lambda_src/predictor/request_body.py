@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
-from predictor_config import SAGEMAKER_MAX_PAYLOAD, PredictorSettings
+from predictor_config import PredictorSettings
 from proxy_response import ApiError
 
 ACCEPTED_MEDIA_TYPE = "application/json"
@@ -26,7 +26,11 @@ class PredictionRequest:
     batch: bool
 
     def model_payload(self) -> bytes:
-        """The body sent to the model: only the validated field, never the client's extras."""
+        """The body sent to the model: only the validated field, never the client's extras.
+
+        Compact and with no escapes beyond those JSON requires, it is never longer than the
+        client's body, so MAX_BODY_BYTES also bounds what InvokeEndpoint receives.
+        """
         doc = {"sentences": list(self.texts)} if self.batch else {"sentence": self.texts[0]}
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
@@ -46,10 +50,7 @@ def parse_request(event, settings: PredictorSettings) -> PredictionRequest:
     _check_method(event.get("httpMethod"))
     _check_content_type(_header(event.get("headers"), "content-type"))
     raw = _body_bytes(event, settings.max_body_bytes)
-    request = _validated(_parse_json(raw), settings)
-    if len(request.model_payload()) > SAGEMAKER_MAX_PAYLOAD:
-        raise ApiError(413, "PayloadTooLarge", "the request is too large for the model endpoint")
-    return request
+    return _validated(_parse_json(raw), settings)
 
 
 def _header(headers, name: str) -> Optional[str]:

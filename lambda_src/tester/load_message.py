@@ -102,6 +102,8 @@ def _case(case, path: str) -> TestCase:
     if not isinstance(case_id, str) or not 1 <= len(case_id) <= 255 or not case_id.isprintable():
         raise MessageError(f"{path}.type={_show(case_id)}: expected 1-255 printable characters")
     resource = case.get("resource")
+    if isinstance(resource, str) and resource.startswith("/"):
+        resource = resource[1:]  # "/text" and "text" name the same resource under the stage
     if resource is not None and not (isinstance(resource, str) and RESOURCE.fullmatch(resource)
                                      and not {".", ".."}.intersection(resource.split("/"))):
         raise MessageError(f"{path}.resource={_show(resource)}: expected a URL path like 'text'")

@@ -23,10 +23,12 @@ class FakeModel:
 
     def __init__(self):
         self.bodies = []
+        self.sizes = []
 
     def invoke_endpoint(self, **kwargs):
         doc = json.loads(kwargs["Body"])
         self.bodies.append(doc)
+        self.sizes.append(len(kwargs["Body"]))
         one = {"success": "true", "label": 1, "labelName": "World"}
         answer = [one] * len(doc["sentences"]) if "sentences" in doc else one
         data = json.dumps(answer).encode()
@@ -137,6 +139,9 @@ def test_any_request_gets_a_well_formed_json_response(predictor, body, headers_a
     assert all(valid_request(doc) for doc in model.bodies)
     if status == 200:
         assert len(model.bodies) == 1 and payload["variant"] == "Model-A"
+        # The model never gets more than the client sent, so MAX_BODY_BYTES bounds InvokeEndpoint.
+        raw = base64.b64decode(body[0]) if body[1] else body[0].encode("utf-8")
+        assert model.sizes[0] <= len(raw)
         assert "label" in payload or len(payload["results"]) == len(model.bodies[0]["sentences"])
     else:
         assert model.bodies == []

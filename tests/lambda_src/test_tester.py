@@ -342,6 +342,11 @@ def test_the_canned_message_is_valid(tester):
     assert test.run_id == "20261124T013000Z-3f2a" and len(test.cases) == 2
 
 
+def test_a_leading_slash_in_a_resource_is_accepted(tester):
+    test = tester.load_message.parse_load_test(message([("tc-001", "/text")], rate=5), "fallback")
+    assert test.cases[0].resource == "text"
+
+
 def bad(change):
     msg = message([("tc-001", "fast")], rate=5)
     change(msg)
