@@ -1,0 +1,1 @@
+"""Benchmarks and conformance runs (`make bench`, `make conformance`)."""
