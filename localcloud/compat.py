@@ -1123,6 +1123,51 @@ class _ApiGatewayResource(CompatResource):
         return self.properties["RestApiId"] in self._backend().apis
 
 
+class KmsKey(CompatResource):
+    TYPE = "AWS::KMS::Key"
+
+    def _backend(self) -> Any:
+        from moto.kms.models import kms_backends
+
+        return kms_backends[self.account_id][self.region_name]
+
+    @staticmethod
+    def _policy(properties: dict[str, Any]) -> str:
+        policy = properties["KeyPolicy"]
+        return policy if isinstance(policy, str) else json.dumps(policy)
+
+    def _create(self) -> str:
+        p = self.properties
+        key = self._backend().create_key(
+            policy=self._policy(p), key_usage=p.get("KeyUsage", "ENCRYPT_DECRYPT"),
+            key_spec=p.get("KeySpec", "SYMMETRIC_DEFAULT"), description=p.get("Description", ""),
+            tags=p.get("Tags", []), multi_region=_flag(p.get("MultiRegion", False)),
+        )
+        self._configure(key.id, p)
+        self.attributes.update({"Arn": key.arn, "KeyId": key.id})
+        return key.id
+
+    def _configure(self, key_id: str, p: dict[str, Any]) -> None:
+        backend = self._backend()
+        backend.put_key_policy(key_id, self._policy(p))
+        backend.update_key_description(key_id, p.get("Description", ""))
+        (backend.enable_key_rotation if _flag(p.get("EnableKeyRotation", False)) else backend.disable_key_rotation)(
+            key_id)
+        (backend.enable_key if _flag(p.get("Enabled", True)) else backend.disable_key)(key_id)
+
+    def _update(self, properties: dict[str, Any]) -> bool:
+        identity = ("KeyUsage", "KeySpec", "MultiRegion")
+        if any(properties.get(k) != self.properties.get(k) for k in identity):
+            return False
+        self._configure(self.physical_id, properties)
+        return True
+
+    def _delete(self) -> None:
+        # as on AWS: the key is scheduled for deletion (PendingDeletion), not removed at once
+        if self.physical_id in self._backend().keys:
+            self._backend().schedule_key_deletion(self.physical_id, int(self.properties.get("PendingWindowInDays", 30)))
+
+
 class ApiGatewayRestApi(_ApiGatewayResource):
     TYPE = "AWS::ApiGateway::RestApi"
 
@@ -1463,7 +1508,7 @@ COMPAT_RESOURCE_TYPES: tuple[type[CompatResource], ...] = (
     CodeBuildProject, CodePipelinePipeline, LambdaEventInvokeConfig, LambdaAlias, LambdaPermission,
     ApiGatewayMethod, ApiGatewayDeployment, ApiGatewayStage, ApiGatewayApiKey, ApiGatewayUsagePlan,
     ApiGatewayUsagePlanKey, ApiGatewayRequestValidator, ApiGatewayModel, ApiGatewayGatewayResponse,
-    ApiGatewayAccount, ApiGatewayRestApi, LambdaVersion,
+    ApiGatewayAccount, ApiGatewayRestApi, LambdaVersion, KmsKey,
 )
 
 
@@ -1513,6 +1558,42 @@ def fix_missing_deletes_and_updates() -> None:
     LogGroup.update_from_cloudformation_json = classmethod(update_log_group)
 
 
+# Request context the local cloud can vouch for: its loopback HTTP endpoint stands in for AWS's TLS one.
+_REQUEST_CONTEXT = {"aws:securetransport": "true"}
+
+
+def _condition_rules_out(statement: dict[str, Any]) -> bool:
+    """True if a Bool condition on a known request-context key does not hold for this request."""
+    for operator, checks in (statement.get("Condition") or {}).items():
+        if operator not in ("Bool", "BoolIfExists"):
+            continue
+        for key, expected in checks.items():
+            actual = _REQUEST_CONTEXT.get(key.lower())
+            allowed = [str(v).lower() for v in (expected if isinstance(expected, list) else [expected])]
+            if actual is not None and actual not in allowed:
+                return True
+    return False
+
+
+def fix_bool_conditions() -> None:
+    # moto defect: IAMPolicyStatement ignores condition operators it does not implement, Bool among
+    # them, so the condition counts as met. The standard guard "Deny s3:* when aws:SecureTransport
+    # is false" then denies every request: each PutObject/GetObject on such a bucket answers 403.
+    # The local cloud evaluates Bool conditions on aws:SecureTransport as true (see _REQUEST_CONTEXT).
+    from moto.iam.access_control import IAMPolicyStatement, PermissionResult
+
+    original = IAMPolicyStatement.is_action_permitted
+
+    @functools.wraps(original)
+    def is_action_permitted(self: Any, action: str, resource: str = "*", principal: str | None = None,
+                            incoming_condition_values: dict[str, str] | None = None) -> Any:
+        if _condition_rules_out(self._statement):
+            return PermissionResult.NEUTRAL  # the statement does not apply to this request
+        return original(self, action, resource, principal, incoming_condition_values)
+
+    IAMPolicyStatement.is_action_permitted = is_action_permitted
+
+
 def fix_sagemaker_names() -> None:
     # moto defect: Model, EndpointConfig and Endpoint report no name property
     # (cloudformation_name_type() == ""), so ModelName, EndpointConfigName and EndpointName are
@@ -1538,4 +1619,5 @@ _FIXES: tuple[Callable[[], None], ...] = (
     fix_resource_types,
     fix_missing_deletes_and_updates,
     fix_sagemaker_names,
+    fix_bool_conditions,
 )

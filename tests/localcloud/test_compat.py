@@ -646,3 +646,181 @@ def assert_nothing_left(client, name, api, out):
     assert out["UsagePlanId"] not in [p["id"] for p in apigateway.get_usage_plans()["items"]]
     assert not client("iam").list_roles(PathPrefix="/")["Roles"] or all(
         not r["RoleName"].startswith(name) for r in client("iam").list_roles()["Roles"])
+
+
+# ------------------------------------------------------------------------------------------
+# the project's generated templates
+# ------------------------------------------------------------------------------------------
+
+TEMPLATES_OUT = REPO / "templates_out"
+
+
+def _exists(call):
+    """True if a describe/get call finds the resource, False on the service's not-found error."""
+    try:
+        return bool(call())
+    except ClientError as error:
+        if error.response["ResponseMetadata"]["HTTPStatusCode"] in (400, 404):
+            return False
+        raise
+
+
+def _in_any_api(apigateway, lister, match):
+    return any(
+        match(item)
+        for api in apigateway.get_rest_apis()["items"]
+        for item in lister(api["id"])
+    )
+
+
+def resource_probes(client):
+    """Resource type -> predicate(physical id): does the owning service show the resource?"""
+    s3, iam, kms, logs = client("s3"), client("iam"), client("kms"), client("logs")
+    awslambda, sns, sqs, cloudwatch = client("lambda"), client("sns"), client("sqs"), client("cloudwatch")
+    sagemaker, apigateway, scaling = client("sagemaker"), client("apigateway"), client("application-autoscaling")
+    codebuild, codepipeline = client("codebuild"), client("codepipeline")
+
+    def permission(sid):
+        functions = awslambda.list_functions()["Functions"]
+        return any(
+            sid in {s["Sid"] for s in json.loads(awslambda.get_policy(FunctionName=f["FunctionName"])["Policy"])[
+                "Statement"]}
+            for f in functions
+            if _exists(lambda f=f: awslambda.get_policy(FunctionName=f["FunctionName"]))
+        )
+
+    def scalable_target(pid):
+        resource_id, dimension, namespace = pid.split("|")
+        found = scaling.describe_scalable_targets(ServiceNamespace=namespace, ResourceIds=[resource_id])
+        return any(t["ScalableDimension"] == dimension for t in found["ScalableTargets"])
+
+    def scaling_policy(arn):
+        namespace = arn.split(":resource/")[1].split("/")[0]
+        return any(p["PolicyARN"] == arn for p in scaling.describe_scaling_policies(
+            ServiceNamespace=namespace)["ScalingPolicies"])
+
+    def usage_plan_key(pid):
+        key, plan = pid.split(":")
+        return _exists(lambda: apigateway.get_usage_plan_key(usagePlanId=plan, keyId=key))
+
+    return {
+        "AWS::S3::Bucket": lambda pid: _exists(lambda: s3.head_bucket(Bucket=pid)),
+        "AWS::S3::BucketPolicy": lambda pid: _exists(lambda: s3.get_bucket_policy(Bucket=pid)),
+        "AWS::IAM::Role": lambda pid: _exists(lambda: iam.get_role(RoleName=pid)),
+        "AWS::KMS::Key": lambda pid: _exists(lambda: kms.describe_key(KeyId=pid)["KeyMetadata"]["KeyState"] not in (
+            "PendingDeletion", "Disabled")),
+        "AWS::Logs::LogGroup": lambda pid: pid in [
+            g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePrefix=pid)["logGroups"]],
+        "AWS::Lambda::Function": lambda pid: _exists(lambda: awslambda.get_function(FunctionName=pid)),
+        "AWS::Lambda::Permission": permission,
+        "AWS::Lambda::EventInvokeConfig": lambda pid: _exists(lambda: awslambda.get_function_event_invoke_config(
+            FunctionName=pid.split(":")[0], Qualifier=pid.split(":")[1])),
+        "AWS::SNS::Topic": lambda pid: _exists(lambda: sns.get_topic_attributes(TopicArn=pid)),
+        "AWS::SNS::Subscription": lambda pid: _exists(lambda: sns.get_subscription_attributes(SubscriptionArn=pid)),
+        "AWS::SQS::Queue": lambda pid: _exists(lambda: sqs.get_queue_attributes(QueueUrl=pid)),
+        "AWS::CloudWatch::Alarm": lambda pid: bool(cloudwatch.describe_alarms(AlarmNames=[pid])["MetricAlarms"]),
+        "AWS::CloudWatch::Dashboard": lambda pid: _exists(lambda: cloudwatch.get_dashboard(DashboardName=pid)),
+        "AWS::SageMaker::Model": lambda pid: _exists(lambda: sagemaker.describe_model(
+            ModelName=pid.split("/")[-1])),
+        "AWS::SageMaker::EndpointConfig": lambda pid: _exists(lambda: sagemaker.describe_endpoint_config(
+            EndpointConfigName=pid.split("/")[-1])),
+        "AWS::SageMaker::Endpoint": lambda pid: _exists(lambda: sagemaker.describe_endpoint(
+            EndpointName=pid.split("/")[-1])),
+        "AWS::ApplicationAutoScaling::ScalableTarget": scalable_target,
+        "AWS::ApplicationAutoScaling::ScalingPolicy": scaling_policy,
+        "AWS::ApiGateway::RestApi": lambda pid: _exists(lambda: apigateway.get_rest_api(restApiId=pid)),
+        "AWS::ApiGateway::Resource": lambda pid: _in_any_api(
+            apigateway, lambda api: apigateway.get_resources(restApiId=api)["items"], lambda r: r["id"] == pid),
+        "AWS::ApiGateway::Method": lambda pid: _exists(lambda: apigateway.get_method(
+            restApiId=pid.split("-")[0], resourceId=pid.split("-")[1], httpMethod=pid.split("-")[2])),
+        "AWS::ApiGateway::Deployment": lambda pid: _in_any_api(
+            apigateway, lambda api: apigateway.get_deployments(restApiId=api)["items"], lambda d: d["id"] == pid),
+        "AWS::ApiGateway::Stage": lambda pid: _in_any_api(
+            apigateway, lambda api: apigateway.get_stages(restApiId=api)["item"], lambda s: s["stageName"] == pid),
+        "AWS::ApiGateway::ApiKey": lambda pid: _exists(lambda: apigateway.get_api_key(apiKey=pid)),
+        "AWS::ApiGateway::UsagePlan": lambda pid: _exists(lambda: apigateway.get_usage_plan(usagePlanId=pid)),
+        "AWS::ApiGateway::UsagePlanKey": usage_plan_key,
+        "AWS::ApiGateway::RequestValidator": lambda pid: _in_any_api(
+            apigateway, lambda api: apigateway.get_request_validators(restApiId=api)["items"],
+            lambda v: v["id"] == pid),
+        "AWS::ApiGateway::Model": lambda pid: _in_any_api(
+            apigateway, lambda api: apigateway.get_models(restApiId=api)["items"], lambda m: m["name"] == pid),
+        "AWS::ApiGateway::GatewayResponse": lambda pid: _exists(lambda: apigateway.get_gateway_response(
+            restApiId=pid.split("-")[0], responseType=pid.split("-", 1)[1])),
+        "AWS::ApiGateway::Account": lambda pid: bool(apigateway.get_account().get("cloudwatchRoleArn")),
+        "AWS::CodeBuild::Project": lambda pid: bool(codebuild.batch_get_projects(names=[pid])["projects"]),
+        "AWS::CodePipeline::Pipeline": lambda pid: _exists(lambda: codepipeline.get_pipeline(name=pid)),
+    }
+
+
+def _zip_bytes():
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("handler.py", "def handler(event, context):\n    return {}\n")
+    return buffer.getvalue()
+
+
+def test_project_templates_deploy_redeploy_and_tear_down(cfn, client):
+    manifest_file = TEMPLATES_OUT / "manifest.json"
+    if not manifest_file.exists():
+        pytest.skip("templates_out/manifest.json does not exist: run `make templates` first")
+    manifest = json.loads(manifest_file.read_text())
+    probes = resource_probes(client)
+    s3 = client("s3")
+    artifact_keys = {}
+    deployed = []
+    try:
+        for entry in manifest["stacks"]:
+            template = json.loads((TEMPLATES_OUT / entry["template"]).read_text())
+            missing = {r["Type"] for r in template["Resources"].values()} - probes.keys()
+            assert not missing, f"{entry['template']}: no probe for {sorted(missing)}; add one above"
+            parameters = {}
+            for parameter, source in entry["parameters"].items():
+                artifact = source["artifact"]
+                if artifact not in artifact_keys:
+                    bucket = outputs(cfn, manifest["stacks"][0]["stack_name"])["ArtifactBucketName"]
+                    key = f"compat-test/{artifact}/" + ("model.tar.gz" if artifact.startswith("model") else "fn.zip")
+                    s3.put_object(Bucket=bucket, Key=key, Body=_zip_bytes())
+                    artifact_keys[artifact] = key
+                parameters[parameter] = artifact_keys[artifact]
+            deploy(cfn, entry["stack_name"], template, parameters)
+            deployed.append((entry, template, parameters))
+            assert stack(cfn, entry["stack_name"])["StackStatus"] == "CREATE_COMPLETE", entry["stack_name"]
+
+        physical = {}
+        for entry, template, _ in deployed:
+            summaries = cfn.list_stack_resources(StackName=entry["stack_name"])["StackResourceSummaries"]
+            listed = {s["LogicalResourceId"]: s for s in summaries}
+            assert set(listed) == set(template["Resources"]), entry["stack_name"]
+            for logical_id, summary in listed.items():
+                assert summary["ResourceType"] == template["Resources"][logical_id]["Type"]
+                assert summary["PhysicalResourceId"], (entry["stack_name"], logical_id)
+                assert "object at 0x" not in summary["PhysicalResourceId"], (entry["stack_name"], logical_id)
+                assert probes[summary["ResourceType"]](summary["PhysicalResourceId"]), (entry["stack_name"], logical_id)
+                physical[(entry["stack_name"], logical_id)] = (summary["ResourceType"], summary["PhysicalResourceId"])
+            declared = {key for key in template.get("Outputs", {})}
+            assert set(outputs(cfn, entry["stack_name"])) == declared, entry["stack_name"]
+
+        for entry, template, parameters in deployed:
+            again = deploy(cfn, entry["stack_name"], template, parameters)
+            assert again["Status"] == "FAILED" and "didn't contain changes" in again["StatusReason"], entry
+    finally:
+        for entry, _, _ in reversed(deployed):
+            for name in _stack_buckets(cfn, entry["stack_name"]):
+                for item in s3.list_objects_v2(Bucket=name).get("Contents", []):
+                    s3.delete_object(Bucket=name, Key=item["Key"])
+            cfn.delete_stack(StackName=entry["stack_name"])
+
+    live = {s["StackName"] for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"}
+    assert not live & {entry["stack_name"] for entry in manifest["stacks"]}
+    shared = {"AWS::ApiGateway::Account"}  # an account-wide setting, not a resource
+    left = [key for key, (kind, pid) in physical.items() if kind not in shared and probes[kind](pid)]
+    assert not left, f"still present after teardown: {left}"
+
+
+def _stack_buckets(cfn, stack_name):
+    summaries = cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
+    return [s["PhysicalResourceId"] for s in summaries if s["ResourceType"] == "AWS::S3::Bucket"]
