@@ -26,7 +26,6 @@ skipped as documented in docs/local-cloud.md).
 from __future__ import annotations
 
 import base64
-import inspect
 import json
 import logging
 import re
@@ -38,7 +37,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from localcloud import metrics
-from localcloud.lambdas import LambdaRuntime, Throttled
+from localcloud.lambdas import ChangeCounter, LambdaRuntime, Throttled
 
 log = logging.getLogger("localcloud.apigateway")
 
@@ -46,7 +45,6 @@ MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 MAX_TABLE_AGE = 5.0
 JSON = "application/json"
 
-_generation = 0  # bumped on every mutating API Gateway backend call
 _LAMBDA_URI = re.compile(r":lambda:path/[^/]+/functions/(?P<arn>arn:[^/]+)/invocations")
 _SIGV4 = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=[^/,\s]+/\d{8}/[a-z0-9-]+/[a-z0-9-]+/aws4_request,\s*"
@@ -56,18 +54,20 @@ _SIGV4 = re.compile(
 Response = tuple[int, list[tuple[str, str]], bytes]
 
 
-_MUTATING_PREFIXES = {"create", "update", "delete", "put", "import", "tag", "untag", "add", "apply"}
+API_CHANGES = ChangeCounter(
+    "apigateway", {"create", "update", "delete", "put", "import", "tag", "untag", "add", "apply"}
+)
 
 
 def install_moto_hooks() -> None:
     """Count changes to moto's API Gateway state so routing tables know when to rebuild.
 
-    Every mutating method of the backend and of the models it hands out (CloudFormation and
-    the compatibility layer call the latter directly) bumps the generation.
+    The backend's mutating methods and those of the models it hands out (CloudFormation and
+    the compatibility layer call the latter directly) all count.
     """
     from moto.apigateway import models
 
-    classes = (
+    API_CHANGES.watch(
         models.APIGatewayBackend,
         models.RestAPI,
         models.Resource,
@@ -75,28 +75,6 @@ def install_moto_hooks() -> None:
         models.ApiKey,
         models.UsagePlan,
     )
-    for cls in classes:
-        if cls.__dict__.get("localcloud_hooked"):
-            continue
-        for name in dir(cls):
-            # plain instance methods only: class and static methods keep their binding
-            attribute = inspect.getattr_static(cls, name)
-            if name.split("_", 1)[0] in _MUTATING_PREFIXES and inspect.isfunction(attribute):
-                setattr(cls, name, _counting(attribute))
-        cls.localcloud_hooked = True
-
-
-def _counting(method: Any) -> Any:
-    def counted(*args: Any, **kwargs: Any) -> Any:
-        global _generation
-        try:
-            return method(*args, **kwargs)
-        finally:
-            _generation += 1
-
-    counted.__name__ = method.__name__
-    counted.__doc__ = method.__doc__
-    return counted
 
 
 def _pick(mapping: Any, *names: str) -> Any:
@@ -238,6 +216,7 @@ def _match(node: Node, segments: list[str], params: dict[str, str]) -> tuple[Nod
 
 
 def _compile(backend: Any, api: Any) -> CompiledApi:
+    generation = API_CHANGES.value  # before reading, so a concurrent change forces a rebuild
     resources = api.resources
     paths: dict[str, list[str]] = {}
 
@@ -289,7 +268,7 @@ def _compile(backend: Any, api: Any) -> CompiledApi:
         stages=stages,
         binary_types=list(getattr(api, "binaryMediaTypes", None) or []),
         built_at=time.monotonic(),
-        generation=_generation,
+        generation=generation,
     )
 
 
@@ -354,7 +333,7 @@ class ApiGatewayDataPlane:
         compiled = self._apis.get(api_id)
         if (
             compiled is not None
-            and compiled.generation == _generation
+            and compiled.generation == API_CHANGES.value
             and time.monotonic() - compiled.built_at < MAX_TABLE_AGE
         ):
             return compiled
@@ -576,12 +555,9 @@ class ApiGatewayDataPlane:
         arn = route.function_arn
         for name, value in stage.variables.items():
             arn = arn.replace("${stageVariables.%s}" % name, value)
-        from moto.awslambda.models import lambda_backends
-
-        parts = arn.split(":")
         try:
-            return lambda_backends[parts[4]][parts[3]].get_function(arn)
-        except Exception as exc:  # moto's not-found error, or a malformed ARN
+            return self.runtime.function(arn)
+        except LookupError as exc:
             log.error(
                 "API %s %s %s: integration function %s: %s",
                 api.api_id,

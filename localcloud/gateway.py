@@ -152,6 +152,7 @@ def make_server(app: Gateway) -> _Server:
         lifespan="off",
         access_log=False,
         server_header=False,
+        proxy_headers=False,
         log_level="warning",
         timeout_keep_alive=75,
         backlog=1024,

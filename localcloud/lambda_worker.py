@@ -205,14 +205,12 @@ def main() -> int:
         meta, body = frame
         request_id = meta["request_id"]
         request_filter.request_id = request_id
-        print(f"START RequestId: {request_id} Version: $LATEST", flush=True)
         started = time.perf_counter()
         if init_error is not None:
             reply: tuple[dict, bytes] = ({"error": dict(init_error, requestId=request_id)}, b"")
         else:
             reply = _invoke(handler, request_id, int(meta["deadline_ms"]), body)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        print(f"END RequestId: {request_id}", flush=True)
         print(f"REPORT RequestId: {request_id}\tDuration: {elapsed_ms:.2f} ms", flush=True)
         send_frame(sock, *reply)
 

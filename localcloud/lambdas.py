@@ -26,7 +26,9 @@ import asyncio
 import base64
 import binascii
 import collections
+import functools
 import hashlib
+import inspect
 import io
 import json
 import logging
@@ -58,6 +60,43 @@ ACQUIRE_TIMEOUT = 120.0  # a caller waiting longer than this for a free worker g
 RECONCILE_SECONDS = 2.0
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 PASSED_THROUGH_ENV = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR")
+
+
+class ChangeCounter:
+    """Counts calls of moto's mutating model methods, so caches built from moto's state know when
+    to rebuild without comparing that state on every request."""
+
+    def __init__(self, name: str, prefixes: set[str]) -> None:
+        self.value = 0
+        self._marker = f"_localcloud_counted_{name}"
+        self._prefixes = frozenset(prefixes)
+
+    def watch(self, *classes: type) -> None:
+        for cls in classes:
+            if cls.__dict__.get(self._marker):
+                continue
+            for name in dir(cls):
+                # plain instance methods only: class and static methods keep their binding
+                attribute = inspect.getattr_static(cls, name)
+                verb = name.lstrip("_").split("_", 1)[0]
+                if verb in self._prefixes and inspect.isfunction(attribute):
+                    setattr(cls, name, self._counting(attribute))
+            setattr(cls, self._marker, True)
+
+    def _counting(self, method: Any) -> Any:
+        @functools.wraps(method)
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(*args, **kwargs)
+            finally:
+                self.value += 1
+
+        return counted
+
+
+FUNCTION_CHANGES = ChangeCounter(
+    "lambda", {"create", "update", "delete", "put", "publish", "add", "remove", "set"}
+)
 
 
 class InvokeResult(NamedTuple):
@@ -191,6 +230,7 @@ class WorkerPool:
         self.waiters: collections.deque[asyncio.Future] = collections.deque()
         self.in_flight = 0
         self.retired = False
+        self.checked_at = FUNCTION_CHANGES.value  # moto's state when the signature last matched
         self._code_dir: asyncio.Future | None = None
 
     @staticmethod
@@ -306,6 +346,7 @@ class LambdaRuntime:
         self._server: asyncio.AbstractServer | None = None
         self._socket_dir: Path | None = None
         self._reconciler: asyncio.Task | None = None
+        self._functions: dict[str, tuple[Any, int]] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -392,12 +433,33 @@ class LambdaRuntime:
             if attempt < retries:
                 await asyncio.sleep(ASYNC_RETRY_DELAYS[min(attempt, len(ASYNC_RETRY_DELAYS) - 1)])
 
+    def function(self, arn: str) -> Any:
+        """moto's function for ``arn`` (cached until moto's Lambda state changes)."""
+        cached = self._functions.get(arn)
+        if cached is not None and cached[1] == FUNCTION_CHANGES.value:
+            return cached[0]
+        from moto.awslambda.models import lambda_backends
+
+        generation = FUNCTION_CHANGES.value
+        parts = arn.split(":")
+        if len(parts) < 7 or parts[2] != "lambda" or parts[5] != "function":
+            raise LookupError(f"{arn} is not a Lambda function ARN")
+        try:
+            fn = lambda_backends[parts[4]][parts[3]].get_function(arn)
+        except Exception as exc:  # moto's not-found error
+            raise LookupError(f"function {arn} does not exist ({exc})") from None
+        self._functions[arn] = (fn, generation)
+        return fn
+
     # -- pools --------------------------------------------------------------------------------
 
     def pool_for(self, fn: Any) -> WorkerPool:
         key = (fn.account_id, fn.region, fn.function_name, str(fn.version))
         pool = self.pools.get(key)
+        if pool is not None and pool.fn is fn and pool.checked_at == FUNCTION_CHANGES.value:
+            return pool
         if pool is not None and pool.matches(fn):
+            pool.checked_at = FUNCTION_CHANGES.value
             return pool
         if pool is not None:
             log.info("function %s changed: replacing its workers", fn.function_name)
@@ -576,10 +638,11 @@ def install_moto_hooks(runtime: LambdaRuntime) -> None:
     queues it, because moto would deliver inside Publish and so serialise the subscribers.
     """
     global _runtime
-    from moto.awslambda.models import LambdaFunction
+    from moto.awslambda.models import LambdaBackend, LambdaFunction
     from moto.sns.models import Subscription
 
     _runtime = runtime
+    FUNCTION_CHANGES.watch(LambdaBackend, LambdaFunction)
     if getattr(LambdaFunction.invoke, "localcloud_hook", False):
         return
     LambdaFunction.invoke = _moto_invoke
@@ -709,12 +772,9 @@ def _wrap_sns_publish(original: Any) -> Any:
             return None
         if message_structure == "json":
             message = self._parse_message_structure(message, self.protocol)
-        from moto.awslambda.models import lambda_backends
-
-        parts = self.endpoint.split(":")
         try:
-            fn = lambda_backends[parts[4]][parts[3]].get_function(self.endpoint)
-        except Exception as exc:  # moto's not-found error, or a malformed endpoint ARN
+            fn = _runtime.function(self.endpoint)
+        except LookupError as exc:
             log.error("SNS delivery to %s dropped: %s", self.endpoint, exc)
             return None
         event = sns_event(self, message, message_id, subject, message_attributes)
