@@ -1,6 +1,6 @@
 """Evaluate a packed or unpacked model through the serving handler, as SageMaker would call it.
 
-    python -m model.evaluate --model build/model-a.tar.gz --data ../shared/data/ag_news/labeled.csv.gz
+    python -m model.evaluate --model build/model-a.tar.gz --data held-out.csv.gz
 
 ``--model`` is a ``model.tar.gz`` (its own ``code/`` is imported, so the archive is tested as
 shipped) or an artifact directory such as ``model/model-a`` (served with ``model/code``). Rows go
@@ -47,7 +47,7 @@ def classify(handler: ModuleType, model_dir: Path, texts: list[str]) -> list[int
 
 
 def report(expected: list[int], predicted: list[int]) -> list[str]:
-    """Accuracy, per-class precision/recall and confusion matrix (rows: true, columns: predicted)."""
+    """Accuracy, per-class precision/recall, confusion matrix (rows true, columns predicted)."""
     n = len(LABELS)
     confusion = [[0] * n for _ in range(n)]
     for truth, guess in zip(expected, predicted):

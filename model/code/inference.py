@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-
 from request_errors import InvalidInput, NotAcceptable, PayloadTooLarge, UnsupportedContentType
 from text_classifier import TextClassifier
 from textprep import Vocabulary
@@ -223,8 +222,8 @@ def _json_parts(labels: tuple[str, ...]) -> tuple[list[str], list[str]]:
 def _result_json(probabilities: list[float], heads: list[str], keys: list[str]) -> str:
     """One result object as JSON text, built from parts: the same text ``json.dumps`` gives."""
     best = probabilities.index(max(probabilities))
-    return (heads[best] + ", ".join([key + repr(round(p, 4)) for key, p in zip(keys, probabilities)])
-            + "}}")
+    shares = ", ".join([key + repr(round(p, 4)) for key, p in zip(keys, probabilities)])
+    return heads[best] + shares + "}}"
 
 
 def output_fn(prediction: Prediction, accept: str | None) -> tuple[str, str]:

@@ -1,0 +1,91 @@
+"""Training on the committed 400-row fixture: learns, is reproducible, writes loadable artifacts."""
+
+import gzip
+import json
+import os
+
+import pytest
+import torch
+
+from model import train
+
+from .conftest import FIXTURE, ROOT, SHIPPED
+
+EPOCHS = 6
+
+
+def train_in(folder):
+    """Train from ``folder`` with a relative ``--out``, so the recorded command is the same."""
+    folder.mkdir(exist_ok=True)
+    cwd = os.getcwd()
+    os.chdir(folder)
+    try:
+        assert train.main(["--data", str(FIXTURE), "--variant", "model-a", "--out", "model-a",
+                           "--epochs", str(EPOCHS)]) == 0
+    finally:
+        os.chdir(cwd)
+    return folder / "model-a"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    return train_in(tmp_path_factory.mktemp("trained"))
+
+
+def test_training_beats_chance_on_held_out_rows(trained):
+    metadata = json.loads((trained / "metadata.json").read_text())
+    assert metadata["validation"]["rows"] == 40
+    assert metadata["validation"]["accuracy"] >= 0.5  # chance is 0.25
+
+
+def test_metadata_records_what_reproduces_the_model(trained):
+    metadata = json.loads((trained / "metadata.json").read_text())
+    assert metadata["data"]["rows"] == 400
+    assert metadata["data"]["sha256"] == train.read_dataset(FIXTURE).sha256
+    assert metadata["hyperparameters"]["epochs"] == EPOCHS
+    assert metadata["hyperparameters"]["ngrams"] == train.VARIANTS["model-a"].ngrams
+    assert metadata["vocab_size"] == len(json.loads((trained / "vocab.json").read_text())["tokens"])
+    assert metadata["torch_version"] == torch.__version__
+    assert metadata["labels"] == ["World", "Sports", "Business", "Sci/Tech"]
+    assert "--variant model-a" in metadata["command"]
+    assert f"--epochs {EPOCHS}" in metadata["command"]
+
+
+def test_same_data_and_command_give_the_same_bytes(trained, tmp_path):
+    again = train_in(tmp_path)
+    for name in ("model.pth", "vocab.json", "metadata.json", "MODEL_CARD.md"):
+        assert (again / name).read_bytes() == (trained / name).read_bytes(), name
+
+
+def test_weights_are_a_compact_state_dict(trained):
+    state = torch.load(trained / "model.pth", weights_only=True)
+    assert set(state) == {"embedding.weight", "fc.weight", "fc.bias"}
+    assert state["embedding.weight"].dtype in (torch.float16, torch.float32)
+
+
+def test_gzip_input_reads_like_plain_csv(tmp_path):
+    packed = tmp_path / "sample.csv.gz"
+    packed.write_bytes(gzip.compress(FIXTURE.read_bytes()))
+    assert train.read_dataset(packed) == train.read_dataset(FIXTURE)
+
+
+def test_bad_rows_are_reported_with_file_and_line(tmp_path, capsys):
+    bad = tmp_path / "bad.csv"
+    bad.write_text('"1","title","text"\n"7","title","text"\n')
+    with pytest.raises(ValueError, match=r"bad.csv:2: expected 'class \(1-4\)"):
+        train.read_dataset(bad)
+    assert train.main(["--data", str(bad), "--variant", "model-a", "--out",
+                       str(tmp_path / "out")]) == 2
+    assert "cannot read --data" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_artifacts_record_their_training(name):
+    folder = ROOT / "model" / name
+    metadata = json.loads((folder / "metadata.json").read_text())
+    assert metadata["variant"] == name
+    assert metadata["data"]["rows"] == 6581
+    assert metadata["hyperparameters"] == train.asdict(train.VARIANTS[name])
+    assert f"--variant {name} --out model/{name}" in metadata["command"]
+    card = (folder / "MODEL_CARD.md").read_text()
+    assert metadata["command"] in card and f"{metadata['validation']['accuracy']:.2%}" in card
