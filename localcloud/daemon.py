@@ -10,6 +10,7 @@ even after a crash of the daemon.
 Files under ``<home>`` (``<project>/.localcloud`` unless ``LOCALCLOUD_HOME`` is set):
   localcloud.pid      the daemon's pid          daemon.json   pid, ports, URLs, region, start time
   localcloud.log      the daemon's log          children.json live child processes
+  up.lock             serialises concurrent ``up`` commands
   logs/lambda/<fn>.log  each function's output  state/functions/<sha256>/  extracted function code
   run/lambda.sock     the Lambda workers' private channel
 """
@@ -145,17 +146,38 @@ def _busy_port_error(port: int) -> LocalCloudError:
 
 
 def start_background() -> tuple[DaemonInfo, bool]:
-    """Start the daemon detached and wait until it answers; (info, False) if it was running."""
+    """Start the daemon detached and wait until it answers; (info, False) if it was running.
+
+    Concurrent ``up`` commands (``make -j``) serialise on a lock file, so only one starts it.
+    """
+    import fcntl
+
     home_dir = home()
-    info = running(home_dir)
-    if info is not None:
-        return info, False
+    home_dir.mkdir(parents=True, exist_ok=True)
+    with open(home_dir / "up.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _start_locked(home_dir)
+
+
+def _start_locked(home_dir: Path) -> tuple[DaemonInfo, bool]:
+    info = read_info(home_dir)
+    if info is not None and _is_our_daemon(info.pid):
+        deadline = time.monotonic() + START_TIMEOUT  # it may be starting up right now
+        while _is_our_daemon(info.pid) and time.monotonic() < deadline:
+            if _healthy(info.dataplane_url, 0.5):
+                return info, False
+            time.sleep(0.1)
+        if _is_our_daemon(info.pid):
+            raise LocalCloudError(
+                f"the local cloud (pid {info.pid}) runs but does not answer on "
+                f"{info.dataplane_url}; see {home_dir / LOG_FILE}, or restart it with "
+                "`python -m localcloud down` then `up`"
+            )
     control_port = urls.control_port()
     for port in (control_port, control_port + 1):
         if not _port_free(port):
             raise _busy_port_error(port)
     region()  # validate config.json before detaching, so the error shows here
-    home_dir.mkdir(parents=True, exist_ok=True)
     log_path = home_dir / LOG_FILE
     env = dict(os.environ, LOCALCLOUD_HOME=str(home_dir), LOCALCLOUD_PORT=str(control_port))
     with open(log_path, "ab") as log_file:

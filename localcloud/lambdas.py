@@ -165,6 +165,10 @@ class Worker:
                 "Sandbox.Timedout",
                 (time.perf_counter() - started) * 1000,
             )
+        except asyncio.CancelledError:
+            # the worker may still be running this event: it must not serve anyone else
+            self.kill(f"request {request_id} was cancelled")
+            raise
         except _WorkerGone:
             message = (
                 f"RequestId: {request_id} Error: Runtime exited unexpectedly "
@@ -297,9 +301,16 @@ class WorkerPool:
             waiter = asyncio.get_running_loop().create_future()
             self.waiters.append(waiter)
             try:
-                worker = await asyncio.wait_for(waiter, max(0.0, deadline - time.monotonic()))
-            except asyncio.TimeoutError:
+                await asyncio.wait({waiter}, timeout=max(0.0, deadline - time.monotonic()))
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self.release(waiter.result())  # handed over just now: pass it on
+                waiter.cancel()
+                raise
+            if not waiter.done():
+                waiter.cancel()
                 raise Throttled(f"{self.fn_name}: no worker became free in {ACQUIRE_TIMEOUT:.0f} s")
+            worker = waiter.result()
             if worker.connected:  # it may have died between its release and now
                 return worker
 
@@ -342,7 +353,9 @@ class LambdaRuntime:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.pools: dict[tuple, WorkerPool] = {}
         self._by_token: dict[str, Worker] = {}
-        self._tasks: set[asyncio.Task] = set()
+        self._events: set[asyncio.Task] = set()  # queued asynchronous invocations
+        self._stopping: set[asyncio.Task] = set()  # pools being stopped
+        self._retired: set[WorkerPool] = set()  # replaced pools still finishing invocations
         self._server: asyncio.AbstractServer | None = None
         self._socket_dir: Path | None = None
         self._reconciler: asyncio.Task | None = None
@@ -367,10 +380,10 @@ class LambdaRuntime:
     async def stop(self) -> None:
         if self._reconciler is not None:
             self._reconciler.cancel()
-        for task in list(self._tasks):
+        for task in list(self._events):
             task.cancel()
-        pools, self.pools = list(self.pools.values()), {}
-        await asyncio.gather(*(self._stop_pool(pool) for pool in pools))
+        pools, self.pools = [*self.pools.values(), *self._retired], {}
+        await asyncio.gather(*self._stopping, *(self._stop_pool(pool) for pool in pools))
         if self._server is not None:
             self._server.close()
         self.socket_path.unlink(missing_ok=True)
@@ -408,8 +421,8 @@ class LambdaRuntime:
 
     def _start_event(self, fn: Any, payload: bytes) -> None:
         task = asyncio.ensure_future(self._run_event(fn, payload))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._events.add(task)
+        task.add_done_callback(self._events.discard)
 
     async def _run_event(self, fn: Any, payload: bytes) -> None:
         retries = DEFAULT_ASYNC_RETRIES
@@ -469,15 +482,17 @@ class LambdaRuntime:
 
     def _retire(self, pool: WorkerPool) -> None:
         pool.retired = True
+        self._retired.add(pool)
         if pool.in_flight == 0:
             self.stop_pool_later(pool)
 
     def stop_pool_later(self, pool: WorkerPool) -> None:
         task = asyncio.ensure_future(self._stop_pool(pool))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._stopping.add(task)
+        task.add_done_callback(self._stopping.discard)
 
     async def _stop_pool(self, pool: WorkerPool) -> None:
+        self._retired.discard(pool)
         for worker in pool.workers:
             self._by_token.pop(worker.token, None)
             worker.killed = True

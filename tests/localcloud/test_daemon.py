@@ -78,11 +78,21 @@ def test_up_status_down_leave_no_process_behind(cloud_env):
     port = int(cloud_env["LOCALCLOUD_PORT"])
     assert _cli(cloud_env, "status").returncode == 1
 
-    up = _cli(cloud_env, "up")
-    assert up.returncode == 0, up.stderr
-    assert "started" in up.stdout
-    again = _cli(cloud_env, "up")
-    assert again.returncode == 0 and "already running" in again.stdout
+    # two concurrent `up` (as under make -j): one starts it, the other finds it running
+    ups = [
+        subprocess.Popen(
+            [sys.executable, "-m", "localcloud", "up"],
+            env=cloud_env,
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outputs = [up.communicate(timeout=90) for up in ups]
+    assert [up.returncode for up in ups] == [0, 0], outputs
+    assert sorted("already running" in out for out, _ in outputs) == [False, True], outputs
     status = _cli(cloud_env, "status")
     assert status.returncode == 0 and f"http://127.0.0.1:{port}" in status.stdout
     daemon_pid = int((home / "localcloud.pid").read_text())
