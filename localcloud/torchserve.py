@@ -20,14 +20,17 @@ Differences from the container, all about running several servers side by side o
   gives up when there are two; here it is found by its private config path.
 
 Readiness: ``GET /ping`` answers "Healthy" before any worker has loaded the model, so probe with a
-valid ``POST /invocations``. The process stays in the foreground; SIGTERM or SIGINT stops the
-Java front end (which stops its workers), and anything still running from the private dir is
-terminated before exit, so nothing outlives the launcher.
+valid ``POST /invocations`` (:func:`invocations_ok`). The process stays in the foreground;
+SIGTERM or SIGINT stops the Java front end (which stops its workers), the launcher adopts and
+reaps the JVM (a child subreaper), and anything still running from the private dir is
+terminated before exit, so nothing outlives the launcher. ``LOCAL_MODEL_SERVER=torchserve``
+makes the local cloud use this launcher (:func:`runtime_options`).
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import http.client
 import os
 import shutil
@@ -37,6 +40,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Mapping
 
 HOST = "127.0.0.1"
 # The interpreter of the virtual environment that holds TorchServe and the toolkit.
@@ -47,9 +51,10 @@ MODEL_NAME = "model"  # the directory name SageMaker gives the extracted archive
 # TorchServe listeners besides the inference/management port, each on its own free loopback port.
 EXTRA_LISTENERS = ("metrics_address", "grpc_inference_port", "grpc_management_port")
 STOP_GRACE_SECONDS = 10.0
+PR_SET_CHILD_SUBREAPER = 36  # prctl option, <linux/prctl.h>
 
 
-class LaunchError(Exception):
+class LaunchError(ValueError):
     """The server cannot be started as asked (bad arguments, missing Java, unexpected config)."""
 
 
@@ -98,6 +103,28 @@ def invocations_ok(port: int, timeout: float = 2.0) -> bool:
         return False
     finally:
         connection.close()
+
+
+def runtime_options(env: Mapping[str, str]) -> dict:
+    """Keyword arguments for the local cloud's SageMaker runtime, chosen by ``LOCAL_MODEL_SERVER``.
+
+    ``builtin`` (the default) keeps the project's model server; ``torchserve`` serves every
+    variant with this launcher, probed for readiness with a real request.
+    """
+    choice = env.get("LOCAL_MODEL_SERVER", "").strip() or "builtin"
+    if choice == "builtin":
+        return {}
+    if choice != "torchserve":
+        raise LaunchError(
+            f"LOCAL_MODEL_SERVER={choice!r} is not a model server; allowed: builtin, torchserve"
+        )
+    if not TORCHSERVE_PYTHON.is_file():
+        raise LaunchError(
+            f"LOCAL_MODEL_SERVER=torchserve needs {TORCHSERVE_PYTHON} "
+            "(`make conformance` creates it)"
+        )
+    _find_java()
+    return {"server_argv": server_argv, "ready_probe": invocations_ok}
 
 
 def read_properties(text: str) -> dict[str, str]:
@@ -270,9 +297,23 @@ def _patch_toolkit(toolkit, run_dir: Path, port: int) -> None:
     toolkit._retrieve_ts_server_process = retrieve_our_server
 
 
+def _become_subreaper() -> None:
+    """Adopt our orphans: the JVM is started by the short-lived ``torchserve`` command.
+
+    Otherwise the JVM (and any worker it leaves) is re-parented to init, which may reap it only
+    seconds after it exits; as our child it is reaped, and waited for, at once. Linux only.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # not Linux: waiting for the JVM just takes until init reaps it
+
+
 def serve(model_dir: Path, port: int, workers: int) -> int:
     """Run the toolkit's entry point in the foreground; return when TorchServe has stopped."""
     _find_java()
+    _become_subreaper()
     # Until the toolkit installs its own handler (which forwards SIGTERM to the JVM), a stop
     # request unwinds through the cleanup below instead of killing this process outright.
     signal.signal(signal.SIGTERM, _raise_stopped)
@@ -356,4 +397,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    # Skip interpreter teardown: the toolkit imported torch (to name its handler module), and
+    # unloading it adds about a second to every stop. Everything we started is gone by now.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)

@@ -214,3 +214,35 @@ def test_invocations_ok_is_true_only_for_a_200(invocations_server, monkeypatch):
 
 def test_invocations_ok_is_false_when_nothing_listens():
     assert not torchserve.invocations_ok(torchserve.free_loopback_ports(1)[0], timeout=0.5)
+
+
+@pytest.mark.parametrize("value", [None, "", "builtin", " builtin "])
+def test_runtime_options_keep_the_builtin_server_by_default(value):
+    env = {} if value is None else {"LOCAL_MODEL_SERVER": value}
+    assert torchserve.runtime_options(env) == {}
+
+
+def test_runtime_options_name_the_bad_choice():
+    with pytest.raises(torchserve.LaunchError, match="'uvicorn'.*allowed: builtin, torchserve"):
+        torchserve.runtime_options({"LOCAL_MODEL_SERVER": "uvicorn"})
+
+
+def test_runtime_options_for_torchserve(monkeypatch, tmp_path):
+    python = tmp_path / "python"
+    monkeypatch.setattr(torchserve, "TORCHSERVE_PYTHON", python)
+    with pytest.raises(torchserve.LaunchError, match="make conformance"):
+        torchserve.runtime_options({"LOCAL_MODEL_SERVER": "torchserve"})
+    python.write_text("")
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "no-jdk"))
+    with pytest.raises(torchserve.LaunchError, match="Java 17"):
+        torchserve.runtime_options({"LOCAL_MODEL_SERVER": "torchserve"})
+    java = tmp_path / "jdk" / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_text("")
+    java.chmod(0o755)
+    monkeypatch.setenv("JAVA_HOME", str(tmp_path / "jdk"))
+    options = torchserve.runtime_options({"LOCAL_MODEL_SERVER": "torchserve"})
+    assert options == {
+        "server_argv": torchserve.server_argv,
+        "ready_probe": torchserve.invocations_ok,
+    }
