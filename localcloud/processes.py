@@ -21,7 +21,8 @@ API::
     proc.start()                 # returns at once; the monitor thread spawns and supervises
     proc.wait_ready(timeout=30)  # True once ready() answered True for the current incarnation
     proc.state                   # "starting" | "ready" | "backoff" | "stopped"
-    proc.pid, proc.restarts, proc.last_exit
+    proc.pid, proc.restarts, proc.last_exit, proc.failures_since_ready
+    proc.wait_state(lambda state: ..., timeout)   # block until a state predicate holds
     proc.stop(timeout=5)         # SIGTERM to the group, SIGKILL after ``timeout``; no restart
 
     kill_recorded(Path(".localcloud/children.json"))   # stop leftovers of a previous run
@@ -255,6 +256,7 @@ class ManagedProcess:
         self.registry = registry
         self.on_state = on_state
         self.restarts = 0
+        self.failures_since_ready = 0  # deaths or readiness timeouts since it was last ready
         self.last_exit: int | None = None
         self._state = STOPPED
         self._popen: subprocess.Popen | None = None
@@ -379,6 +381,7 @@ class ManagedProcess:
                 ready_at = None
                 if self._await_ready(popen):
                     ready_at = time.monotonic()
+                    self.failures_since_ready = 0
                     self._set_state(READY)
                     self._ready.set()
                     popen.wait()
@@ -394,9 +397,14 @@ class ManagedProcess:
                     backoff = self.backoff_initial
                 log.error(
                     "%s (pid %d) died: %s; restarting in %.1fs. Log %s ends with:\n%s",
-                    self.name, popen.pid, describe_exit(popen.returncode), backoff,
-                    self.log_path, _log_tail(self.log_path),
+                    self.name,
+                    popen.pid,
+                    describe_exit(popen.returncode),
+                    backoff,
+                    self.log_path,
+                    _log_tail(self.log_path),
                 )
+            self.failures_since_ready += 1
             if not self.restart_on_exit:
                 break
             self._set_state(BACKOFF)

@@ -75,6 +75,7 @@ HOST = "127.0.0.1"
 NAMESPACE = "AWS/SageMaker"
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
 MODEL_TIMEOUT_SECONDS = 60.0  # SageMaker's limit for a real-time container to answer
+FAIL_FAST_AFTER = 2  # consecutive start failures after which invocations stop waiting
 _INVOCATIONS_PATH = re.compile(r"^/endpoints/(?P<name>[^/]+)/invocations$")
 _ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _CREDENTIAL = re.compile(r"Credential=(?P<key>[^/,\s]+)/\d{8}/(?P<region>[a-z0-9-]+)/")
@@ -592,13 +593,25 @@ class SageMakerRuntime:
             view.moto_endpoint.failure_reason = None
 
     async def _ready(self, view: EndpointView, server: VariantServer) -> None:
-        if server.process.state == READY:
+        """Wait for the variant's server; give up early when it keeps failing to start."""
+        process = server.process
+        if process.state == READY:
             return
-        if not await asyncio.to_thread(server.process.wait_ready, self.ready_wait):
+
+        def ready_or_failing(state: str) -> bool:
+            return state == READY or process.failures_since_ready >= FAIL_FAST_AFTER
+
+        await asyncio.to_thread(process.wait_state, ready_or_failing, self.ready_wait)
+        if process.state != READY:
+            failing = process.failures_since_ready >= FAIL_FAST_AFTER
             raise ModelNotReady(
-                f"Model server for variant {server.spec.name} of endpoint {view.name} is not ready "
-                f"after {self.ready_wait:.0f}s (state {server.process.state}); "
-                f"see {server.log_path}."
+                f"Model server for variant {server.spec.name} of endpoint {view.name} is not ready"
+                + (
+                    f": it failed to start {process.failures_since_ready} times"
+                    if failing
+                    else f" after {self.ready_wait:.0f}s"
+                )
+                + f"; see {server.log_path}."
             )
 
     # -- InvokeEndpoint -------------------------------------------------------------------------

@@ -121,6 +121,7 @@ def test_a_killed_child_is_restarted_and_the_death_is_logged(tmp_path, child_scr
         second = read_marker(marker)
         assert second["pid"] != first["pid"] and proc.pid == second["pid"]
         assert proc.restarts == 1 and proc.last_exit == -signal.SIGKILL
+        assert proc.failures_since_ready == 0  # ready again
         # The dead child's forked worker did not survive it.
         assert wait_until(lambda: not alive(first["grandchild"]), 5)
     finally:
@@ -134,8 +135,8 @@ def test_a_child_that_never_gets_ready_is_restarted(tmp_path, child_script, capl
     proc, marker = make_process(tmp_path, child_script, ready=lambda: False, ready_timeout=0.3)
     proc.start()
     try:
-        assert wait_until(lambda: proc.restarts >= 1, 10)
-        assert not proc.wait_ready(0)
+        assert proc.wait_state(lambda state: proc.failures_since_ready >= 2, 10)
+        assert not proc.wait_ready(0) and proc.restarts >= 1
     finally:
         proc.stop(timeout=2)
     assert any("not ready after" in r.getMessage() for r in caplog.records)

@@ -365,7 +365,6 @@ def test_a_killed_model_server_is_restarted_logged_and_loses_no_capture(cloud, c
     cloud.endpoint("Crashy", {"Model-A": ("model-a", 1)}, capture_percentage=100)
     [server] = cloud.wait_servers("Crashy", 1)
     cloud.invoke("Crashy", {"n": 1}, InferenceId="before-crash")
-    first_pid = server.process.pid
 
     # The model process dies in the middle of a request.
     with pytest.raises(ClientError) as died:
@@ -375,7 +374,10 @@ def test_a_killed_model_server_is_restarted_logged_and_loses_no_capture(cloud, c
 
     # Killed from outside, too; the runtime waits for the restarted server.
     deadline = time.monotonic() + 20
-    while server.process.pid in (None, first_pid) and time.monotonic() < deadline:
+    while (server.process.restarts, server.process.state) != (
+        1,
+        READY,
+    ) and time.monotonic() < deadline:
         time.sleep(0.05)
     os.kill(server.process.pid, signal.SIGKILL)
     deadline = time.monotonic() + 20
@@ -458,3 +460,53 @@ def test_extraction_happens_once_per_content_hash(tmp_path):
     assert extract_archive(archive, tmp_path / "models") == first
     assert (first / "marker").read_text() == "kept"
     assert [p.name for p in (tmp_path / "models").iterdir()] == [first.name]
+
+
+def test_servers_start_lazily_for_endpoints_the_runtime_did_not_see_created(cloud, tmp_path):
+    unstarted = SageMakerRuntime(tmp_path / "unstarted", MetricsSink())  # ignores endpoint events
+    install_moto_hooks(unstarted)
+    try:
+        cloud.model("model-a", "weights-a")
+        cloud.endpoint("Lazy", {"Model-A": ("model-a", 1)})
+    finally:
+        install_moto_hooks(cloud.runtime)
+    assert cloud.runtime.servers() == {}
+    response, body = cloud.invoke("Lazy", {})
+    assert response["InvokedProductionVariant"] == "Model-A" and body["model"] == "weights-a"
+
+
+def test_a_model_that_cannot_load_fails_fast_with_model_not_ready(cloud):
+    broken = HANDLER.replace(
+        'with open(os.path.join(model_dir, "tag.txt")) as fh:',
+        "raise RuntimeError('corrupt weights')\n        with open(model_dir) as fh:",
+    )
+    root = cloud.tmp_path / "broken"
+    (root / "code").mkdir(parents=True)
+    (root / "code" / "inference.py").write_text(textwrap.dedent(broken))
+    cloud.model(
+        "model-broken", "x", archive=tar_gz_bytes({"code/inference.py": root / "code/inference.py"})
+    )
+    cloud.endpoint("Broken", {"Model-A": ("model-broken", 1)})
+    with pytest.raises(ClientError) as not_ready:
+        cloud.invoke("Broken", {})
+    error = not_ready.value.response
+    assert error["Error"]["Code"] == "ModelNotReadyException"
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 429
+    assert "failed to start 2 times" in error["Error"]["Message"]
+    log_path = error["Error"]["Message"].rsplit("see ", 1)[1].rstrip(".")
+    assert "RuntimeError: corrupt weights" in open(log_path).read()
+
+
+def test_wire_level_requests_outside_the_operation_are_refused(cloud, loop_thread):
+    handle = cloud.runtime.handle
+    status, headers, body = loop_thread.run(handle("GET", "/endpoints/E/invocations", {}, b""))
+    assert status == 404 and headers["x-amzn-ErrorType"] == "UnknownOperationException"
+    status, headers, body = loop_thread.run(
+        handle("POST", "/endpoints/bad_name!/invocations", {}, b"")
+    )
+    assert status == 400 and "endpointName" in json.loads(body)["message"]
+    long_id = {"X-Amzn-SageMaker-Inference-Id": "x" * 65}
+    status, headers, body = loop_thread.run(
+        handle("POST", "/endpoints/E/invocations", long_id, b"")
+    )
+    assert status == 400 and "inferenceId" in json.loads(body)["message"]
