@@ -1,29 +1,51 @@
-"""CloudFormation compatibility layer for moto 5.2.5 (the local cloud's control plane).
+"""CloudFormation compatibility layer for moto 5.2.5, the local cloud's control plane.
 
 ``apply()`` patches moto in-process, before ``moto.server.ThreadedMotoServer`` starts, so that
-``aws cloudformation deploy`` against the local cloud behaves as it does against AWS. Every fix is a
-separate function named ``fix_*`` whose comment names the moto defect; each is written so it can be
-proposed upstream on its own (docs/local-cloud-compat.md says how). The fixes:
+``aws cloudformation deploy`` against the local cloud behaves as it does against AWS. Each fix is
+one ``fix_*`` function whose comment names the moto defect, written to be proposed upstream on its
+own; docs/local-cloud-compat.md gives symptom, fix and upstream route for each.
 
-Change-set path (what ``aws cloudformation deploy`` uses)
-  fix_execute_change_set      ExecuteChangeSet reuses the create-stack / update-stack logic: Outputs,
-                              Exports, Fn::ImportValue against the live export table, DependsOn order;
-                              a failed CREATE ends ROLLBACK_COMPLETE, a failed UPDATE rolls back to
-                              UPDATE_ROLLBACK_COMPLETE, each with the failing resource's reason.
-  fix_create_change_set       a leftover REVIEW_IN_PROGRESS stack is reused (not duplicated); CREATE on a
-                              live stack and UPDATE on a ROLLBACK_COMPLETE stack are refused as on AWS;
-                              an unchanged UPDATE gives a FAILED change set ("didn't contain changes"),
-                              so ``--no-fail-on-empty-changeset`` works for templates with Parameters.
-  fix_parameter_comparison    parameters are compared (and reused) as the strings CloudFormation stores.
-  fix_create_and_update_stack CreateStack / UpdateStack share the same create, rollback and export logic.
-  fix_delete_stack            a stack whose resources cannot be deleted ends DELETE_FAILED with a reason.
+Stack operations
+  fix_execute_change_set       ExecuteChangeSet runs the create-stack / update-stack logic: Outputs,
+                               Exports, Fn::ImportValue against the live export table, DependsOn
+                               order; a failed CREATE ends ROLLBACK_COMPLETE, a failed UPDATE
+                               UPDATE_ROLLBACK_COMPLETE, with the failing resource's reason.
+  fix_create_change_set        a leftover REVIEW_IN_PROGRESS stack is replaced, not duplicated;
+                               CREATE on a live stack and UPDATE on a ROLLBACK_COMPLETE one are
+                               refused; an unchanged UPDATE gives a FAILED change set ("didn't
+                               contain changes"), so --no-fail-on-empty-changeset works.
+  fix_parameter_comparison     parameters compare (and are reused) as the strings AWS stores.
+  fix_create_and_update_stack  CreateStack / UpdateStack share that create, rollback, export logic.
+  fix_delete_stack             undeletable resources give DELETE_FAILED with a reason, not a 500.
   fix_dependency_ordered_update
-                              an update creates, updates and replaces resources in dependency order
-                              (DependsOn, Ref, Fn::GetAtt, Fn::Sub), re-resolves every resource that
-                              refers to a changed one, and removes deleted resources last.
-  fix_resource_events         DescribeStackEvents lists per-resource events with reasons.
-  fix_unsupported_types_fail  a resource type the local cloud cannot create fails the stack with a clear
-                              reason instead of being skipped silently.
+                               updates run in dependency order, re-resolve what refers to a changed
+                               resource (an Endpoint follows its new EndpointConfig), replace types
+                               that cannot update, and remove deleted resources last.
+  fix_dependency_ordered_delete
+                               DeleteStack deletes in reverse dependency order.
+  fix_resource_events          DescribeStackEvents lists per-resource events with reasons.
+  fix_unsupported_types_fail   a type the local cloud cannot create fails the stack by name
+                               instead of being skipped silently.
+
+Resource types (``fix_resource_types`` registers the ``CompatResource`` models below; each is
+created, updated and deleted through moto's own service backend, with AWS's Ref/GetAtt values)
+  added (moto has no model): S3::BucketPolicy, SNS::Subscription, SNS::TopicPolicy,
+  CloudWatch::Alarm, ApplicationAutoScaling::ScalableTarget and ::ScalingPolicy,
+  CodeBuild::Project, CodePipeline::Pipeline, Lambda::EventInvokeConfig, Lambda::Alias,
+  ApiGateway::Stage, ::ApiKey, ::UsagePlan, ::UsagePlanKey, ::RequestValidator, ::Model,
+  ::GatewayResponse, ::Account.
+  replaced (moto's model has an object-repr Ref, drops properties, or cannot update/delete):
+  ApiGateway::RestApi, ::Method, ::Deployment, Lambda::Permission, Lambda::Version, KMS::Key.
+  Every type has a moto service backend; none is emulated outside moto.
+  fix_missing_deletes_and_updates  ApiGateway::Resource deletes; Logs::LogGroup updates in place.
+  fix_sagemaker_names          ModelName, EndpointConfigName, EndpointName are honoured.
+  fix_non_empty_bucket_delete  deleting a bucket that still holds objects fails the stack delete
+                               (DELETE_FAILED) instead of silently leaving the bucket behind.
+
+Service behaviour
+  fix_bool_conditions          Bool policy conditions on aws:SecureTransport hold (the loopback
+                               endpoint stands in for TLS), so "deny unless TLS" bucket policies no
+                               longer deny every request.
 """
 
 from __future__ import annotations
@@ -31,7 +53,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 import moto
 from moto.cloudformation import models as cfn_models
@@ -63,6 +85,7 @@ def apply() -> None:
 # Small shared helpers
 # --------------------------------------------------------------------------------------------
 
+
 def _error_message(exc: BaseException) -> str:
     """The human-readable part of a moto or Python exception."""
     message = getattr(exc, "message", None)
@@ -75,7 +98,9 @@ def _error_message(exc: BaseException) -> str:
 
 
 def _stack_of(resources_map: cfn_parsing.ResourceMap) -> cfn_models.Stack | None:
-    backend = cfn_models.cloudformation_backends[resources_map._account_id][resources_map._region_name]
+    backend = cfn_models.cloudformation_backends[resources_map._account_id][
+        resources_map._region_name
+    ]
     return backend.stacks.get(resources_map.stack_id)
 
 
@@ -119,6 +144,7 @@ def _as_parameter_string(value: Any) -> str:
 # Change-set path
 # --------------------------------------------------------------------------------------------
 
+
 class _FailedResource:
     """Remembers, on the exception that stopped a stack operation, which resource failed first."""
 
@@ -144,8 +170,16 @@ class _FailedResource:
 def _register_exports(backend: cfn_models.CloudFormationBackend, stack: cfn_models.Stack) -> None:
     """Replace ``stack``'s entries in the live export table with its current exports."""
     current = stack.exports
-    owned = {name for name, export in backend.exports.items() if export.exporting_stack_id == stack.stack_id}
-    clashes = [export.name for export in current if export.name in backend.exports and export.name not in owned]
+    owned = {
+        name
+        for name, export in backend.exports.items()
+        if export.exporting_stack_id == stack.stack_id
+    }
+    clashes = [
+        export.name
+        for export in current
+        if export.name in backend.exports and export.name not in owned
+    ]
     if clashes:
         raise ValidationError(
             stack.stack_id,
@@ -163,7 +197,9 @@ def _unregister_exports(backend: cfn_models.CloudFormationBackend, stack: cfn_mo
         del backend.exports[name]
 
 
-def _create_stack_resources(backend: cfn_models.CloudFormationBackend, stack: cfn_models.Stack) -> None:
+def _create_stack_resources(
+    backend: cfn_models.CloudFormationBackend, stack: cfn_models.Stack
+) -> None:
     """Create-stack logic shared by CreateStack and a CREATE change set; rolls back on failure."""
     stack.cross_stack_resources = backend.exports
     stack._add_stack_event("CREATE_IN_PROGRESS", resource_status_reason="User Initiated")
@@ -174,10 +210,14 @@ def _create_stack_resources(backend: cfn_models.CloudFormationBackend, stack: cf
         _register_exports(backend, stack)
     except Exception as exc:  # any failure, as on AWS, rolls the whole stack back
         _roll_back_create(backend, stack, exc)
-        raise ValidationError(stack.stack_id, message=_FailedResource.describe(exc, "create")) from exc
+        raise ValidationError(
+            stack.stack_id, message=_FailedResource.describe(exc, "create")
+        ) from exc
 
 
-def _roll_back_create(backend: cfn_models.CloudFormationBackend, stack: cfn_models.Stack, exc: Exception) -> None:
+def _roll_back_create(
+    backend: cfn_models.CloudFormationBackend, stack: cfn_models.Stack, exc: Exception
+) -> None:
     failed = getattr(exc, _FailedResource.attribute, None)
     reason = (
         f"The following resource(s) failed to create: [{failed[0]}]. Rollback requested by user."
@@ -228,7 +268,9 @@ def _update_stack_resources(
             _register_exports(backend, stack)
         except Exception as rollback_exc:
             stack.status = "UPDATE_ROLLBACK_FAILED"
-            stack._add_stack_event("UPDATE_ROLLBACK_FAILED", resource_status_reason=_error_message(rollback_exc))
+            stack._add_stack_event(
+                "UPDATE_ROLLBACK_FAILED", resource_status_reason=_error_message(rollback_exc)
+            )
         else:
             stack.status = "UPDATE_ROLLBACK_COMPLETE"
             stack._add_stack_event("UPDATE_ROLLBACK_COMPLETE")
@@ -240,7 +282,9 @@ def fix_execute_change_set() -> None:
     # placeholder stack (ChangeSet.apply): Outputs are never built, exports never registered,
     # Fn::ImportValue sees an empty private table, DependsOn is ignored, failures leave the stack
     # REVIEW_IN_PROGRESS (and may make DescribeStacks answer 500).
-    def execute_change_set(self: cfn_models.CloudFormationBackend, change_set_name: str, stack_name: str | None = None) -> None:
+    def execute_change_set(
+        self: cfn_models.CloudFormationBackend, change_set_name: str, stack_name: str | None = None
+    ) -> None:
         change_set = self.describe_change_set(change_set_name)
         if change_set.execution_status != "AVAILABLE":
             raise ValidationError(
@@ -258,7 +302,12 @@ def fix_execute_change_set() -> None:
                 _create_stack_resources(self, stack)
             else:
                 _update_stack_resources(
-                    self, stack, change_set.template, change_set.parameters, change_set.role_arn, change_set.tags or None
+                    self,
+                    stack,
+                    change_set.template,
+                    change_set.parameters,
+                    change_set.role_arn,
+                    change_set.tags or None,
                 )
         except Exception:
             change_set.execution_status = "EXECUTE_FAILED"
@@ -277,32 +326,53 @@ def fix_create_change_set() -> None:
     original_create = cfn_models.CloudFormationBackend.create_change_set
 
     @functools.wraps(original_create)
-    def create_change_set(self: cfn_models.CloudFormationBackend, stack_name: str, change_set_name: str, template: str,
-                          parameters: dict[str, str], description: str, change_set_type: str, **kwargs: Any) -> tuple[str, str]:
+    def create_change_set(
+        self: cfn_models.CloudFormationBackend,
+        stack_name: str,
+        change_set_name: str,
+        template: str,
+        parameters: dict[str, str],
+        description: str,
+        change_set_type: str,
+        **kwargs: Any,
+    ) -> tuple[str, str]:
         same_name = [stack for stack in self.stacks.values() if stack.name == stack_name]
         if change_set_type == "CREATE":
             for stack in same_name:
                 if stack.status != "REVIEW_IN_PROGRESS":
                     raise AlreadyExistsException(f"Stack [{stack_name}] already exists")
                 del self.stacks[stack.stack_id]
-                for change_set_id in [i for i, c in self.change_sets.items() if c.stack_id == stack.stack_id]:
+                for change_set_id in [
+                    i for i, c in self.change_sets.items() if c.stack_id == stack.stack_id
+                ]:
                     del self.change_sets[change_set_id]
         else:
             for stack in same_name:
                 if stack.status in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "REVIEW_IN_PROGRESS"):
                     raise ValidationError(
                         stack.stack_id,
-                        message=f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated.",
+                        message=f"Stack:{stack.stack_id} is in {stack.status} state "
+                        "and can not be updated.",
                     )
-        return original_create(self, stack_name, change_set_name, template, parameters, description,
-                               change_set_type, **kwargs)
+        return original_create(
+            self,
+            stack_name,
+            change_set_name,
+            template,
+            parameters,
+            description,
+            change_set_type,
+            **kwargs,
+        )
 
     cfn_models.CloudFormationBackend.create_change_set = create_change_set
 
     original_validate = cfn_responses.CloudFormationResponse._validate_different_update
 
     @functools.wraps(original_validate)
-    def validate_different_update(self: cfn_responses.CloudFormationResponse, *args: Any, **kwargs: Any) -> None:
+    def validate_different_update(
+        self: cfn_responses.CloudFormationResponse, *args: Any, **kwargs: Any
+    ) -> None:
         if self._get_action() == "CreateChangeSet":
             return  # the backend answers an unchanged update with a FAILED change set
         original_validate(self, *args, **kwargs)
@@ -315,12 +385,25 @@ def fix_parameter_comparison() -> None:
     # overrides looks changed on every deploy; Stack.stack_parameters hands resolved Python values
     # (lists, ints) back for UsePreviousValue, which the next parse splits again and crashes on.
     def stack_parameters(self: cfn_models.Stack) -> dict[str, str]:
-        return {key: _as_parameter_string(value) for key, value in self.resource_map.resolved_parameters.items()}
+        return {
+            key: _as_parameter_string(value)
+            for key, value in self.resource_map.resolved_parameters.items()
+        }
 
     def has_parameters(self: cfn_models.Stack, other_parameters: dict[str, Any]) -> bool:
         declared = self.template_dict.get("Parameters") or {}
-        candidate = {key: _as_parameter_string(slot["Default"]) for key, slot in declared.items() if "Default" in slot}
-        candidate.update({key: _as_parameter_string(value) for key, value in other_parameters.items() if key in declared})
+        candidate = {
+            key: _as_parameter_string(slot["Default"])
+            for key, slot in declared.items()
+            if "Default" in slot
+        }
+        candidate.update(
+            {
+                key: _as_parameter_string(value)
+                for key, value in other_parameters.items()
+                if key in declared
+            }
+        )
         return candidate == self.stack_parameters
 
     cfn_models.Stack.stack_parameters = property(stack_parameters)
@@ -331,16 +414,25 @@ def fix_create_and_update_stack() -> None:
     # moto defects: create_stack leaves a failed stack CREATE_IN_PROGRESS; update_stack never
     # refreshes backend.exports and never rolls back; a stack created while the export table was
     # empty is cut off from it (Stack.__init__ uses ``cross_stack_resources or {}``).
-    def create_stack(self: cfn_models.CloudFormationBackend, name: str, template: str, parameters: dict[str, Any],
-                     notification_arns: list[str] | None = None, tags: dict[str, str] | None = None,
-                     role_arn: str | None = None, enable_termination_protection: bool | None = False,
-                     timeout_in_mins: int | None = None, stack_policy_body: str | None = None) -> cfn_models.Stack:
+    def create_stack(
+        self: cfn_models.CloudFormationBackend,
+        name: str,
+        template: str,
+        parameters: dict[str, Any],
+        notification_arns: list[str] | None = None,
+        tags: dict[str, str] | None = None,
+        role_arn: str | None = None,
+        enable_termination_protection: bool | None = False,
+        timeout_in_mins: int | None = None,
+        stack_policy_body: str | None = None,
+    ) -> cfn_models.Stack:
         if any(stack.name == name for stack in self.stacks.values()):
             raise AlreadyExistsException(f"Stack [{name}] already exists")
         stack = cfn_models.Stack(
             stack_id=cfn_models.generate_stack_id(name, self.region_name, self.account_id),
             name=name,
-            template={},  # resources are parsed by _create_stack_resources, inside the rollback guard
+            # resources are parsed by _create_stack_resources, inside the rollback guard
+            template={},
             parameters=parameters,
             account_id=self.account_id,
             region_name=self.region_name,
@@ -358,8 +450,14 @@ def fix_create_and_update_stack() -> None:
         _create_stack_resources(self, stack)
         return stack
 
-    def update_stack(self: cfn_models.CloudFormationBackend, name: str, template: str, role_arn: str | None,
-                     parameters: list[dict[str, Any]], tags: dict[str, str] | None) -> cfn_models.Stack:
+    def update_stack(
+        self: cfn_models.CloudFormationBackend,
+        name: str,
+        template: str,
+        role_arn: str | None,
+        parameters: list[dict[str, Any]],
+        tags: dict[str, str] | None,
+    ) -> cfn_models.Stack:
         stack = self.get_stack(name)
         resolved = self._resolve_update_parameters(instance=stack, incoming_params=parameters)
         _update_stack_resources(self, stack, template, resolved, role_arn, tags)
@@ -370,7 +468,8 @@ def fix_create_and_update_stack() -> None:
 
 
 def fix_delete_stack() -> None:
-    # moto defect: when a resource cannot be deleted, delete_stack raises a bare exception (HTTP 500)
+    # moto defect: when a resource cannot be deleted, delete_stack raises a bare exception
+    # (HTTP 500)
     # and the stack keeps its old status; AWS reports DELETE_FAILED with the reason.
     original_delete = cfn_models.CloudFormationBackend.delete_stack
 
@@ -387,8 +486,12 @@ def fix_delete_stack() -> None:
             self.stacks[stack.stack_id] = stack
             self.deleted_stacks.pop(stack.stack_id, None)
             stack.status = "DELETE_FAILED"
-            stack._add_stack_event("DELETE_FAILED", resource_status_reason=_FailedResource.describe(exc, "delete"))
-            raise ValidationError(stack.stack_id, message=_FailedResource.describe(exc, "delete")) from exc
+            stack._add_stack_event(
+                "DELETE_FAILED", resource_status_reason=_FailedResource.describe(exc, "delete")
+            )
+            raise ValidationError(
+                stack.stack_id, message=_FailedResource.describe(exc, "delete")
+            ) from exc
 
     cfn_models.CloudFormationBackend.delete_stack = delete_stack
 
@@ -430,7 +533,7 @@ def _depends_on(resource_json: dict[str, Any]) -> set[str]:
 
 
 def dependency_order(resources: dict[str, Any]) -> list[str]:
-    """Logical ids so that every resource comes after what it depends on (DependsOn and references)."""
+    """Logical ids ordered so each comes after what it depends on (DependsOn and references)."""
     order: list[str] = []
     state: dict[str, str] = {}
 
@@ -441,7 +544,9 @@ def dependency_order(resources: dict[str, Any]) -> list[str]:
             raise ValidationError(message=f"Circular dependency between resources: {list(path)}")
         state[name] = "visiting"
         resource_json = resources[name]
-        for dependency in sorted((_references(resource_json) | _depends_on(resource_json)) & resources.keys()):
+        for dependency in sorted(
+            (_references(resource_json) | _depends_on(resource_json)) & resources.keys()
+        ):
             visit(dependency, path + (dependency,))
         state[name] = "done"
         order.append(name)
@@ -456,7 +561,11 @@ def fix_dependency_ordered_update() -> None:
     # ignored); a resource that refers to a replaced or updated one is not re-resolved (an Endpoint
     # keeps its old EndpointConfig); a type without update_from_cloudformation_json is silently
     # dropped from the stack (its entry becomes None); removals run before creations.
-    def update(self: cfn_parsing.ResourceMap, template: dict[str, Any], parameters: dict[str, Any] | None = None) -> None:
+    def update(
+        self: cfn_parsing.ResourceMap,
+        template: dict[str, Any],
+        parameters: dict[str, Any] | None = None,
+    ) -> None:
         old_resources = self._resource_json_map
         old_parameters = {k: _as_parameter_string(v) for k, v in self.resolved_parameters.items()}
         stack = _stack_of(self)
@@ -469,11 +578,16 @@ def fix_dependency_ordered_update() -> None:
         self.load_parameters()
         self.load_conditions()
         new_parameters = {k: _as_parameter_string(v) for k, v in self.resolved_parameters.items()}
-        changed = {k for k in old_parameters.keys() | new_parameters.keys() if old_parameters.get(k) != new_parameters.get(k)}
+        changed = {
+            k
+            for k in old_parameters.keys() | new_parameters.keys()
+            if old_parameters.get(k) != new_parameters.get(k)
+        }
 
         new_resources = template["Resources"]
         wanted = {
-            name: body for name, body in new_resources.items()
+            name: body
+            for name, body in new_resources.items()
             if not body.get("Condition") or self.lazy_condition_map[body["Condition"]]
         }
         self._resource_json_map = new_resources
@@ -482,15 +596,16 @@ def fix_dependency_ordered_update() -> None:
             if name not in self._parsed_resources:
                 _ = self[name]  # creates it (the lazy map resolves its references first)
                 continue
-            must_update = (
-                old_resources.get(name) != body
-                or bool((_references(body) | _depends_on(body)) & changed)
+            must_update = old_resources.get(name) != body or bool(
+                (_references(body) | _depends_on(body)) & changed
             )
             if must_update:
                 _update_resource(self, stack, name, old_resources.get(name, body), body)
                 changed.add(name)
 
-        gone = [name for name in old_resources if name not in wanted and name in self._parsed_resources]
+        gone = [
+            name for name in old_resources if name not in wanted and name in self._parsed_resources
+        ]
         for name in reversed(dependency_order({n: old_resources[n] for n in gone})):
             resource = self._parsed_resources.pop(name)
             if resource is not None and old_resources[name].get("DeletionPolicy") != "Retain":
@@ -501,11 +616,13 @@ def fix_dependency_ordered_update() -> None:
 
 def fix_dependency_ordered_delete() -> None:
     # moto defect: ResourceMap.delete deletes in arbitrary order and retries failures until no
-    # progress, so a resource whose parent went first (a Lambda Alias after its Function) can never be
+    # progress, so a resource whose parent went first (a Lambda Alias after its Function) can never
+    # be
     # deleted and DeleteStack answers 500. AWS deletes in reverse dependency order.
     def delete(self: cfn_parsing.ResourceMap) -> None:
         created = {
-            name: body for name, body in self._resource_json_map.items()
+            name: body
+            for name, body in self._resource_json_map.items()
             if name in self._parsed_resources and body.get("DeletionPolicy") != "Retain"
         }
         for name in reversed(dependency_order(created)):
@@ -517,18 +634,28 @@ def fix_dependency_ordered_delete() -> None:
     cfn_parsing.ResourceMap.delete = delete
 
 
-def _update_resource(resources_map: cfn_parsing.ResourceMap, stack: cfn_models.Stack | None, name: str,
-                     old_body: dict[str, Any], new_body: dict[str, Any]) -> None:
-    """Update one resource in place, or replace it (delete, then create) if its type cannot update."""
+def _update_resource(
+    resources_map: cfn_parsing.ResourceMap,
+    stack: cfn_models.Stack | None,
+    name: str,
+    old_body: dict[str, Any],
+    new_body: dict[str, Any],
+) -> None:
+    """Update one resource in place, or replace it (delete, then create) if it cannot update."""
     resource_type = new_body["Type"]
     old = resources_map._parsed_resources[name]
     _resource_event(stack, name, resource_type, "UPDATE_IN_PROGRESS", _physical_id(old))
     try:
         resource_class = cfn_parsing.resource_class_from_type(resource_type)
-        updatable = not hasattr(resource_class.update_from_cloudformation_json, "__isabstractmethod__")
+        updatable = not hasattr(
+            resource_class.update_from_cloudformation_json, "__isabstractmethod__"
+        )
         if old_body.get("Type") == resource_type and updatable:
             updated = cfn_parsing.parse_and_update_resource(
-                name, new_body, resources_map, account_id=resources_map._account_id,
+                name,
+                new_body,
+                resources_map,
+                account_id=resources_map._account_id,
                 region_name=resources_map._region_name,
             )
             resources_map._parsed_resources[name] = updated
@@ -539,7 +666,9 @@ def _update_resource(resources_map: cfn_parsing.ResourceMap, stack: cfn_models.S
             updated = resources_map[name]
     except Exception as exc:
         _FailedResource.mark(exc, name, resource_type)
-        _resource_event(stack, name, resource_type, "UPDATE_FAILED", _physical_id(old), _error_message(exc))
+        _resource_event(
+            stack, name, resource_type, "UPDATE_FAILED", _physical_id(old), _error_message(exc)
+        )
         raise
     _resource_event(stack, name, resource_type, "UPDATE_COMPLETE", _physical_id(updated))
 
@@ -548,14 +677,20 @@ def _update_resource(resources_map: cfn_parsing.ResourceMap, stack: cfn_models.S
 # Events and unsupported types
 # --------------------------------------------------------------------------------------------
 
+
 def fix_resource_events() -> None:
     # moto defect: DescribeStackEvents only lists stack-level events, so a deploy cannot show which
     # resource is being created or why one failed.
     original_create = cfn_parsing.parse_and_create_resource
 
     @functools.wraps(original_create)
-    def parse_and_create_resource(logical_id: str, resource_json: dict[str, Any], resources_map: cfn_parsing.ResourceMap,
-                                  account_id: str, region_name: str) -> Any:
+    def parse_and_create_resource(
+        logical_id: str,
+        resource_json: dict[str, Any],
+        resources_map: cfn_parsing.ResourceMap,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
         condition = resource_json.get("Condition")
         if condition and not resources_map.lazy_condition_map[condition]:
             return None
@@ -563,11 +698,18 @@ def fix_resource_events() -> None:
         resource_type = resource_json["Type"]
         _resource_event(stack, logical_id, resource_type, "CREATE_IN_PROGRESS")
         try:
-            resource = original_create(logical_id, resource_json, resources_map, account_id, region_name)
+            resource = original_create(
+                logical_id, resource_json, resources_map, account_id, region_name
+            )
         except Exception as exc:
             root = _FailedResource.mark(exc, logical_id, resource_type)
-            _resource_event(stack, logical_id, resource_type, "CREATE_FAILED",
-                            reason=_error_message(exc) if root else "Resource creation cancelled")
+            _resource_event(
+                stack,
+                logical_id,
+                resource_type,
+                "CREATE_FAILED",
+                reason=_error_message(exc) if root else "Resource creation cancelled",
+            )
             raise
         _resource_event(stack, logical_id, resource_type, "CREATE_COMPLETE", _physical_id(resource))
         return resource
@@ -577,26 +719,39 @@ def fix_resource_events() -> None:
     original_delete = cfn_parsing.ResourceMap._delete_resource
 
     @functools.wraps(original_delete)
-    def delete_resource(self: cfn_parsing.ResourceMap, parsed_resource: Any, resource_json: dict[str, Any]) -> None:
+    def delete_resource(
+        self: cfn_parsing.ResourceMap, parsed_resource: Any, resource_json: dict[str, Any]
+    ) -> None:
         stack = _stack_of(self)
         logical_id = getattr(parsed_resource, "logical_resource_id", "")
         resource_type = resource_json.get("Type", "")
-        _resource_event(stack, logical_id, resource_type, "DELETE_IN_PROGRESS", _physical_id(parsed_resource))
+        _resource_event(
+            stack, logical_id, resource_type, "DELETE_IN_PROGRESS", _physical_id(parsed_resource)
+        )
         try:
             original_delete(self, parsed_resource, resource_json)
         except Exception as exc:
             _FailedResource.mark(exc, logical_id, resource_type)
-            _resource_event(stack, logical_id, resource_type, "DELETE_FAILED", _physical_id(parsed_resource),
-                            _error_message(exc))
+            _resource_event(
+                stack,
+                logical_id,
+                resource_type,
+                "DELETE_FAILED",
+                _physical_id(parsed_resource),
+                _error_message(exc),
+            )
             raise
-        _resource_event(stack, logical_id, resource_type, "DELETE_COMPLETE", _physical_id(parsed_resource))
+        _resource_event(
+            stack, logical_id, resource_type, "DELETE_COMPLETE", _physical_id(parsed_resource)
+        )
 
     cfn_parsing.ResourceMap._delete_resource = delete_resource
 
 
 def fix_unsupported_types_fail() -> None:
-    # moto defect: resource_class_from_type logs "No Moto CloudFormation support" and the resource is
-    # skipped: the stack reaches CREATE_COMPLETE without it, list-stack-resources shows an empty entry,
+    # moto defect: resource_class_from_type logs "No Moto CloudFormation support" and the resource
+    # is skipped: the stack reaches CREATE_COMPLETE without it, list-stack-resources shows an empty
+    # entry,
     # a Ref to it resolves to nothing and a GetAtt in Outputs gives HTTP 500.
     original = cfn_parsing.resource_class_from_type
 
@@ -604,7 +759,9 @@ def fix_unsupported_types_fail() -> None:
     def resource_class_from_type(resource_type: str) -> Any:
         resource_class = original(resource_type)
         if resource_class is None and resource_type not in cfn_parsing.NULL_MODELS:
-            raise ValidationError(message=f"Resource type {resource_type} is not supported by the local cloud")
+            raise ValidationError(
+                message=f"Resource type {resource_type} is not supported by the local cloud"
+            )
         return resource_class
 
     cfn_parsing.resource_class_from_type = resource_class_from_type
@@ -613,6 +770,7 @@ def fix_unsupported_types_fail() -> None:
 # --------------------------------------------------------------------------------------------
 # Resource types moto's CloudFormation lacks (or implements without Ref, update or delete)
 # --------------------------------------------------------------------------------------------
+
 
 def _partition_backend(backends: Any, account_id: str, region_name: str) -> Any:
     from moto.utilities.utils import get_partition
@@ -690,24 +848,36 @@ class CompatResource(cfn_models.CloudFormationModel):  # type: ignore[misc]
 
     @classmethod
     def create_from_cloudformation_json(  # type: ignore[override]
-        cls, resource_name: str, cloudformation_json: dict[str, Any], account_id: str, region_name: str,
+        cls,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
         **kwargs: Any,
     ) -> "CompatResource":
-        resource = cls(resource_name, cloudformation_json.get("Properties") or {}, account_id, region_name)
+        resource = cls(
+            resource_name, cloudformation_json.get("Properties") or {}, account_id, region_name
+        )
         resource.physical_id = resource._create()
         return resource
 
     @classmethod
     def update_from_cloudformation_json(  # type: ignore[override]
-        cls, original_resource: "CompatResource", new_resource_name: str, cloudformation_json: dict[str, Any],
-        account_id: str, region_name: str,
+        cls,
+        original_resource: "CompatResource",
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
     ) -> "CompatResource":
         properties = cloudformation_json.get("Properties") or {}
         if original_resource._update(properties):
             original_resource.properties = properties
             return original_resource
         original_resource._delete()
-        return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, account_id, region_name)
+        return cls.create_from_cloudformation_json(
+            new_resource_name, cloudformation_json, account_id, region_name
+        )
 
     def delete(self, account_id: str, region_name: str) -> None:
         try:
@@ -737,13 +907,17 @@ class S3BucketPolicy(CompatResource):
 
     def _create(self) -> str:
         bucket = self.properties["Bucket"]
-        self._backend().put_bucket_policy(bucket, json.dumps(self.properties["PolicyDocument"]).encode())
+        self._backend().put_bucket_policy(
+            bucket, json.dumps(self.properties["PolicyDocument"]).encode()
+        )
         return bucket
 
     def _update(self, properties: dict[str, Any]) -> bool:
         if properties["Bucket"] != self.properties["Bucket"]:
             return False
-        self._backend().put_bucket_policy(properties["Bucket"], json.dumps(properties["PolicyDocument"]).encode())
+        self._backend().put_bucket_policy(
+            properties["Bucket"], json.dumps(properties["PolicyDocument"]).encode()
+        )
         return True
 
     def _delete(self) -> None:
@@ -763,9 +937,13 @@ class SnsTopicPolicy(CompatResource):
     def _create(self) -> str:
         backend = self._backend()
         # deleting the policy restores what the topics had before
-        self.attributes["_previous"] = {arn: backend.get_topic(arn).policy for arn in self.properties["Topics"]}
+        self.attributes["_previous"] = {
+            arn: backend.get_topic(arn).policy for arn in self.properties["Topics"]
+        }
         for arn in self.properties["Topics"]:
-            backend.set_topic_attribute(arn, "policy", json.dumps(self.properties["PolicyDocument"]))
+            backend.set_topic_attribute(
+                arn, "policy", json.dumps(self.properties["PolicyDocument"])
+            )
         return f"{self.name}"
 
     def _delete(self) -> None:
@@ -777,8 +955,15 @@ class SnsTopicPolicy(CompatResource):
 
 class SnsSubscription(CompatResource):
     TYPE = "AWS::SNS::Subscription"
-    _ATTRIBUTES = ("DeliveryPolicy", "FilterPolicy", "FilterPolicyScope", "RawMessageDelivery", "RedrivePolicy",
-                   "SubscriptionRoleArn", "ReplayPolicy")
+    _ATTRIBUTES = (
+        "DeliveryPolicy",
+        "FilterPolicy",
+        "FilterPolicyScope",
+        "RawMessageDelivery",
+        "RedrivePolicy",
+        "SubscriptionRoleArn",
+        "ReplayPolicy",
+    )
 
     def _backend(self) -> Any:
         from moto.sns.models import sns_backends
@@ -787,8 +972,9 @@ class SnsSubscription(CompatResource):
 
     def _create(self) -> str:
         backend = self._backend()
-        subscription = backend.subscribe(self.properties["TopicArn"], self.properties["Endpoint"],
-                                         self.properties["Protocol"])
+        subscription = backend.subscribe(
+            self.properties["TopicArn"], self.properties["Endpoint"], self.properties["Protocol"]
+        )
         self._set_attributes(subscription.arn, self.properties)
         self.attributes["Arn"] = subscription.arn
         return subscription.arn
@@ -796,7 +982,9 @@ class SnsSubscription(CompatResource):
     def _set_attributes(self, arn: str, properties: dict[str, Any]) -> None:
         for name in self._ATTRIBUTES:
             if name in properties:
-                self._backend().set_subscription_attributes(arn, name, _api_string(properties[name]))
+                self._backend().set_subscription_attributes(
+                    arn, name, _api_string(properties[name])
+                )
 
     def _update(self, properties: dict[str, Any]) -> bool:
         identity = ("TopicArn", "Endpoint", "Protocol", "Region")
@@ -834,14 +1022,24 @@ class CloudWatchAlarm(CompatResource):
                     metric=Metric(
                         metric_name=target["MetricName"],
                         namespace=target.get("Namespace"),
-                        dimensions=[Dimension(d["Name"], d["Value"]) for d in target.get("Dimensions", [])],
+                        dimensions=[
+                            Dimension(d["Name"], d["Value"]) for d in target.get("Dimensions", [])
+                        ],
                     ),
-                    period=stat.get("Period"), stat=stat.get("Stat"), unit=stat.get("Unit"),
+                    period=stat.get("Period"),
+                    stat=stat.get("Stat"),
+                    unit=stat.get("Unit"),
                 )
-            queries.append(MetricDataQuery(
-                query_id=metric["Id"], label=metric.get("Label"), period=metric.get("Period"),
-                return_data=metric.get("ReturnData"), expression=metric.get("Expression"), metric_stat=metric_stat,
-            ))
+            queries.append(
+                MetricDataQuery(
+                    query_id=metric["Id"],
+                    label=metric.get("Label"),
+                    period=metric.get("Period"),
+                    return_data=metric.get("ReturnData"),
+                    expression=metric.get("Expression"),
+                    metric_stat=metric_stat,
+                )
+            )
         return queries or None
 
     def _create(self) -> str:
@@ -895,8 +1093,12 @@ class ScalableTarget(CompatResource):
         p = self.properties
         suspended = p.get("SuspendedState")
         self._backend().register_scalable_target(
-            p["ServiceNamespace"], p["ResourceId"], p["ScalableDimension"],
-            int(p["MinCapacity"]), int(p["MaxCapacity"]), p.get("RoleARN", ""),
+            p["ServiceNamespace"],
+            p["ResourceId"],
+            p["ScalableDimension"],
+            int(p["MinCapacity"]),
+            int(p["MaxCapacity"]),
+            p.get("RoleARN", ""),
             _camel(suspended) if suspended else None,
         )
         # Ref of a scalable target, as on AWS: "<resource id>|<dimension>|<namespace>"
@@ -914,13 +1116,18 @@ class ScalableTarget(CompatResource):
         p = self.properties
         backend = self._backend()
         if p["ResourceId"] in backend.targets.get(p["ScalableDimension"], {}):
-            backend.deregister_scalable_target(p["ServiceNamespace"], p["ResourceId"], p["ScalableDimension"])
+            backend.deregister_scalable_target(
+                p["ServiceNamespace"], p["ResourceId"], p["ScalableDimension"]
+            )
 
 
 class ScalingPolicy(CompatResource):
     TYPE = "AWS::ApplicationAutoScaling::ScalingPolicy"
-    _CONFIGURATIONS = ("TargetTrackingScalingPolicyConfiguration", "StepScalingPolicyConfiguration",
-                       "PredictiveScalingPolicyConfiguration")
+    _CONFIGURATIONS = (
+        "TargetTrackingScalingPolicyConfiguration",
+        "StepScalingPolicyConfiguration",
+        "PredictiveScalingPolicyConfiguration",
+    )
 
     def _backend(self) -> Any:
         from moto.applicationautoscaling.models import applicationautoscaling_backends
@@ -938,7 +1145,12 @@ class ScalingPolicy(CompatResource):
         namespace, resource_id, dimension = self._target()
         body = {key: self.properties[key] for key in self._CONFIGURATIONS if key in self.properties}
         policy = self._backend().put_scaling_policy(
-            self.properties["PolicyName"], namespace, resource_id, dimension, body, self.properties["PolicyType"],
+            self.properties["PolicyName"],
+            namespace,
+            resource_id,
+            dimension,
+            body,
+            self.properties["PolicyType"],
         )
         self.attributes["Arn"] = policy.policy_arn
         return policy.policy_arn
@@ -948,7 +1160,9 @@ class ScalingPolicy(CompatResource):
         backend = self._backend()
         key = f"{namespace}\t{resource_id}\t{dimension}\t{self.properties['PolicyName']}"
         if key in backend.policies:
-            backend.delete_scaling_policy(self.properties["PolicyName"], namespace, resource_id, dimension)
+            backend.delete_scaling_policy(
+                self.properties["PolicyName"], namespace, resource_id, dimension
+            )
 
 
 class CodeBuildProject(CompatResource):
@@ -1004,9 +1218,22 @@ class CodePipelinePipeline(CompatResource):
         stages = _camel(properties["Stages"], self._VERBATIM)
         for stage in stages:
             for action in stage["actions"]:
-                action["configuration"] = {k: _api_string(v) for k, v in action.get("configuration", {}).items()}
-        declaration: dict[str, Any] = {"name": self.name, "roleArn": properties["RoleArn"], "stages": stages}
-        for key in ("ArtifactStore", "ArtifactStores", "PipelineType", "ExecutionMode", "Variables", "Triggers"):
+                action["configuration"] = {
+                    k: _api_string(v) for k, v in action.get("configuration", {}).items()
+                }
+        declaration: dict[str, Any] = {
+            "name": self.name,
+            "roleArn": properties["RoleArn"],
+            "stages": stages,
+        }
+        for key in (
+            "ArtifactStore",
+            "ArtifactStores",
+            "PipelineType",
+            "ExecutionMode",
+            "Variables",
+            "Triggers",
+        ):
             if key in properties:
                 declaration[key[:1].lower() + key[1:]] = _camel(properties[key])
         return declaration
@@ -1038,20 +1265,28 @@ class LambdaEventInvokeConfig(CompatResource):
 
     def _function(self, properties: dict[str, Any]) -> str:
         qualifier = properties.get("Qualifier", "$LATEST")
-        return properties["FunctionName"] if qualifier == "$LATEST" else f"{properties['FunctionName']}:{qualifier}"
+        return (
+            properties["FunctionName"]
+            if qualifier == "$LATEST"
+            else f"{properties['FunctionName']}:{qualifier}"
+        )
 
     def _config(self, properties: dict[str, Any]) -> dict[str, Any]:
         keys = ("MaximumRetryAttempts", "MaximumEventAgeInSeconds", "DestinationConfig")
         return {key: properties[key] for key in keys if key in properties}
 
     def _create(self) -> str:
-        self._backend().put_function_event_invoke_config(self._function(self.properties), self._config(self.properties))
+        self._backend().put_function_event_invoke_config(
+            self._function(self.properties), self._config(self.properties)
+        )
         return f"{self.properties['FunctionName']}:{self.properties.get('Qualifier', '$LATEST')}"
 
     def _update(self, properties: dict[str, Any]) -> bool:
         if self._function(properties) != self._function(self.properties):
             return False
-        self._backend().put_function_event_invoke_config(self._function(properties), self._config(properties))
+        self._backend().put_function_event_invoke_config(
+            self._function(properties), self._config(properties)
+        )
         return True
 
     def _delete(self) -> None:
@@ -1069,17 +1304,25 @@ class LambdaAlias(CompatResource):
     def _create(self) -> str:
         p = self.properties
         alias = self._backend().create_alias(
-            name=p["Name"], function_name=p["FunctionName"], function_version=p["FunctionVersion"],
-            description=p.get("Description", ""), routing_config=_camel(p.get("RoutingConfig")),
+            name=p["Name"],
+            function_name=p["FunctionName"],
+            function_version=p["FunctionVersion"],
+            description=p.get("Description", ""),
+            routing_config=_camel(p.get("RoutingConfig")),
         )
         return alias.arn
 
     def _update(self, properties: dict[str, Any]) -> bool:
-        if (properties["Name"], properties["FunctionName"]) != (self.properties["Name"], self.properties["FunctionName"]):
+        if (properties["Name"], properties["FunctionName"]) != (
+            self.properties["Name"],
+            self.properties["FunctionName"],
+        ):
             return False
         self._backend().update_alias(
-            name=properties["Name"], function_name=properties["FunctionName"],
-            function_version=properties["FunctionVersion"], description=properties.get("Description", ""),
+            name=properties["Name"],
+            function_name=properties["FunctionName"],
+            function_version=properties["FunctionVersion"],
+            description=properties.get("Description", ""),
             routing_config=_camel(properties.get("RoutingConfig")),
         )
         return True
@@ -1139,9 +1382,12 @@ class KmsKey(CompatResource):
     def _create(self) -> str:
         p = self.properties
         key = self._backend().create_key(
-            policy=self._policy(p), key_usage=p.get("KeyUsage", "ENCRYPT_DECRYPT"),
-            key_spec=p.get("KeySpec", "SYMMETRIC_DEFAULT"), description=p.get("Description", ""),
-            tags=p.get("Tags", []), multi_region=_flag(p.get("MultiRegion", False)),
+            policy=self._policy(p),
+            key_usage=p.get("KeyUsage", "ENCRYPT_DECRYPT"),
+            key_spec=p.get("KeySpec", "SYMMETRIC_DEFAULT"),
+            description=p.get("Description", ""),
+            tags=p.get("Tags", []),
+            multi_region=_flag(p.get("MultiRegion", False)),
         )
         self._configure(key.id, p)
         self.attributes.update({"Arn": key.arn, "KeyId": key.id})
@@ -1151,8 +1397,11 @@ class KmsKey(CompatResource):
         backend = self._backend()
         backend.put_key_policy(key_id, self._policy(p))
         backend.update_key_description(key_id, p.get("Description", ""))
-        (backend.enable_key_rotation if _flag(p.get("EnableKeyRotation", False)) else backend.disable_key_rotation)(
-            key_id)
+        (
+            backend.enable_key_rotation
+            if _flag(p.get("EnableKeyRotation", False))
+            else backend.disable_key_rotation
+        )(key_id)
         (backend.enable_key if _flag(p.get("Enabled", True)) else backend.disable_key)(key_id)
 
     def _update(self, properties: dict[str, Any]) -> bool:
@@ -1165,7 +1414,9 @@ class KmsKey(CompatResource):
     def _delete(self) -> None:
         # as on AWS: the key is scheduled for deletion (PendingDeletion), not removed at once
         if self.physical_id in self._backend().keys:
-            self._backend().schedule_key_deletion(self.physical_id, int(self.properties.get("PendingWindowInDays", 30)))
+            self._backend().schedule_key_deletion(
+                self.physical_id, int(self.properties.get("PendingWindowInDays", 30))
+            )
 
 
 class ApiGatewayRestApi(_ApiGatewayResource):
@@ -1174,11 +1425,14 @@ class ApiGatewayRestApi(_ApiGatewayResource):
     def _create(self) -> str:
         p = self.properties
         api = self._backend().create_rest_api(
-            name=p.get("Name") or self.name, description=p.get("Description", ""),
+            name=p.get("Name") or self.name,
+            description=p.get("Description", ""),
             api_key_source=p.get("ApiKeySourceType"),
             endpoint_configuration=_camel(p.get("EndpointConfiguration")),
             tags={t["Key"]: t["Value"] for t in p.get("Tags", [])} or None,
-            policy=json.dumps(p["Policy"]) if isinstance(p.get("Policy"), dict) else p.get("Policy"),
+            policy=(
+                json.dumps(p["Policy"]) if isinstance(p.get("Policy"), dict) else p.get("Policy")
+            ),
             minimum_compression_size=p.get("MinimumCompressionSize"),
             disable_execute_api_endpoint=_flag(p.get("DisableExecuteApiEndpoint", False)),
         )
@@ -1213,8 +1467,9 @@ class LambdaVersion(CompatResource):
         return lambda_backends[self.account_id][self.region_name]
 
     def _create(self) -> str:
-        version = self._backend().publish_version(self.properties["FunctionName"],
-                                                  self.properties.get("Description", ""))
+        version = self._backend().publish_version(
+            self.properties["FunctionName"], self.properties.get("Description", "")
+        )
         self.attributes["Version"] = version.version
         self.attributes["FunctionArn"] = version.function_arn
         return version.function_arn
@@ -1236,24 +1491,39 @@ class ApiGatewayMethod(_ApiGatewayResource):
         api, resource, verb = p["RestApiId"], p["ResourceId"], p["HttpMethod"]
         backend = self._backend()
         backend.put_method(
-            function_id=api, resource_id=resource, method_type=verb,
+            function_id=api,
+            resource_id=resource,
+            method_type=verb,
             authorization_type=p.get("AuthorizationType", "NONE"),
             api_key_required=_flag(p.get("ApiKeyRequired", False)),
-            request_parameters=p.get("RequestParameters"), request_models=p.get("RequestModels"),
-            operation_name=p.get("OperationName"), authorizer_id=p.get("AuthorizerId"),
-            authorization_scopes=p.get("AuthorizationScopes"), request_validator_id=p.get("RequestValidatorId"),
+            request_parameters=p.get("RequestParameters"),
+            request_models=p.get("RequestModels"),
+            operation_name=p.get("OperationName"),
+            authorizer_id=p.get("AuthorizerId"),
+            authorization_scopes=p.get("AuthorizationScopes"),
+            request_validator_id=p.get("RequestValidatorId"),
         )
         for response in p.get("MethodResponses", []):
-            backend.put_method_response(api, resource, verb, str(response["StatusCode"]),
-                                        response.get("ResponseModels"), response.get("ResponseParameters"))
+            backend.put_method_response(
+                api,
+                resource,
+                verb,
+                str(response["StatusCode"]),
+                response.get("ResponseModels"),
+                response.get("ResponseParameters"),
+            )
         integration = p.get("Integration")
         if integration:
             timeout = integration.get("TimeoutInMillis")
             backend.put_integration(
-                function_id=api, resource_id=resource, method_type=verb,
-                integration_type=integration["Type"], uri=integration.get("Uri"),
+                function_id=api,
+                resource_id=resource,
+                method_type=verb,
+                integration_type=integration["Type"],
+                uri=integration.get("Uri"),
                 integration_method=integration.get("IntegrationHttpMethod"),
-                credentials=integration.get("Credentials"), request_templates=integration.get("RequestTemplates"),
+                credentials=integration.get("Credentials"),
+                request_templates=integration.get("RequestTemplates"),
                 passthrough_behavior=integration.get("PassthroughBehavior"),
                 cache_namespace=integration.get("CacheNamespace"),
                 timeout_in_millis=str(timeout) if timeout is not None else None,
@@ -1263,8 +1533,13 @@ class ApiGatewayMethod(_ApiGatewayResource):
             )
             for response in integration.get("IntegrationResponses", []):
                 backend.put_integration_response(
-                    api, resource, verb, str(response["StatusCode"]), response.get("SelectionPattern", ""),
-                    response.get("ResponseTemplates"), response.get("ResponseParameters"),
+                    api,
+                    resource,
+                    verb,
+                    str(response["StatusCode"]),
+                    response.get("SelectionPattern", ""),
+                    response.get("ResponseTemplates"),
+                    response.get("ResponseParameters"),
                     response.get("ContentHandling"),
                 )
         return f"{api}-{resource}-{verb}"
@@ -1292,7 +1567,9 @@ class ApiGatewayDeployment(_ApiGatewayResource):
     def _create(self) -> str:
         p = self.properties
         deployment = self._backend().create_deployment(
-            function_id=p["RestApiId"], name=p.get("StageName"), description=p.get("Description", ""),
+            function_id=p["RestApiId"],
+            name=p.get("StageName"),
+            description=p.get("Description", ""),
             stage_variables=(p.get("StageDescription") or {}).get("Variables"),
         )
         return deployment.id
@@ -1315,8 +1592,11 @@ class ApiGatewayStage(_ApiGatewayResource):
         p = self.properties
         name = p.get("StageName") or self.name
         stage = self._backend().create_stage(
-            function_id=p["RestApiId"], stage_name=name, deploymentId=p["DeploymentId"],
-            variables=p.get("Variables"), description=p.get("Description", ""),
+            function_id=p["RestApiId"],
+            stage_name=name,
+            deploymentId=p["DeploymentId"],
+            variables=p.get("Variables"),
+            description=p.get("Description", ""),
             cacheClusterEnabled=_flag(p.get("CacheClusterEnabled", False)),
             cacheClusterSize=p.get("CacheClusterSize"),
             tags={t["Key"]: t["Value"] for t in p.get("Tags", [])} or None,
@@ -1329,7 +1609,9 @@ class ApiGatewayStage(_ApiGatewayResource):
     def _configure(stage: Any, p: dict[str, Any]) -> None:
         access = p.get("AccessLogSetting")
         stage.access_log_settings = (
-            {"destinationArn": access.get("DestinationArn"), "format": access.get("Format")} if access else None
+            {"destinationArn": access.get("DestinationArn"), "format": access.get("Format")}
+            if access
+            else None
         )
         stage.method_settings = {}
         for setting in p.get("MethodSettings", []):
@@ -1342,17 +1624,25 @@ class ApiGatewayStage(_ApiGatewayResource):
 
     def _update(self, properties: dict[str, Any]) -> bool:
         p = self.properties
-        if (properties["RestApiId"], properties.get("StageName")) != (p["RestApiId"], p.get("StageName")):
+        if (properties["RestApiId"], properties.get("StageName")) != (
+            p["RestApiId"],
+            p.get("StageName"),
+        ):
             return False
         stage = self._backend().get_stage(properties["RestApiId"], self.physical_id)
         stage.deployment_id = properties["DeploymentId"]
         stage.description = properties.get("Description", "")
-        stage.tracing_enabled = _flag(properties["TracingEnabled"]) if "TracingEnabled" in properties else None
+        stage.tracing_enabled = (
+            _flag(properties["TracingEnabled"]) if "TracingEnabled" in properties else None
+        )
         self._configure(stage, properties)
         return True
 
     def _delete(self) -> None:
-        if self._api_exists() and self.physical_id in self._backend().apis[self.properties["RestApiId"]].stages:
+        if (
+            self._api_exists()
+            and self.physical_id in self._backend().apis[self.properties["RestApiId"]].stages
+        ):
             self._backend().delete_stage(self.properties["RestApiId"], self.physical_id)
 
 
@@ -1390,7 +1680,11 @@ class ApiGatewayUsagePlan(_ApiGatewayResource):
             "name": p.get("UsagePlanName") or self.name,
             "description": p.get("Description"),
             "apiStages": [
-                {"apiId": s["ApiId"], "stage": s["Stage"], **({"throttle": _camel(s["Throttle"])} if "Throttle" in s else {})}
+                {
+                    "apiId": s["ApiId"],
+                    "stage": s["Stage"],
+                    **({"throttle": _camel(s["Throttle"])} if "Throttle" in s else {}),
+                }
                 for s in p.get("ApiStages", [])
             ],
             "throttle": _camel(p.get("Throttle")),
@@ -1421,7 +1715,9 @@ class ApiGatewayUsagePlanKey(_ApiGatewayResource):
 
     def _create(self) -> str:
         p = self.properties
-        self._backend().create_usage_plan_key(p["UsagePlanId"], {"keyId": p["KeyId"], "keyType": p["KeyType"]})
+        self._backend().create_usage_plan_key(
+            p["UsagePlanId"], {"keyId": p["KeyId"], "keyType": p["KeyType"]}
+        )
         self.attributes["Id"] = f"{p['KeyId']}:{p['UsagePlanId']}"
         return self.attributes["Id"]
 
@@ -1437,14 +1733,20 @@ class ApiGatewayRequestValidator(_ApiGatewayResource):
     def _create(self) -> str:
         p = self.properties
         validator = self._backend().create_request_validator(
-            p["RestApiId"], p.get("Name") or self.name,
-            _flag(p.get("ValidateRequestBody", False)), _flag(p.get("ValidateRequestParameters", False)),
+            p["RestApiId"],
+            p.get("Name") or self.name,
+            _flag(p.get("ValidateRequestBody", False)),
+            _flag(p.get("ValidateRequestParameters", False)),
         )
         self.attributes["RequestValidatorId"] = validator.id
         return validator.id
 
     def _delete(self) -> None:
-        if self._api_exists() and self.physical_id in self._backend().apis[self.properties["RestApiId"]].request_validators:
+        if (
+            self._api_exists()
+            and self.physical_id
+            in self._backend().apis[self.properties["RestApiId"]].request_validators
+        ):
             self._backend().delete_request_validator(self.properties["RestApiId"], self.physical_id)
 
 
@@ -1456,13 +1758,19 @@ class ApiGatewayModel(_ApiGatewayResource):
         p = self.properties
         schema = p.get("Schema")
         self._backend().create_model(
-            p["RestApiId"], self.name, p.get("ContentType"), p.get("Description"),
+            p["RestApiId"],
+            self.name,
+            p.get("ContentType"),
+            p.get("Description"),
             schema if isinstance(schema, str) or schema is None else json.dumps(schema),
         )
         return self.name
 
     def _delete(self) -> None:
-        if self._api_exists() and self.name in self._backend().apis[self.properties["RestApiId"]].models:
+        if (
+            self._api_exists()
+            and self.name in self._backend().apis[self.properties["RestApiId"]].models
+        ):
             self._backend().delete_model(self.properties["RestApiId"], self.name)
 
 
@@ -1472,14 +1780,20 @@ class ApiGatewayGatewayResponse(_ApiGatewayResource):
     def _create(self) -> str:
         p = self.properties
         self._backend().put_gateway_response(
-            p["RestApiId"], p["ResponseType"], p.get("StatusCode"), p.get("ResponseParameters"),
+            p["RestApiId"],
+            p["ResponseType"],
+            p.get("StatusCode"),
+            p.get("ResponseParameters"),
             p.get("ResponseTemplates"),
         )
         return f"{p['RestApiId']}-{p['ResponseType']}"
 
     def _delete(self) -> None:
         p = self.properties
-        if self._api_exists() and p["ResponseType"] in self._backend().apis[p["RestApiId"]].gateway_responses:
+        if (
+            self._api_exists()
+            and p["ResponseType"] in self._backend().apis[p["RestApiId"]].gateway_responses
+        ):
             self._backend().delete_gateway_response(p["RestApiId"], p["ResponseType"])
 
 
@@ -1493,7 +1807,9 @@ class ApiGatewayAccount(_ApiGatewayResource):
         return f"{self.name}"
 
     def _set_role(self, arn: str | None) -> None:
-        self._backend().update_account([{"op": "replace", "path": "/cloudwatchRoleArn", "value": arn}])
+        self._backend().update_account(
+            [{"op": "replace", "path": "/cloudwatchRoleArn", "value": arn}]
+        )
 
     def _update(self, properties: dict[str, Any]) -> bool:
         self._set_role(properties.get("CloudWatchRoleArn"))
@@ -1504,11 +1820,30 @@ class ApiGatewayAccount(_ApiGatewayResource):
 
 
 COMPAT_RESOURCE_TYPES: tuple[type[CompatResource], ...] = (
-    S3BucketPolicy, SnsTopicPolicy, SnsSubscription, CloudWatchAlarm, ScalableTarget, ScalingPolicy,
-    CodeBuildProject, CodePipelinePipeline, LambdaEventInvokeConfig, LambdaAlias, LambdaPermission,
-    ApiGatewayMethod, ApiGatewayDeployment, ApiGatewayStage, ApiGatewayApiKey, ApiGatewayUsagePlan,
-    ApiGatewayUsagePlanKey, ApiGatewayRequestValidator, ApiGatewayModel, ApiGatewayGatewayResponse,
-    ApiGatewayAccount, ApiGatewayRestApi, LambdaVersion, KmsKey,
+    S3BucketPolicy,
+    SnsTopicPolicy,
+    SnsSubscription,
+    CloudWatchAlarm,
+    ScalableTarget,
+    ScalingPolicy,
+    CodeBuildProject,
+    CodePipelinePipeline,
+    LambdaEventInvokeConfig,
+    LambdaAlias,
+    LambdaPermission,
+    ApiGatewayMethod,
+    ApiGatewayDeployment,
+    ApiGatewayStage,
+    ApiGatewayApiKey,
+    ApiGatewayUsagePlan,
+    ApiGatewayUsagePlanKey,
+    ApiGatewayRequestValidator,
+    ApiGatewayModel,
+    ApiGatewayGatewayResponse,
+    ApiGatewayAccount,
+    ApiGatewayRestApi,
+    LambdaVersion,
+    KmsKey,
 )
 
 
@@ -1529,7 +1864,7 @@ def fix_resource_types() -> None:
 
 def fix_missing_deletes_and_updates() -> None:
     # moto defects: AWS::ApiGateway::Resource has no delete (DeleteStack leaves it behind) and
-    # AWS::Logs::LogGroup has no update (a new RetentionInDays would be ignored, or the group replaced).
+    # AWS::Logs::LogGroup has no update (a new RetentionInDays would replace the group).
     from moto.apigateway.models import Resource, apigateway_backends
     from moto.logs.models import LogGroup, logs_backends
 
@@ -1540,13 +1875,20 @@ def fix_missing_deletes_and_updates() -> None:
 
     Resource.delete = delete_resource
 
-    def update_log_group(cls: Any, original_resource: Any, new_resource_name: str,
-                         cloudformation_json: dict[str, Any], account_id: str, region_name: str) -> Any:
+    def update_log_group(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> Any:
         properties = cloudformation_json.get("Properties") or {}
         if properties.get("LogGroupName", original_resource.name) != original_resource.name:
             original_resource.delete(account_id, region_name)
-            return cls.create_from_cloudformation_json(new_resource_name, cloudformation_json, account_id,
-                                                       region_name)
+            return cls.create_from_cloudformation_json(
+                new_resource_name, cloudformation_json, account_id, region_name
+            )
         backend = logs_backends[account_id][region_name]
         if "RetentionInDays" in properties:
             backend.put_retention_policy(original_resource.name, int(properties["RetentionInDays"]))
@@ -1558,7 +1900,7 @@ def fix_missing_deletes_and_updates() -> None:
     LogGroup.update_from_cloudformation_json = classmethod(update_log_group)
 
 
-# Request context the local cloud can vouch for: its loopback HTTP endpoint stands in for AWS's TLS one.
+# Request context the local cloud vouches for: its loopback HTTP endpoint stands in for AWS's TLS.
 _REQUEST_CONTEXT = {"aws:securetransport": "true"}
 
 
@@ -1569,7 +1911,9 @@ def _condition_rules_out(statement: dict[str, Any]) -> bool:
             continue
         for key, expected in checks.items():
             actual = _REQUEST_CONTEXT.get(key.lower())
-            allowed = [str(v).lower() for v in (expected if isinstance(expected, list) else [expected])]
+            allowed = [
+                str(v).lower() for v in (expected if isinstance(expected, list) else [expected])
+            ]
             if actual is not None and actual not in allowed:
                 return True
     return False
@@ -1579,19 +1923,41 @@ def fix_bool_conditions() -> None:
     # moto defect: IAMPolicyStatement ignores condition operators it does not implement, Bool among
     # them, so the condition counts as met. The standard guard "Deny s3:* when aws:SecureTransport
     # is false" then denies every request: each PutObject/GetObject on such a bucket answers 403.
-    # The local cloud evaluates Bool conditions on aws:SecureTransport as true (see _REQUEST_CONTEXT).
+    # The local cloud evaluates Bool conditions on aws:SecureTransport as true (_REQUEST_CONTEXT).
     from moto.iam.access_control import IAMPolicyStatement, PermissionResult
 
     original = IAMPolicyStatement.is_action_permitted
 
     @functools.wraps(original)
-    def is_action_permitted(self: Any, action: str, resource: str = "*", principal: str | None = None,
-                            incoming_condition_values: dict[str, str] | None = None) -> Any:
+    def is_action_permitted(
+        self: Any,
+        action: str,
+        resource: str = "*",
+        principal: str | None = None,
+        incoming_condition_values: dict[str, str] | None = None,
+    ) -> Any:
         if _condition_rules_out(self._statement):
             return PermissionResult.NEUTRAL  # the statement does not apply to this request
         return original(self, action, resource, principal, incoming_condition_values)
 
     IAMPolicyStatement.is_action_permitted = is_action_permitted
+
+
+def fix_non_empty_bucket_delete() -> None:
+    # moto defect: FakeBucket.delete_from_cloudformation_json ignores S3Backend.delete_bucket
+    # returning None for a bucket that still holds objects, so DeleteStack reports DELETE_COMPLETE
+    # and silently leaves the bucket behind. AWS fails the delete ("not empty").
+    from moto.s3.exceptions import BucketNotEmpty
+    from moto.s3.models import FakeBucket, s3_backends
+
+    def delete_bucket(
+        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str, region_name: str
+    ) -> None:
+        backend = _partition_backend(s3_backends, account_id, region_name)
+        if resource_name in backend.buckets and backend.delete_bucket(resource_name) is None:
+            raise BucketNotEmpty(resource_name)
+
+    FakeBucket.delete_from_cloudformation_json = classmethod(delete_bucket)
 
 
 def fix_sagemaker_names() -> None:
@@ -1600,8 +1966,11 @@ def fix_sagemaker_names() -> None:
     # ignored and every name is generated.
     from moto.sagemaker.models import FakeEndpoint, FakeEndpointConfig, Model
 
-    for model_class, name_property in ((Model, "ModelName"), (FakeEndpointConfig, "EndpointConfigName"),
-                                       (FakeEndpoint, "EndpointName")):
+    for model_class, name_property in (
+        (Model, "ModelName"),
+        (FakeEndpointConfig, "EndpointConfigName"),
+        (FakeEndpoint, "EndpointName"),
+    ):
         model_class.cloudformation_name_type = staticmethod(lambda name=name_property: name)
     cfn_parsing.get_name_type_map.cache_clear()
 
@@ -1620,4 +1989,5 @@ _FIXES: tuple[Callable[[], None], ...] = (
     fix_missing_deletes_and_updates,
     fix_sagemaker_names,
     fix_bool_conditions,
+    fix_non_empty_bucket_delete,
 )

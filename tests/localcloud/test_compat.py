@@ -18,7 +18,11 @@ from localcloud import compat
 REPO = Path(__file__).resolve().parents[2]
 AWS_CLI = REPO / ".venv" / "bin" / "aws"
 REGION = "us-east-1"
-DUMMY_ENV = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_DEFAULT_REGION": REGION}
+DUMMY_ENV = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_DEFAULT_REGION": REGION,
+}
 
 
 def _free_port() -> int:
@@ -56,16 +60,15 @@ def unique(prefix: str) -> str:
 
 def deploy(cfn, stack_name, template, parameters=None):
     """What `aws cloudformation deploy` does: change set, wait, execute. Returns the change set."""
-    exists = any(
-        s["StackStatus"] != "REVIEW_IN_PROGRESS"
-        for s in _stacks_named(cfn, stack_name)
-    )
+    exists = any(s["StackStatus"] != "REVIEW_IN_PROGRESS" for s in _stacks_named(cfn, stack_name))
     change_set = cfn.create_change_set(
         StackName=stack_name,
         ChangeSetName=unique("cs"),
         TemplateBody=json.dumps(template),
         ChangeSetType="UPDATE" if exists else "CREATE",
-        Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()],
+        Parameters=[
+            {"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()
+        ],
     )
     described = cfn.describe_change_set(ChangeSetName=change_set["Id"])
     if described["Status"] == "FAILED":
@@ -103,11 +106,16 @@ def bucket_template(export_prefix):
         "Resources": {
             "Bucket": {
                 "Type": "AWS::S3::Bucket",
-                "Properties": {"BucketName": {"Fn::Join": ["-", [export_prefix, {"Ref": "Suffix"}]]}},
+                "Properties": {
+                    "BucketName": {"Fn::Join": ["-", [export_prefix, {"Ref": "Suffix"}]]}
+                },
             }
         },
         "Outputs": {
-            "BucketName": {"Value": {"Ref": "Bucket"}, "Export": {"Name": f"{export_prefix}-bucket"}},
+            "BucketName": {
+                "Value": {"Ref": "Bucket"},
+                "Export": {"Name": f"{export_prefix}-bucket"},
+            },
             "BucketArn": {"Value": {"Fn::GetAtt": ["Bucket", "Arn"]}},
         },
     }
@@ -133,6 +141,7 @@ def importer_template(export_prefix):
 # apply()
 # ------------------------------------------------------------------------------------------
 
+
 def test_apply_is_idempotent(endpoint):
     patched = moto.cloudformation.models.CloudFormationBackend.execute_change_set
     compat.apply()
@@ -149,6 +158,7 @@ def test_apply_refuses_other_moto_versions(monkeypatch):
 # ------------------------------------------------------------------------------------------
 # change-set path
 # ------------------------------------------------------------------------------------------
+
 
 def test_change_set_registers_outputs_exports_and_resolves_imports(cfn, client):
     prefix = unique("exp")
@@ -211,11 +221,18 @@ def test_depends_on_order_is_honoured_on_create(cfn, client):
                     "ResourceId": {"Fn::GetAtt": ["Api", "RootResourceId"]},
                     "HttpMethod": "GET",
                     "AuthorizationType": "NONE",
-                    "Integration": {"Type": "HTTP", "IntegrationHttpMethod": "GET", "Uri": "http://127.0.0.1/"},
+                    "Integration": {
+                        "Type": "HTTP",
+                        "IntegrationHttpMethod": "GET",
+                        "Uri": "http://127.0.0.1/",
+                    },
                 },
             },
         },
-        "Outputs": {"DeploymentId": {"Value": {"Ref": "Deployment"}}, "ApiId": {"Value": {"Ref": "Api"}}},
+        "Outputs": {
+            "DeploymentId": {"Value": {"Ref": "Deployment"}},
+            "ApiId": {"Value": {"Ref": "Api"}},
+        },
     }
     deploy(cfn, name, template)
     assert stack(cfn, name)["StackStatus"] == "CREATE_COMPLETE"
@@ -232,7 +249,10 @@ def test_failed_create_rolls_back_with_reason(cfn, client):
     described = stack(cfn, name)  # must not 500 although Outputs import the missing export
     assert described["StackStatus"] == "ROLLBACK_COMPLETE"
     assert not described.get("Outputs")
-    reasons = {(e["LogicalResourceId"], e["ResourceStatus"]): e.get("ResourceStatusReason") for e in events(cfn, name)}
+    reasons = {
+        (e["LogicalResourceId"], e["ResourceStatus"]): e.get("ResourceStatusReason")
+        for e in events(cfn, name)
+    }
     assert f"No export named {prefix}-bucket" in reasons[("Imported", "CREATE_FAILED")]
     assert "[Imported]" in reasons[(name, "ROLLBACK_IN_PROGRESS")]
     assert (name, "ROLLBACK_COMPLETE") in reasons
@@ -254,7 +274,11 @@ def test_failed_create_deletes_what_it_created(cfn, client):
             "Param": {
                 "Type": "AWS::SSM::Parameter",
                 "DependsOn": "Bucket",
-                "Properties": {"Name": f"/{name}", "Type": "String", "Value": {"Fn::ImportValue": "missing-" + name}},
+                "Properties": {
+                    "Name": f"/{name}",
+                    "Type": "String",
+                    "Value": {"Fn::ImportValue": "missing-" + name},
+                },
             },
         }
     }
@@ -272,15 +296,23 @@ def test_failed_update_rolls_back_to_previous_state(cfn, client):
     broken = bucket_template(prefix)
     broken["Resources"]["Param"] = {
         "Type": "AWS::SSM::Parameter",
-        "Properties": {"Name": f"/{prefix}", "Type": "String", "Value": {"Fn::ImportValue": "missing-" + prefix}},
+        "Properties": {
+            "Name": f"/{prefix}",
+            "Type": "String",
+            "Value": {"Fn::ImportValue": "missing-" + prefix},
+        },
     }
-    with pytest.raises(ClientError, match="Resource Param .* failed to update|Resource Param .* failed"):
+    with pytest.raises(
+        ClientError, match="Resource Param .* failed to update|Resource Param .* failed"
+    ):
         deploy(cfn, prefix, broken, {"Suffix": "v2"})
     described = stack(cfn, prefix)
     assert described["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
     assert outputs(cfn, prefix)["BucketName"] == f"{prefix}-v1"
     assert exports(cfn)[f"{prefix}-bucket"] == f"{prefix}-v1"
-    assert {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]} == {"Suffix": "v1"}
+    assert {p["ParameterKey"]: p["ParameterValue"] for p in described["Parameters"]} == {
+        "Suffix": "v1"
+    }
     buckets = {b["Name"] for b in client("s3").list_buckets()["Buckets"]}
     assert f"{prefix}-v1" in buckets and f"{prefix}-v2" not in buckets
     # the stack stays usable
@@ -291,7 +323,9 @@ def test_failed_update_rolls_back_to_previous_state(cfn, client):
 def test_leftover_review_in_progress_stack_is_reused(cfn):
     prefix = unique("review")
     cfn.create_change_set(
-        StackName=prefix, ChangeSetName="abandoned", ChangeSetType="CREATE",
+        StackName=prefix,
+        ChangeSetName="abandoned",
+        ChangeSetType="CREATE",
         TemplateBody=json.dumps(bucket_template(prefix)),
     )
     deploy(cfn, prefix, bucket_template(prefix))
@@ -302,7 +336,10 @@ def test_leftover_review_in_progress_stack_is_reused(cfn):
 def test_resource_events_are_listed(cfn):
     prefix = unique("events")
     deploy(cfn, prefix, bucket_template(prefix))
-    statuses = [(e["LogicalResourceId"], e["ResourceType"], e["ResourceStatus"]) for e in events(cfn, prefix)]
+    statuses = [
+        (e["LogicalResourceId"], e["ResourceType"], e["ResourceStatus"])
+        for e in events(cfn, prefix)
+    ]
     assert ("Bucket", "AWS::S3::Bucket", "CREATE_IN_PROGRESS") in statuses
     assert ("Bucket", "AWS::S3::Bucket", "CREATE_COMPLETE") in statuses
     # newest first, as on AWS
@@ -317,18 +354,27 @@ def test_unsupported_resource_type_fails_the_stack(cfn):
 
 
 def test_aws_cli_deploy_round_trip(endpoint, cfn, tmp_path):
-    """The real `aws cloudformation deploy`, including --no-fail-on-empty-changeset with Parameters."""
+    """The real `aws cloudformation deploy`, with Parameters and --no-fail-on-empty-changeset."""
     prefix = unique("cli")
     template_file = tmp_path / "bucket.json"
     template_file.write_text(json.dumps(bucket_template(prefix)))
     env = {**os.environ, **DUMMY_ENV}
     command = [
-        str(AWS_CLI), "--endpoint-url", endpoint, "cloudformation", "deploy",
-        "--stack-name", prefix, "--template-file", str(template_file),
+        str(AWS_CLI),
+        "--endpoint-url",
+        endpoint,
+        "cloudformation",
+        "deploy",
+        "--stack-name",
+        prefix,
+        "--template-file",
+        str(template_file),
     ]
 
     def run(*extra):
-        return subprocess.run([*command, *extra], env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [*command, *extra], env=env, capture_output=True, text=True, timeout=60
+        )
 
     first = run("--no-fail-on-empty-changeset")
     assert first.returncode == 0, first.stderr
@@ -344,180 +390,467 @@ def test_aws_cli_deploy_round_trip(endpoint, cfn, tmp_path):
     assert same.returncode == 0 and "No changes to deploy" in same.stdout, same.stderr
 
 
-
 # ------------------------------------------------------------------------------------------
 # resource types moto's CloudFormation skips or implements incompletely
 # ------------------------------------------------------------------------------------------
 
+
 def _trust(service):
     return {
         "Version": "2012-10-17",
-        "Statement": [{"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}],
+        "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": service}, "Action": "sts:AssumeRole"}
+        ],
     }
 
 
-def every_type_template(name, *, threshold=5, rate_limit=10, weights=(1, 1), config_suffix="v1", stage_action="Build"):
-    """One resource of every type the compatibility layer adds, wired as the project's templates do."""
+def every_type_template(
+    name, *, threshold=5, rate_limit=10, weights=(1, 1), config_suffix="v1", stage_action="Build"
+):
+    """One resource of every type the compatibility layer adds, wired as the templates do."""
     ref = lambda logical: {"Ref": logical}  # noqa: E731
     att = lambda logical, attribute: {"Fn::GetAtt": [logical, attribute]}  # noqa: E731
     endpoint_name = f"{name}-endpoint"
     resources = {
         "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": f"{name}-bucket"}},
-        "BucketPolicy": {"Type": "AWS::S3::BucketPolicy", "Properties": {
-            "Bucket": ref("Bucket"),
-            "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
-                "Sid": "DenyInsecure", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
-                "Resource": {"Fn::Sub": "${Bucket.Arn}/*"}, "Condition": {"Bool": {"aws:SecureTransport": "false"}},
-            }]},
-        }},
+        "BucketPolicy": {
+            "Type": "AWS::S3::BucketPolicy",
+            "Properties": {
+                "Bucket": ref("Bucket"),
+                "PolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "DenyInsecure",
+                            "Effect": "Deny",
+                            "Principal": "*",
+                            "Action": "s3:*",
+                            "Resource": {"Fn::Sub": "${Bucket.Arn}/*"},
+                            "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                        }
+                    ],
+                },
+            },
+        },
         "Topic": {"Type": "AWS::SNS::Topic", "Properties": {"TopicName": f"{name}-topic"}},
-        "TopicPolicy": {"Type": "AWS::SNS::TopicPolicy", "Properties": {
-            "Topics": [ref("Topic")],
-            "PolicyDocument": {"Version": "2012-10-17", "Statement": [{
-                "Sid": "AlarmsPublish", "Effect": "Allow", "Principal": {"Service": "cloudwatch.amazonaws.com"},
-                "Action": "sns:Publish", "Resource": ref("Topic")}]},
-        }},
+        "TopicPolicy": {
+            "Type": "AWS::SNS::TopicPolicy",
+            "Properties": {
+                "Topics": [ref("Topic")],
+                "PolicyDocument": {
+                    "Version": "2012-10-17",
+                    "Statement": [
+                        {
+                            "Sid": "AlarmsPublish",
+                            "Effect": "Allow",
+                            "Principal": {"Service": "cloudwatch.amazonaws.com"},
+                            "Action": "sns:Publish",
+                            "Resource": ref("Topic"),
+                        }
+                    ],
+                },
+            },
+        },
         "Queue": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": f"{name}-queue"}},
-        "QueueSubscription": {"Type": "AWS::SNS::Subscription", "Properties": {
-            "TopicArn": ref("Topic"), "Protocol": "sqs", "Endpoint": att("Queue", "Arn"),
-            "RawMessageDelivery": True, "FilterPolicy": {"kind": [f"filter-{config_suffix}"]}}},
-        "EmailSubscription": {"Type": "AWS::SNS::Subscription", "Properties": {
-            "TopicArn": ref("Topic"), "Protocol": "email", "Endpoint": "ops@example.com"}},
-        "FunctionRole": {"Type": "AWS::IAM::Role", "Properties": {
-            "RoleName": f"{name}-fn", "AssumeRolePolicyDocument": _trust("lambda.amazonaws.com")}},
-        "Function": {"Type": "AWS::Lambda::Function", "Properties": {
-            "FunctionName": f"{name}-fn", "Runtime": "python3.12", "Handler": "index.handler",
-            "Role": att("FunctionRole", "Arn"), "Code": {"ZipFile": "def handler(event, context):\n    return 1\n"}}},
-        "LambdaSubscription": {"Type": "AWS::SNS::Subscription", "Properties": {
-            "TopicArn": ref("Topic"), "Protocol": "lambda", "Endpoint": att("Function", "Arn")}},
-        "TopicInvokesFunction": {"Type": "AWS::Lambda::Permission", "Properties": {
-            "FunctionName": ref("Function"), "Action": "lambda:InvokeFunction",
-            "Principal": "sns.amazonaws.com", "SourceArn": ref("Topic")}},
-        "InvokeConfig": {"Type": "AWS::Lambda::EventInvokeConfig", "Properties": {
-            "FunctionName": ref("Function"), "Qualifier": "$LATEST", "MaximumRetryAttempts": 0,
-            "DestinationConfig": {"OnFailure": {"Destination": att("Queue", "Arn")}}}},
-        "Alias": {"Type": "AWS::Lambda::Alias", "Properties": {
-            "FunctionName": ref("Function"), "FunctionVersion": "$LATEST", "Name": "live"}},
-        "ErrorsAlarm": {"Type": "AWS::CloudWatch::Alarm", "Properties": {
-            "AlarmName": f"{name}-errors", "Namespace": "AWS/Lambda", "MetricName": "Errors",
-            "Dimensions": [{"Name": "FunctionName", "Value": ref("Function")}], "Statistic": "Sum",
-            "Period": 60, "EvaluationPeriods": 1, "Threshold": threshold,
-            "ComparisonOperator": "GreaterThanThreshold", "AlarmActions": [ref("Topic")],
-            "TreatMissingData": "notBreaching"}},
-        "ModelRole": {"Type": "AWS::IAM::Role", "Properties": {
-            "RoleName": f"{name}-sm", "AssumeRolePolicyDocument": _trust("sagemaker.amazonaws.com")}},
-        "Model": {"Type": "AWS::SageMaker::Model", "Properties": {
-            "ModelName": f"{name}-model", "ExecutionRoleArn": att("ModelRole", "Arn"),
-            "PrimaryContainer": {"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/pytorch:2",
-                                 "ModelDataUrl": {"Fn::Sub": "s3://${Bucket}/model.tar.gz"}}}},
-        "EndpointConfig": {"Type": "AWS::SageMaker::EndpointConfig", "Properties": {
-            "EndpointConfigName": f"{name}-config-{config_suffix}",
-            "ProductionVariants": [
-                {"VariantName": variant, "ModelName": att("Model", "ModelName"), "InitialInstanceCount": 1,
-                 "InstanceType": "ml.m5.large", "InitialVariantWeight": weight}
-                for variant, weight in zip(("VariantA", "VariantB"), weights)
-            ],
-            "DataCaptureConfig": {
-                "EnableCapture": True, "InitialSamplingPercentage": 100,
-                "DestinationS3Uri": {"Fn::Sub": f"s3://${{Bucket}}/capture-{config_suffix}"},
-                "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}]}}},
-        "Endpoint": {"Type": "AWS::SageMaker::Endpoint", "Properties": {
-            "EndpointName": endpoint_name, "EndpointConfigName": att("EndpointConfig", "EndpointConfigName")}},
-        "ScalableTarget": {"Type": "AWS::ApplicationAutoScaling::ScalableTarget", "Properties": {
-            "ServiceNamespace": "sagemaker", "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
-            "ResourceId": {"Fn::Sub": "endpoint/${Endpoint.EndpointName}/variant/VariantA"},
-            "MinCapacity": 1, "MaxCapacity": 2}},
-        "ScalingPolicy": {"Type": "AWS::ApplicationAutoScaling::ScalingPolicy", "Properties": {
-            "PolicyName": f"{name}-invocations", "PolicyType": "TargetTrackingScaling",
-            "ScalingTargetId": ref("ScalableTarget"),
-            "TargetTrackingScalingPolicyConfiguration": {
-                "TargetValue": 100.0,
-                "PredefinedMetricSpecification": {"PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"}}}},
-        "BuildRole": {"Type": "AWS::IAM::Role", "Properties": {
-            "RoleName": f"{name}-build", "AssumeRolePolicyDocument": _trust("codebuild.amazonaws.com")}},
-        "Build": {"Type": "AWS::CodeBuild::Project", "Properties": {
-            "Name": f"{name}-build", "ServiceRole": att("BuildRole", "Arn"),
-            "Source": {"Type": "CODEPIPELINE", "BuildSpec": "buildspec/build.yml"},
-            "Artifacts": {"Type": "CODEPIPELINE"},
-            "Environment": {"Type": "LINUX_CONTAINER", "ComputeType": "BUILD_GENERAL1_SMALL",
-                            "Image": "aws/codebuild/standard:7.0",
-                            "EnvironmentVariables": [{"Name": "STAGE", "Value": "Dev"}]}}},
-        "PipelineRole": {"Type": "AWS::IAM::Role", "Properties": {
-            "RoleName": f"{name}-pipeline", "AssumeRolePolicyDocument": _trust("codepipeline.amazonaws.com")}},
-        "Pipeline": {"Type": "AWS::CodePipeline::Pipeline", "Properties": {
-            "Name": f"{name}-pipeline", "RoleArn": att("PipelineRole", "Arn"),
-            "ArtifactStore": {"Type": "S3", "Location": ref("Bucket")},
-            "Stages": [
-                {"Name": "Source", "Actions": [{
-                    "Name": "Source", "ActionTypeId": {"Category": "Source", "Owner": "AWS", "Provider": "S3",
-                                                       "Version": "1"},
-                    "Configuration": {"S3Bucket": ref("Bucket"), "S3ObjectKey": "source.zip",
-                                      "PollForSourceChanges": False},
-                    "OutputArtifacts": [{"Name": "Source"}]}]},
-                {"Name": stage_action, "Actions": [{
-                    "Name": "Build", "ActionTypeId": {"Category": "Build", "Owner": "AWS", "Provider": "CodeBuild",
-                                                      "Version": "1"},
-                    "Configuration": {"ProjectName": ref("Build")},
-                    "InputArtifacts": [{"Name": "Source"}]}]},
-            ]}},
+        "QueueSubscription": {
+            "Type": "AWS::SNS::Subscription",
+            "Properties": {
+                "TopicArn": ref("Topic"),
+                "Protocol": "sqs",
+                "Endpoint": att("Queue", "Arn"),
+                "RawMessageDelivery": True,
+                "FilterPolicy": {"kind": [f"filter-{config_suffix}"]},
+            },
+        },
+        "EmailSubscription": {
+            "Type": "AWS::SNS::Subscription",
+            "Properties": {
+                "TopicArn": ref("Topic"),
+                "Protocol": "email",
+                "Endpoint": "ops@example.com",
+            },
+        },
+        "FunctionRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": f"{name}-fn",
+                "AssumeRolePolicyDocument": _trust("lambda.amazonaws.com"),
+            },
+        },
+        "Function": {
+            "Type": "AWS::Lambda::Function",
+            "Properties": {
+                "FunctionName": f"{name}-fn",
+                "Runtime": "python3.12",
+                "Handler": "index.handler",
+                "Role": att("FunctionRole", "Arn"),
+                "Code": {"ZipFile": "def handler(event, context):\n    return 1\n"},
+            },
+        },
+        "LambdaSubscription": {
+            "Type": "AWS::SNS::Subscription",
+            "Properties": {
+                "TopicArn": ref("Topic"),
+                "Protocol": "lambda",
+                "Endpoint": att("Function", "Arn"),
+            },
+        },
+        "TopicInvokesFunction": {
+            "Type": "AWS::Lambda::Permission",
+            "Properties": {
+                "FunctionName": ref("Function"),
+                "Action": "lambda:InvokeFunction",
+                "Principal": "sns.amazonaws.com",
+                "SourceArn": ref("Topic"),
+            },
+        },
+        "InvokeConfig": {
+            "Type": "AWS::Lambda::EventInvokeConfig",
+            "Properties": {
+                "FunctionName": ref("Function"),
+                "Qualifier": "$LATEST",
+                "MaximumRetryAttempts": 0,
+                "DestinationConfig": {"OnFailure": {"Destination": att("Queue", "Arn")}},
+            },
+        },
+        "Alias": {
+            "Type": "AWS::Lambda::Alias",
+            "Properties": {
+                "FunctionName": ref("Function"),
+                "FunctionVersion": "$LATEST",
+                "Name": "live",
+            },
+        },
+        "ErrorsAlarm": {
+            "Type": "AWS::CloudWatch::Alarm",
+            "Properties": {
+                "AlarmName": f"{name}-errors",
+                "Namespace": "AWS/Lambda",
+                "MetricName": "Errors",
+                "Dimensions": [{"Name": "FunctionName", "Value": ref("Function")}],
+                "Statistic": "Sum",
+                "Period": 60,
+                "EvaluationPeriods": 1,
+                "Threshold": threshold,
+                "ComparisonOperator": "GreaterThanThreshold",
+                "AlarmActions": [ref("Topic")],
+                "TreatMissingData": "notBreaching",
+            },
+        },
+        "ModelRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": f"{name}-sm",
+                "AssumeRolePolicyDocument": _trust("sagemaker.amazonaws.com"),
+            },
+        },
+        "Model": {
+            "Type": "AWS::SageMaker::Model",
+            "Properties": {
+                "ModelName": f"{name}-model",
+                "ExecutionRoleArn": att("ModelRole", "Arn"),
+                "PrimaryContainer": {
+                    "Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/pytorch:2",
+                    "ModelDataUrl": {"Fn::Sub": "s3://${Bucket}/model.tar.gz"},
+                },
+            },
+        },
+        "EndpointConfig": {
+            "Type": "AWS::SageMaker::EndpointConfig",
+            "Properties": {
+                "EndpointConfigName": f"{name}-config-{config_suffix}",
+                "ProductionVariants": [
+                    {
+                        "VariantName": variant,
+                        "ModelName": att("Model", "ModelName"),
+                        "InitialInstanceCount": 1,
+                        "InstanceType": "ml.m5.large",
+                        "InitialVariantWeight": weight,
+                    }
+                    for variant, weight in zip(("VariantA", "VariantB"), weights)
+                ],
+                "DataCaptureConfig": {
+                    "EnableCapture": True,
+                    "InitialSamplingPercentage": 100,
+                    "DestinationS3Uri": {"Fn::Sub": f"s3://${{Bucket}}/capture-{config_suffix}"},
+                    "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+                },
+            },
+        },
+        "Endpoint": {
+            "Type": "AWS::SageMaker::Endpoint",
+            "Properties": {
+                "EndpointName": endpoint_name,
+                "EndpointConfigName": att("EndpointConfig", "EndpointConfigName"),
+            },
+        },
+        "ScalableTarget": {
+            "Type": "AWS::ApplicationAutoScaling::ScalableTarget",
+            "Properties": {
+                "ServiceNamespace": "sagemaker",
+                "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+                "ResourceId": {"Fn::Sub": "endpoint/${Endpoint.EndpointName}/variant/VariantA"},
+                "MinCapacity": 1,
+                "MaxCapacity": 2,
+            },
+        },
+        "ScalingPolicy": {
+            "Type": "AWS::ApplicationAutoScaling::ScalingPolicy",
+            "Properties": {
+                "PolicyName": f"{name}-invocations",
+                "PolicyType": "TargetTrackingScaling",
+                "ScalingTargetId": ref("ScalableTarget"),
+                "TargetTrackingScalingPolicyConfiguration": {
+                    "TargetValue": 100.0,
+                    "PredefinedMetricSpecification": {
+                        "PredefinedMetricType": "SageMakerVariantInvocationsPerInstance"
+                    },
+                },
+            },
+        },
+        "BuildRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": f"{name}-build",
+                "AssumeRolePolicyDocument": _trust("codebuild.amazonaws.com"),
+            },
+        },
+        "Build": {
+            "Type": "AWS::CodeBuild::Project",
+            "Properties": {
+                "Name": f"{name}-build",
+                "ServiceRole": att("BuildRole", "Arn"),
+                "Source": {"Type": "CODEPIPELINE", "BuildSpec": "buildspec/build.yml"},
+                "Artifacts": {"Type": "CODEPIPELINE"},
+                "Environment": {
+                    "Type": "LINUX_CONTAINER",
+                    "ComputeType": "BUILD_GENERAL1_SMALL",
+                    "Image": "aws/codebuild/standard:7.0",
+                    "EnvironmentVariables": [{"Name": "STAGE", "Value": "Dev"}],
+                },
+            },
+        },
+        "PipelineRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": f"{name}-pipeline",
+                "AssumeRolePolicyDocument": _trust("codepipeline.amazonaws.com"),
+            },
+        },
+        "Pipeline": {
+            "Type": "AWS::CodePipeline::Pipeline",
+            "Properties": {
+                "Name": f"{name}-pipeline",
+                "RoleArn": att("PipelineRole", "Arn"),
+                "ArtifactStore": {"Type": "S3", "Location": ref("Bucket")},
+                "Stages": [
+                    {
+                        "Name": "Source",
+                        "Actions": [
+                            {
+                                "Name": "Source",
+                                "ActionTypeId": {
+                                    "Category": "Source",
+                                    "Owner": "AWS",
+                                    "Provider": "S3",
+                                    "Version": "1",
+                                },
+                                "Configuration": {
+                                    "S3Bucket": ref("Bucket"),
+                                    "S3ObjectKey": "source.zip",
+                                    "PollForSourceChanges": False,
+                                },
+                                "OutputArtifacts": [{"Name": "Source"}],
+                            }
+                        ],
+                    },
+                    {
+                        "Name": stage_action,
+                        "Actions": [
+                            {
+                                "Name": "Build",
+                                "ActionTypeId": {
+                                    "Category": "Build",
+                                    "Owner": "AWS",
+                                    "Provider": "CodeBuild",
+                                    "Version": "1",
+                                },
+                                "Configuration": {"ProjectName": ref("Build")},
+                                "InputArtifacts": [{"Name": "Source"}],
+                            }
+                        ],
+                    },
+                ],
+            },
+        },
         "Api": {"Type": "AWS::ApiGateway::RestApi", "Properties": {"Name": f"{name}-api"}},
-        "ApiResource": {"Type": "AWS::ApiGateway::Resource", "Properties": {
-            "RestApiId": ref("Api"), "ParentId": att("Api", "RootResourceId"), "PathPart": "classify"}},
-        "Validator": {"Type": "AWS::ApiGateway::RequestValidator", "Properties": {
-            "RestApiId": ref("Api"), "Name": "body", "ValidateRequestBody": True,
-            "ValidateRequestParameters": False}},
-        "RequestModel": {"Type": "AWS::ApiGateway::Model", "Properties": {
-            "RestApiId": ref("Api"), "Name": "ClassifyRequest", "ContentType": "application/json",
-            "Schema": {"type": "object", "required": ["sentence"]}}},
-        "Method": {"Type": "AWS::ApiGateway::Method", "Properties": {
-            "RestApiId": ref("Api"), "ResourceId": ref("ApiResource"), "HttpMethod": "POST",
-            "AuthorizationType": "NONE", "ApiKeyRequired": True, "RequestValidatorId": ref("Validator"),
-            "RequestModels": {"application/json": ref("RequestModel")},
-            "Integration": {"Type": "AWS_PROXY", "IntegrationHttpMethod": "POST", "TimeoutInMillis": 29000,
-                            "Uri": {"Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/"
-                                               "2015-03-31/functions/${Function.Arn}/invocations"}}}},
-        "MockMethod": {"Type": "AWS::ApiGateway::Method", "Properties": {
-            "RestApiId": ref("Api"), "ResourceId": att("Api", "RootResourceId"), "HttpMethod": "GET",
-            "AuthorizationType": "NONE", "Integration": {"Type": "MOCK"}}},
-        "ApiInvokesFunction": {"Type": "AWS::Lambda::Permission", "Properties": {
-            "FunctionName": att("Function", "Arn"), "Action": "lambda:InvokeFunction",
-            "Principal": "apigateway.amazonaws.com",
-            "SourceArn": {"Fn::Sub": "arn:aws:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}/dev/POST/classify"}}},
-        "Deployment": {"Type": "AWS::ApiGateway::Deployment", "DependsOn": ["Method", "MockMethod"],
-                       "Properties": {"RestApiId": ref("Api"), "Description": "classification API"}},
-        "AccountRole": {"Type": "AWS::IAM::Role", "Properties": {
-            "RoleName": f"{name}-apigw", "AssumeRolePolicyDocument": _trust("apigateway.amazonaws.com")}},
-        "ApiAccount": {"Type": "AWS::ApiGateway::Account", "Properties": {
-            "CloudWatchRoleArn": att("AccountRole", "Arn")}},
-        "Stage": {"Type": "AWS::ApiGateway::Stage", "DependsOn": "ApiAccount", "Properties": {
-            "RestApiId": ref("Api"), "StageName": "dev", "DeploymentId": ref("Deployment"),
-            "TracingEnabled": True,
-            "AccessLogSetting": {"DestinationArn": f"arn:aws:logs:us-east-1:123456789012:log-group:{name}",
-                                 "Format": "$context.requestId"},
-            "MethodSettings": [{"HttpMethod": "*", "ResourcePath": "/*", "MetricsEnabled": True,
-                                "ThrottlingRateLimit": rate_limit, "ThrottlingBurstLimit": 2 * rate_limit}]}},
-        "ApiKey": {"Type": "AWS::ApiGateway::ApiKey", "Properties": {"Name": f"{name}-key", "Enabled": True}},
-        "UsagePlan": {"Type": "AWS::ApiGateway::UsagePlan", "DependsOn": "Stage", "Properties": {
-            "UsagePlanName": f"{name}-plan", "ApiStages": [{"ApiId": ref("Api"), "Stage": "dev"}],
-            "Throttle": {"RateLimit": rate_limit, "BurstLimit": 2 * rate_limit},
-            "Quota": {"Limit": 1000, "Period": "DAY"}}},
-        "UsagePlanKey": {"Type": "AWS::ApiGateway::UsagePlanKey", "Properties": {
-            "KeyId": ref("ApiKey"), "KeyType": "API_KEY", "UsagePlanId": ref("UsagePlan")}},
-        "Unauthorized": {"Type": "AWS::ApiGateway::GatewayResponse", "Properties": {
-            "RestApiId": ref("Api"), "ResponseType": "UNAUTHORIZED", "StatusCode": "401",
-            "ResponseTemplates": {"application/json": '{"message": "unauthorized"}'}}},
+        "ApiResource": {
+            "Type": "AWS::ApiGateway::Resource",
+            "Properties": {
+                "RestApiId": ref("Api"),
+                "ParentId": att("Api", "RootResourceId"),
+                "PathPart": "classify",
+            },
+        },
+        "Validator": {
+            "Type": "AWS::ApiGateway::RequestValidator",
+            "Properties": {
+                "RestApiId": ref("Api"),
+                "Name": "body",
+                "ValidateRequestBody": True,
+                "ValidateRequestParameters": False,
+            },
+        },
+        "RequestModel": {
+            "Type": "AWS::ApiGateway::Model",
+            "Properties": {
+                "RestApiId": ref("Api"),
+                "Name": "ClassifyRequest",
+                "ContentType": "application/json",
+                "Schema": {"type": "object", "required": ["sentence"]},
+            },
+        },
+        "Method": {
+            "Type": "AWS::ApiGateway::Method",
+            "Properties": {
+                "RestApiId": ref("Api"),
+                "ResourceId": ref("ApiResource"),
+                "HttpMethod": "POST",
+                "AuthorizationType": "NONE",
+                "ApiKeyRequired": True,
+                "RequestValidatorId": ref("Validator"),
+                "RequestModels": {"application/json": ref("RequestModel")},
+                "Integration": {
+                    "Type": "AWS_PROXY",
+                    "IntegrationHttpMethod": "POST",
+                    "TimeoutInMillis": 29000,
+                    "Uri": {
+                        "Fn::Sub": "arn:${AWS::Partition}:apigateway:${AWS::Region}:lambda:path/"
+                        "2015-03-31/functions/${Function.Arn}/invocations"
+                    },
+                },
+            },
+        },
+        "MockMethod": {
+            "Type": "AWS::ApiGateway::Method",
+            "Properties": {
+                "RestApiId": ref("Api"),
+                "ResourceId": att("Api", "RootResourceId"),
+                "HttpMethod": "GET",
+                "AuthorizationType": "NONE",
+                "Integration": {"Type": "MOCK"},
+            },
+        },
+        "ApiInvokesFunction": {
+            "Type": "AWS::Lambda::Permission",
+            "Properties": {
+                "FunctionName": att("Function", "Arn"),
+                "Action": "lambda:InvokeFunction",
+                "Principal": "apigateway.amazonaws.com",
+                "SourceArn": {
+                    "Fn::Sub": "arn:aws:execute-api:${AWS::Region}:${AWS::AccountId}:${Api}"
+                    "/dev/POST/classify"
+                },
+            },
+        },
+        "Deployment": {
+            "Type": "AWS::ApiGateway::Deployment",
+            "DependsOn": ["Method", "MockMethod"],
+            "Properties": {"RestApiId": ref("Api"), "Description": "classification API"},
+        },
+        "AccountRole": {
+            "Type": "AWS::IAM::Role",
+            "Properties": {
+                "RoleName": f"{name}-apigw",
+                "AssumeRolePolicyDocument": _trust("apigateway.amazonaws.com"),
+            },
+        },
+        "ApiAccount": {
+            "Type": "AWS::ApiGateway::Account",
+            "Properties": {"CloudWatchRoleArn": att("AccountRole", "Arn")},
+        },
+        "Stage": {
+            "Type": "AWS::ApiGateway::Stage",
+            "DependsOn": "ApiAccount",
+            "Properties": {
+                "RestApiId": ref("Api"),
+                "StageName": "dev",
+                "DeploymentId": ref("Deployment"),
+                "TracingEnabled": True,
+                "AccessLogSetting": {
+                    "DestinationArn": f"arn:aws:logs:us-east-1:123456789012:log-group:{name}",
+                    "Format": "$context.requestId",
+                },
+                "MethodSettings": [
+                    {
+                        "HttpMethod": "*",
+                        "ResourcePath": "/*",
+                        "MetricsEnabled": True,
+                        "ThrottlingRateLimit": rate_limit,
+                        "ThrottlingBurstLimit": 2 * rate_limit,
+                    }
+                ],
+            },
+        },
+        "ApiKey": {
+            "Type": "AWS::ApiGateway::ApiKey",
+            "Properties": {"Name": f"{name}-key", "Enabled": True},
+        },
+        "UsagePlan": {
+            "Type": "AWS::ApiGateway::UsagePlan",
+            "DependsOn": "Stage",
+            "Properties": {
+                "UsagePlanName": f"{name}-plan",
+                "ApiStages": [{"ApiId": ref("Api"), "Stage": "dev"}],
+                "Throttle": {"RateLimit": rate_limit, "BurstLimit": 2 * rate_limit},
+                "Quota": {"Limit": 1000, "Period": "DAY"},
+            },
+        },
+        "UsagePlanKey": {
+            "Type": "AWS::ApiGateway::UsagePlanKey",
+            "Properties": {
+                "KeyId": ref("ApiKey"),
+                "KeyType": "API_KEY",
+                "UsagePlanId": ref("UsagePlan"),
+            },
+        },
+        "Unauthorized": {
+            "Type": "AWS::ApiGateway::GatewayResponse",
+            "Properties": {
+                "RestApiId": ref("Api"),
+                "ResponseType": "UNAUTHORIZED",
+                "StatusCode": "401",
+                "ResponseTemplates": {"application/json": '{"message": "unauthorized"}'},
+            },
+        },
     }
     outputs = {
-        "ApiId": ref("Api"), "DeploymentId": ref("Deployment"), "MethodRef": ref("Method"),
-        "PermissionRef": ref("ApiInvokesFunction"), "StageName": ref("Stage"), "ApiKeyId": ref("ApiKey"),
-        "ApiKeyAttr": att("ApiKey", "APIKeyId"), "UsagePlanId": ref("UsagePlan"), "ValidatorId": ref("Validator"),
-        "ModelName": ref("RequestModel"), "AlarmName": ref("ErrorsAlarm"), "AlarmArn": att("ErrorsAlarm", "Arn"),
-        "SubscriptionArn": ref("QueueSubscription"), "ScalableTargetId": ref("ScalableTarget"),
-        "ScalingPolicyArn": ref("ScalingPolicy"), "BuildName": ref("Build"), "BuildArn": att("Build", "Arn"),
-        "PipelineName": ref("Pipeline"), "EndpointArn": ref("Endpoint"),
-        "EndpointName": att("Endpoint", "EndpointName"), "AliasArn": ref("Alias"),
+        "ApiId": ref("Api"),
+        "DeploymentId": ref("Deployment"),
+        "MethodRef": ref("Method"),
+        "PermissionRef": ref("ApiInvokesFunction"),
+        "StageName": ref("Stage"),
+        "ApiKeyId": ref("ApiKey"),
+        "ApiKeyAttr": att("ApiKey", "APIKeyId"),
+        "UsagePlanId": ref("UsagePlan"),
+        "ValidatorId": ref("Validator"),
+        "ModelName": ref("RequestModel"),
+        "AlarmName": ref("ErrorsAlarm"),
+        "AlarmArn": att("ErrorsAlarm", "Arn"),
+        "SubscriptionArn": ref("QueueSubscription"),
+        "ScalableTargetId": ref("ScalableTarget"),
+        "ScalingPolicyArn": ref("ScalingPolicy"),
+        "BuildName": ref("Build"),
+        "BuildArn": att("Build", "Arn"),
+        "PipelineName": ref("Pipeline"),
+        "EndpointArn": ref("Endpoint"),
+        "EndpointName": att("Endpoint", "EndpointName"),
+        "AliasArn": ref("Alias"),
     }
-    return {"Resources": resources, "Outputs": {key: {"Value": value} for key, value in outputs.items()}}
+    return {
+        "Resources": resources,
+        "Outputs": {key: {"Value": value} for key, value in outputs.items()},
+    }
 
 
 def test_every_added_type_is_created_updated_and_deleted(cfn, client):
@@ -531,8 +864,17 @@ def test_every_added_type_is_created_updated_and_deleted(cfn, client):
     assert all(s["ResourceType"] and s["PhysicalResourceId"] for s in summaries)
     assert not any("object at 0x" in value for value in out.values())
 
-    s3, sns, awslambda, cloudwatch = client("s3"), client("sns"), client("lambda"), client("cloudwatch")
-    sagemaker, scaling, codebuild = client("sagemaker"), client("application-autoscaling"), client("codebuild")
+    s3, sns, awslambda, cloudwatch = (
+        client("s3"),
+        client("sns"),
+        client("lambda"),
+        client("cloudwatch"),
+    )
+    sagemaker, scaling, codebuild = (
+        client("sagemaker"),
+        client("application-autoscaling"),
+        client("codebuild"),
+    )
     codepipeline, apigateway = client("codepipeline"), client("apigateway")
 
     policy = json.loads(s3.get_bucket_policy(Bucket=f"{name}-bucket")["Policy"])
@@ -541,72 +883,122 @@ def test_every_added_type_is_created_updated_and_deleted(cfn, client):
     assert "AlarmsPublish" in sns.get_topic_attributes(TopicArn=topic_arn)["Attributes"]["Policy"]
     subscriptions = sns.list_subscriptions_by_topic(TopicArn=topic_arn)["Subscriptions"]
     assert sorted(s["Protocol"] for s in subscriptions) == ["email", "lambda", "sqs"]
-    attributes = sns.get_subscription_attributes(SubscriptionArn=out["SubscriptionArn"])["Attributes"]
+    attributes = sns.get_subscription_attributes(SubscriptionArn=out["SubscriptionArn"])[
+        "Attributes"
+    ]
     assert attributes["RawMessageDelivery"] == "true"
     assert json.loads(attributes["FilterPolicy"]) == {"kind": ["filter-v1"]}
     function_policy = json.loads(awslambda.get_policy(FunctionName=f"{name}-fn")["Policy"])
-    assert {s["Sid"] for s in function_policy["Statement"]} == {out["PermissionRef"], stack_sid(cfn, name)}
+    assert {s["Sid"] for s in function_policy["Statement"]} == {
+        out["PermissionRef"],
+        stack_sid(cfn, name),
+    }
     invoke_config = awslambda.get_function_event_invoke_config(FunctionName=f"{name}-fn")
     assert invoke_config["MaximumRetryAttempts"] == 0
-    assert awslambda.get_alias(FunctionName=f"{name}-fn", Name="live")["AliasArn"] == out["AliasArn"]
+    assert (
+        awslambda.get_alias(FunctionName=f"{name}-fn", Name="live")["AliasArn"] == out["AliasArn"]
+    )
     alarm = cloudwatch.describe_alarms(AlarmNames=[f"{name}-errors"])["MetricAlarms"][0]
-    assert (alarm["Threshold"], alarm["AlarmActions"], alarm["AlarmArn"]) == (5.0, [topic_arn], out["AlarmArn"])
+    assert (alarm["Threshold"], alarm["AlarmActions"], alarm["AlarmArn"]) == (
+        5.0,
+        [topic_arn],
+        out["AlarmArn"],
+    )
     endpoint = sagemaker.describe_endpoint(EndpointName=f"{name}-endpoint")
     assert endpoint["EndpointConfigName"] == f"{name}-config-v1"
     assert out["EndpointArn"].endswith(f":endpoint/{name}-endpoint")
     assert sagemaker.describe_model(ModelName=f"{name}-model")["ModelName"] == f"{name}-model"
     resource_id = f"endpoint/{name}-endpoint/variant/VariantA"
-    target = scaling.describe_scalable_targets(ServiceNamespace="sagemaker", ResourceIds=[resource_id])
+    target = scaling.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[resource_id]
+    )
     assert [t["MaxCapacity"] for t in target["ScalableTargets"]] == [2]
-    assert out["ScalableTargetId"] == f"{resource_id}|sagemaker:variant:DesiredInstanceCount|sagemaker"
-    policies = scaling.describe_scaling_policies(ServiceNamespace="sagemaker", ResourceId=resource_id)
+    assert (
+        out["ScalableTargetId"] == f"{resource_id}|sagemaker:variant:DesiredInstanceCount|sagemaker"
+    )
+    policies = scaling.describe_scaling_policies(
+        ServiceNamespace="sagemaker", ResourceId=resource_id
+    )
     assert [p["PolicyARN"] for p in policies["ScalingPolicies"]] == [out["ScalingPolicyArn"]]
     project = codebuild.batch_get_projects(names=[f"{name}-build"])["projects"][0]
-    assert project["source"]["buildspec"] == "buildspec/build.yml" and project["arn"] == out["BuildArn"]
+    assert (
+        project["source"]["buildspec"] == "buildspec/build.yml"
+        and project["arn"] == out["BuildArn"]
+    )
     pipeline = codepipeline.get_pipeline(name=f"{name}-pipeline")["pipeline"]
     assert [s["name"] for s in pipeline["stages"]] == ["Source", "Build"]
     assert pipeline["stages"][0]["actions"][0]["configuration"]["PollForSourceChanges"] == "false"
 
     api = out["ApiId"]
-    assert [d["id"] for d in apigateway.get_deployments(restApiId=api)["items"]] == [out["DeploymentId"]]
+    assert [d["id"] for d in apigateway.get_deployments(restApiId=api)["items"]] == [
+        out["DeploymentId"]
+    ]
     stage_info = apigateway.get_stage(restApiId=api, stageName="dev")
     assert stage_info["deploymentId"] == out["DeploymentId"]
     assert stage_info["methodSettings"]["*/*"]["throttlingRateLimit"] == 10
     assert stage_info["accessLogSettings"]["format"] == "$context.requestId"
-    resource = next(r for r in apigateway.get_resources(restApiId=api)["items"] if r.get("pathPart") == "classify")
+    resource = next(
+        r
+        for r in apigateway.get_resources(restApiId=api)["items"]
+        if r.get("pathPart") == "classify"
+    )
     method = apigateway.get_method(restApiId=api, resourceId=resource["id"], httpMethod="POST")
     assert method["apiKeyRequired"] is True and method["requestValidatorId"] == out["ValidatorId"]
     assert method["methodIntegration"]["type"] == "AWS_PROXY"
     assert method["methodIntegration"]["uri"].endswith(f"function:{name}-fn/invocations")
-    assert apigateway.get_model(restApiId=api, modelName="ClassifyRequest")["contentType"] == "application/json"
+    assert (
+        apigateway.get_model(restApiId=api, modelName="ClassifyRequest")["contentType"]
+        == "application/json"
+    )
     assert apigateway.get_api_key(apiKey=out["ApiKeyId"], includeValue=True)["value"]
     assert out["ApiKeyAttr"] == out["ApiKeyId"]
     plan = apigateway.get_usage_plan(usagePlanId=out["UsagePlanId"])
-    assert plan["apiStages"] == [{"apiId": api, "stage": "dev"}] and plan["throttle"]["rateLimit"] == 10
-    assert [k["id"] for k in apigateway.get_usage_plan_keys(usagePlanId=out["UsagePlanId"])["items"]] == [
-        out["ApiKeyId"]]
-    assert apigateway.get_gateway_response(restApiId=api, responseType="UNAUTHORIZED")["statusCode"] == "401"
+    assert (
+        plan["apiStages"] == [{"apiId": api, "stage": "dev"}]
+        and plan["throttle"]["rateLimit"] == 10
+    )
+    assert [
+        k["id"] for k in apigateway.get_usage_plan_keys(usagePlanId=out["UsagePlanId"])["items"]
+    ] == [out["ApiKeyId"]]
+    assert (
+        apigateway.get_gateway_response(restApiId=api, responseType="UNAUTHORIZED")["statusCode"]
+        == "401"
+    )
     assert apigateway.get_account()["cloudwatchRoleArn"].endswith(f"role/{name}-apigw")
 
-    # update: new alarm threshold, throttling, A/B weights under a new endpoint config, pipeline stage
-    updated = every_type_template(name, threshold=9, rate_limit=20, weights=(3, 1), config_suffix="v2",
-                                  stage_action="Compile")
+    # update: alarm threshold, throttling, A/B weights under a new endpoint config, pipeline stage
+    updated = every_type_template(
+        name, threshold=9, rate_limit=20, weights=(3, 1), config_suffix="v2", stage_action="Compile"
+    )
     deploy(cfn, name, updated)
     assert stack(cfn, name)["StackStatus"] == "UPDATE_COMPLETE"
-    assert cloudwatch.describe_alarms(AlarmNames=[f"{name}-errors"])["MetricAlarms"][0]["Threshold"] == 9.0
-    assert apigateway.get_stage(restApiId=api, stageName="dev")["methodSettings"]["*/*"]["throttlingRateLimit"] == 20
+    assert (
+        cloudwatch.describe_alarms(AlarmNames=[f"{name}-errors"])["MetricAlarms"][0]["Threshold"]
+        == 9.0
+    )
+    assert (
+        apigateway.get_stage(restApiId=api, stageName="dev")["methodSettings"]["*/*"][
+            "throttlingRateLimit"
+        ]
+        == 20
+    )
     assert apigateway.get_usage_plan(usagePlanId=out["UsagePlanId"])["throttle"]["rateLimit"] == 20
-    assert [k["id"] for k in apigateway.get_usage_plan_keys(usagePlanId=out["UsagePlanId"])["items"]] == [
-        out["ApiKeyId"]]
+    assert [
+        k["id"] for k in apigateway.get_usage_plan_keys(usagePlanId=out["UsagePlanId"])["items"]
+    ] == [out["ApiKeyId"]]
     endpoint = sagemaker.describe_endpoint(EndpointName=f"{name}-endpoint")
     assert endpoint["EndpointConfigName"] == f"{name}-config-v2"
     assert [v["CurrentWeight"] for v in endpoint["ProductionVariants"]] == [3, 1]
     assert endpoint["DataCaptureConfig"]["DestinationS3Uri"].endswith("capture-v2")
-    configs = [c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]]
+    configs = [
+        c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]
+    ]
     assert f"{name}-config-v2" in configs and f"{name}-config-v1" not in configs
     pipeline = codepipeline.get_pipeline(name=f"{name}-pipeline")["pipeline"]
     assert [s["name"] for s in pipeline["stages"]] == ["Source", "Compile"]
-    filter_policy = sns.get_subscription_attributes(SubscriptionArn=out["SubscriptionArn"])["Attributes"]["FilterPolicy"]
+    filter_policy = sns.get_subscription_attributes(SubscriptionArn=out["SubscriptionArn"])[
+        "Attributes"
+    ]["FilterPolicy"]
     assert json.loads(filter_policy) == {"kind": ["filter-v2"]}
     assert outputs(cfn, name)["DeploymentId"] == out["DeploymentId"]
 
@@ -617,11 +1009,20 @@ def test_every_added_type_is_created_updated_and_deleted(cfn, client):
 def stack_sid(cfn, name):
     """Statement id of the second permission (the SNS one) of the every-type stack."""
     resources = cfn.list_stack_resources(StackName=name)["StackResourceSummaries"]
-    return next(r["PhysicalResourceId"] for r in resources if r["LogicalResourceId"] == "TopicInvokesFunction")
+    return next(
+        r["PhysicalResourceId"]
+        for r in resources
+        if r["LogicalResourceId"] == "TopicInvokesFunction"
+    )
 
 
 def assert_nothing_left(client, name, api, out):
-    s3, sns, awslambda, cloudwatch = client("s3"), client("sns"), client("lambda"), client("cloudwatch")
+    s3, sns, awslambda, cloudwatch = (
+        client("s3"),
+        client("sns"),
+        client("lambda"),
+        client("cloudwatch"),
+    )
     assert f"{name}-bucket" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert not [t for t in sns.list_topics()["Topics"] if name in t["TopicArn"]]
     assert not [s for s in sns.list_subscriptions()["Subscriptions"] if name in s["TopicArn"]]
@@ -629,23 +1030,33 @@ def assert_nothing_left(client, name, api, out):
     assert not cloudwatch.describe_alarms(AlarmNames=[f"{name}-errors"])["MetricAlarms"]
     sagemaker = client("sagemaker")
     assert not [e for e in sagemaker.list_endpoints()["Endpoints"] if name in e["EndpointName"]]
-    assert not [c for c in sagemaker.list_endpoint_configs()["EndpointConfigs"] if name in c["EndpointConfigName"]]
+    assert not [
+        c
+        for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]
+        if name in c["EndpointConfigName"]
+    ]
     assert not [m for m in sagemaker.list_models()["Models"] if name in m["ModelName"]]
     scaling = client("application-autoscaling")
-    assert not scaling.describe_scalable_targets(ServiceNamespace="sagemaker",
-                                                 ResourceIds=[f"endpoint/{name}-endpoint/variant/VariantA"])[
-        "ScalableTargets"]
-    assert not scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"] or all(
-        name not in p["PolicyName"] for p in scaling.describe_scaling_policies(ServiceNamespace="sagemaker")[
-            "ScalingPolicies"])
+    assert not scaling.describe_scalable_targets(
+        ServiceNamespace="sagemaker", ResourceIds=[f"endpoint/{name}-endpoint/variant/VariantA"]
+    )["ScalableTargets"]
+    assert not scaling.describe_scaling_policies(ServiceNamespace="sagemaker")[
+        "ScalingPolicies"
+    ] or all(
+        name not in p["PolicyName"]
+        for p in scaling.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    )
     assert f"{name}-build" not in client("codebuild").list_projects()["projects"]
-    assert f"{name}-pipeline" not in [p["name"] for p in client("codepipeline").list_pipelines()["pipelines"]]
+    assert f"{name}-pipeline" not in [
+        p["name"] for p in client("codepipeline").list_pipelines()["pipelines"]
+    ]
     apigateway = client("apigateway")
     assert api not in [a["id"] for a in apigateway.get_rest_apis()["items"]]
     assert out["ApiKeyId"] not in [k["id"] for k in apigateway.get_api_keys()["items"]]
     assert out["UsagePlanId"] not in [p["id"] for p in apigateway.get_usage_plans()["items"]]
     assert not client("iam").list_roles(PathPrefix="/")["Roles"] or all(
-        not r["RoleName"].startswith(name) for r in client("iam").list_roles()["Roles"])
+        not r["RoleName"].startswith(name) for r in client("iam").list_roles()["Roles"]
+    )
 
 
 # ------------------------------------------------------------------------------------------
@@ -667,37 +1078,55 @@ def _exists(call):
 
 def _in_any_api(apigateway, lister, match):
     return any(
-        match(item)
-        for api in apigateway.get_rest_apis()["items"]
-        for item in lister(api["id"])
+        match(item) for api in apigateway.get_rest_apis()["items"] for item in lister(api["id"])
     )
 
 
 def resource_probes(client):
     """Resource type -> predicate(physical id): does the owning service show the resource?"""
     s3, iam, kms, logs = client("s3"), client("iam"), client("kms"), client("logs")
-    awslambda, sns, sqs, cloudwatch = client("lambda"), client("sns"), client("sqs"), client("cloudwatch")
-    sagemaker, apigateway, scaling = client("sagemaker"), client("apigateway"), client("application-autoscaling")
+    awslambda, sns, sqs, cloudwatch = (
+        client("lambda"),
+        client("sns"),
+        client("sqs"),
+        client("cloudwatch"),
+    )
+    sagemaker, apigateway, scaling = (
+        client("sagemaker"),
+        client("apigateway"),
+        client("application-autoscaling"),
+    )
     codebuild, codepipeline = client("codebuild"), client("codepipeline")
 
     def permission(sid):
         functions = awslambda.list_functions()["Functions"]
         return any(
-            sid in {s["Sid"] for s in json.loads(awslambda.get_policy(FunctionName=f["FunctionName"])["Policy"])[
-                "Statement"]}
+            sid
+            in {
+                s["Sid"]
+                for s in json.loads(awslambda.get_policy(FunctionName=f["FunctionName"])["Policy"])[
+                    "Statement"
+                ]
+            }
             for f in functions
             if _exists(lambda f=f: awslambda.get_policy(FunctionName=f["FunctionName"]))
         )
 
     def scalable_target(pid):
         resource_id, dimension, namespace = pid.split("|")
-        found = scaling.describe_scalable_targets(ServiceNamespace=namespace, ResourceIds=[resource_id])
+        found = scaling.describe_scalable_targets(
+            ServiceNamespace=namespace, ResourceIds=[resource_id]
+        )
         return any(t["ScalableDimension"] == dimension for t in found["ScalableTargets"])
 
     def scaling_policy(arn):
         namespace = arn.split(":resource/")[1].split("/")[0]
-        return any(p["PolicyARN"] == arn for p in scaling.describe_scaling_policies(
-            ServiceNamespace=namespace)["ScalingPolicies"])
+        return any(
+            p["PolicyARN"] == arn
+            for p in scaling.describe_scaling_policies(ServiceNamespace=namespace)[
+                "ScalingPolicies"
+            ]
+        )
 
     def usage_plan_key(pid):
         key, plan = pid.split(":")
@@ -707,49 +1136,99 @@ def resource_probes(client):
         "AWS::S3::Bucket": lambda pid: _exists(lambda: s3.head_bucket(Bucket=pid)),
         "AWS::S3::BucketPolicy": lambda pid: _exists(lambda: s3.get_bucket_policy(Bucket=pid)),
         "AWS::IAM::Role": lambda pid: _exists(lambda: iam.get_role(RoleName=pid)),
-        "AWS::KMS::Key": lambda pid: _exists(lambda: kms.describe_key(KeyId=pid)["KeyMetadata"]["KeyState"] not in (
-            "PendingDeletion", "Disabled")),
-        "AWS::Logs::LogGroup": lambda pid: pid in [
-            g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePrefix=pid)["logGroups"]],
-        "AWS::Lambda::Function": lambda pid: _exists(lambda: awslambda.get_function(FunctionName=pid)),
+        "AWS::KMS::Key": lambda pid: _exists(
+            lambda: kms.describe_key(KeyId=pid)["KeyMetadata"]["KeyState"]
+            not in ("PendingDeletion", "Disabled")
+        ),
+        "AWS::Logs::LogGroup": lambda pid: pid
+        in [
+            g["logGroupName"] for g in logs.describe_log_groups(logGroupNamePrefix=pid)["logGroups"]
+        ],
+        "AWS::Lambda::Function": lambda pid: _exists(
+            lambda: awslambda.get_function(FunctionName=pid)
+        ),
         "AWS::Lambda::Permission": permission,
-        "AWS::Lambda::EventInvokeConfig": lambda pid: _exists(lambda: awslambda.get_function_event_invoke_config(
-            FunctionName=pid.split(":")[0], Qualifier=pid.split(":")[1])),
+        "AWS::Lambda::EventInvokeConfig": lambda pid: _exists(
+            lambda: awslambda.get_function_event_invoke_config(
+                FunctionName=pid.split(":")[0], Qualifier=pid.split(":")[1]
+            )
+        ),
         "AWS::SNS::Topic": lambda pid: _exists(lambda: sns.get_topic_attributes(TopicArn=pid)),
-        "AWS::SNS::Subscription": lambda pid: _exists(lambda: sns.get_subscription_attributes(SubscriptionArn=pid)),
+        "AWS::SNS::Subscription": lambda pid: _exists(
+            lambda: sns.get_subscription_attributes(SubscriptionArn=pid)
+        ),
         "AWS::SQS::Queue": lambda pid: _exists(lambda: sqs.get_queue_attributes(QueueUrl=pid)),
-        "AWS::CloudWatch::Alarm": lambda pid: bool(cloudwatch.describe_alarms(AlarmNames=[pid])["MetricAlarms"]),
-        "AWS::CloudWatch::Dashboard": lambda pid: _exists(lambda: cloudwatch.get_dashboard(DashboardName=pid)),
-        "AWS::SageMaker::Model": lambda pid: _exists(lambda: sagemaker.describe_model(
-            ModelName=pid.split("/")[-1])),
-        "AWS::SageMaker::EndpointConfig": lambda pid: _exists(lambda: sagemaker.describe_endpoint_config(
-            EndpointConfigName=pid.split("/")[-1])),
-        "AWS::SageMaker::Endpoint": lambda pid: _exists(lambda: sagemaker.describe_endpoint(
-            EndpointName=pid.split("/")[-1])),
+        "AWS::CloudWatch::Alarm": lambda pid: bool(
+            cloudwatch.describe_alarms(AlarmNames=[pid])["MetricAlarms"]
+        ),
+        "AWS::CloudWatch::Dashboard": lambda pid: _exists(
+            lambda: cloudwatch.get_dashboard(DashboardName=pid)
+        ),
+        "AWS::SageMaker::Model": lambda pid: _exists(
+            lambda: sagemaker.describe_model(ModelName=pid.split("/")[-1])
+        ),
+        "AWS::SageMaker::EndpointConfig": lambda pid: _exists(
+            lambda: sagemaker.describe_endpoint_config(EndpointConfigName=pid.split("/")[-1])
+        ),
+        "AWS::SageMaker::Endpoint": lambda pid: _exists(
+            lambda: sagemaker.describe_endpoint(EndpointName=pid.split("/")[-1])
+        ),
         "AWS::ApplicationAutoScaling::ScalableTarget": scalable_target,
         "AWS::ApplicationAutoScaling::ScalingPolicy": scaling_policy,
-        "AWS::ApiGateway::RestApi": lambda pid: _exists(lambda: apigateway.get_rest_api(restApiId=pid)),
+        "AWS::ApiGateway::RestApi": lambda pid: _exists(
+            lambda: apigateway.get_rest_api(restApiId=pid)
+        ),
         "AWS::ApiGateway::Resource": lambda pid: _in_any_api(
-            apigateway, lambda api: apigateway.get_resources(restApiId=api)["items"], lambda r: r["id"] == pid),
-        "AWS::ApiGateway::Method": lambda pid: _exists(lambda: apigateway.get_method(
-            restApiId=pid.split("-")[0], resourceId=pid.split("-")[1], httpMethod=pid.split("-")[2])),
+            apigateway,
+            lambda api: apigateway.get_resources(restApiId=api)["items"],
+            lambda r: r["id"] == pid,
+        ),
+        "AWS::ApiGateway::Method": lambda pid: _exists(
+            lambda: apigateway.get_method(
+                restApiId=pid.split("-")[0],
+                resourceId=pid.split("-")[1],
+                httpMethod=pid.split("-")[2],
+            )
+        ),
         "AWS::ApiGateway::Deployment": lambda pid: _in_any_api(
-            apigateway, lambda api: apigateway.get_deployments(restApiId=api)["items"], lambda d: d["id"] == pid),
+            apigateway,
+            lambda api: apigateway.get_deployments(restApiId=api)["items"],
+            lambda d: d["id"] == pid,
+        ),
         "AWS::ApiGateway::Stage": lambda pid: _in_any_api(
-            apigateway, lambda api: apigateway.get_stages(restApiId=api)["item"], lambda s: s["stageName"] == pid),
+            apigateway,
+            lambda api: apigateway.get_stages(restApiId=api)["item"],
+            lambda s: s["stageName"] == pid,
+        ),
         "AWS::ApiGateway::ApiKey": lambda pid: _exists(lambda: apigateway.get_api_key(apiKey=pid)),
-        "AWS::ApiGateway::UsagePlan": lambda pid: _exists(lambda: apigateway.get_usage_plan(usagePlanId=pid)),
+        "AWS::ApiGateway::UsagePlan": lambda pid: _exists(
+            lambda: apigateway.get_usage_plan(usagePlanId=pid)
+        ),
         "AWS::ApiGateway::UsagePlanKey": usage_plan_key,
         "AWS::ApiGateway::RequestValidator": lambda pid: _in_any_api(
-            apigateway, lambda api: apigateway.get_request_validators(restApiId=api)["items"],
-            lambda v: v["id"] == pid),
+            apigateway,
+            lambda api: apigateway.get_request_validators(restApiId=api)["items"],
+            lambda v: v["id"] == pid,
+        ),
         "AWS::ApiGateway::Model": lambda pid: _in_any_api(
-            apigateway, lambda api: apigateway.get_models(restApiId=api)["items"], lambda m: m["name"] == pid),
-        "AWS::ApiGateway::GatewayResponse": lambda pid: _exists(lambda: apigateway.get_gateway_response(
-            restApiId=pid.split("-")[0], responseType=pid.split("-", 1)[1])),
-        "AWS::ApiGateway::Account": lambda pid: bool(apigateway.get_account().get("cloudwatchRoleArn")),
-        "AWS::CodeBuild::Project": lambda pid: bool(codebuild.batch_get_projects(names=[pid])["projects"]),
-        "AWS::CodePipeline::Pipeline": lambda pid: _exists(lambda: codepipeline.get_pipeline(name=pid)),
+            apigateway,
+            lambda api: apigateway.get_models(restApiId=api)["items"],
+            lambda m: m["name"] == pid,
+        ),
+        "AWS::ApiGateway::GatewayResponse": lambda pid: _exists(
+            lambda: apigateway.get_gateway_response(
+                restApiId=pid.split("-")[0], responseType=pid.split("-", 1)[1]
+            )
+        ),
+        "AWS::ApiGateway::Account": lambda pid: bool(
+            apigateway.get_account().get("cloudwatchRoleArn")
+        ),
+        "AWS::CodeBuild::Project": lambda pid: bool(
+            codebuild.batch_get_projects(names=[pid])["projects"]
+        ),
+        "AWS::CodePipeline::Pipeline": lambda pid: _exists(
+            lambda: codepipeline.get_pipeline(name=pid)
+        ),
     }
 
 
@@ -776,37 +1255,56 @@ def test_project_templates_deploy_redeploy_and_tear_down(cfn, client):
         for entry in manifest["stacks"]:
             template = json.loads((TEMPLATES_OUT / entry["template"]).read_text())
             missing = {r["Type"] for r in template["Resources"].values()} - probes.keys()
-            assert not missing, f"{entry['template']}: no probe for {sorted(missing)}; add one above"
+            assert (
+                not missing
+            ), f"{entry['template']}: no probe for {sorted(missing)}; add one above"
             parameters = {}
             for parameter, source in entry["parameters"].items():
                 artifact = source["artifact"]
                 if artifact not in artifact_keys:
                     bucket = outputs(cfn, manifest["stacks"][0]["stack_name"])["ArtifactBucketName"]
-                    key = f"compat-test/{artifact}/" + ("model.tar.gz" if artifact.startswith("model") else "fn.zip")
+                    key = f"compat-test/{artifact}/" + (
+                        "model.tar.gz" if artifact.startswith("model") else "fn.zip"
+                    )
                     s3.put_object(Bucket=bucket, Key=key, Body=_zip_bytes())
                     artifact_keys[artifact] = key
                 parameters[parameter] = artifact_keys[artifact]
             deploy(cfn, entry["stack_name"], template, parameters)
             deployed.append((entry, template, parameters))
-            assert stack(cfn, entry["stack_name"])["StackStatus"] == "CREATE_COMPLETE", entry["stack_name"]
+            assert stack(cfn, entry["stack_name"])["StackStatus"] == "CREATE_COMPLETE", entry[
+                "stack_name"
+            ]
 
         physical = {}
         for entry, template, _ in deployed:
-            summaries = cfn.list_stack_resources(StackName=entry["stack_name"])["StackResourceSummaries"]
+            summaries = cfn.list_stack_resources(StackName=entry["stack_name"])[
+                "StackResourceSummaries"
+            ]
             listed = {s["LogicalResourceId"]: s for s in summaries}
             assert set(listed) == set(template["Resources"]), entry["stack_name"]
             for logical_id, summary in listed.items():
                 assert summary["ResourceType"] == template["Resources"][logical_id]["Type"]
                 assert summary["PhysicalResourceId"], (entry["stack_name"], logical_id)
-                assert "object at 0x" not in summary["PhysicalResourceId"], (entry["stack_name"], logical_id)
-                assert probes[summary["ResourceType"]](summary["PhysicalResourceId"]), (entry["stack_name"], logical_id)
-                physical[(entry["stack_name"], logical_id)] = (summary["ResourceType"], summary["PhysicalResourceId"])
+                assert "object at 0x" not in summary["PhysicalResourceId"], (
+                    entry["stack_name"],
+                    logical_id,
+                )
+                assert probes[summary["ResourceType"]](summary["PhysicalResourceId"]), (
+                    entry["stack_name"],
+                    logical_id,
+                )
+                physical[(entry["stack_name"], logical_id)] = (
+                    summary["ResourceType"],
+                    summary["PhysicalResourceId"],
+                )
             declared = {key for key in template.get("Outputs", {})}
             assert set(outputs(cfn, entry["stack_name"])) == declared, entry["stack_name"]
 
         for entry, template, parameters in deployed:
             again = deploy(cfn, entry["stack_name"], template, parameters)
-            assert again["Status"] == "FAILED" and "didn't contain changes" in again["StatusReason"], entry
+            assert (
+                again["Status"] == "FAILED" and "didn't contain changes" in again["StatusReason"]
+            ), entry
     finally:
         for entry, _, _ in reversed(deployed):
             for name in _stack_buckets(cfn, entry["stack_name"]):
@@ -814,13 +1312,153 @@ def test_project_templates_deploy_redeploy_and_tear_down(cfn, client):
                     s3.delete_object(Bucket=name, Key=item["Key"])
             cfn.delete_stack(StackName=entry["stack_name"])
 
-    live = {s["StackName"] for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"}
+    live = {
+        s["StackName"]
+        for s in cfn.list_stacks()["StackSummaries"]
+        if s["StackStatus"] != "DELETE_COMPLETE"
+    }
     assert not live & {entry["stack_name"] for entry in manifest["stacks"]}
     shared = {"AWS::ApiGateway::Account"}  # an account-wide setting, not a resource
-    left = [key for key, (kind, pid) in physical.items() if kind not in shared and probes[kind](pid)]
+    left = [
+        key for key, (kind, pid) in physical.items() if kind not in shared and probes[kind](pid)
+    ]
     assert not left, f"still present after teardown: {left}"
 
 
 def _stack_buckets(cfn, stack_name):
     summaries = cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
     return [s["PhysicalResourceId"] for s in summaries if s["ResourceType"] == "AWS::S3::Bucket"]
+
+
+def test_update_creates_added_resources_in_dependency_order(cfn, client):
+    name = unique("grow")
+    api_only = {
+        "Resources": {"Api": {"Type": "AWS::ApiGateway::RestApi", "Properties": {"Name": name}}}
+    }
+    deploy(cfn, name, api_only)
+    grown = {
+        "Resources": {
+            # added by the update and listed first: it must still wait for the method
+            "Deployment": {
+                "Type": "AWS::ApiGateway::Deployment",
+                "DependsOn": "Method",
+                "Properties": {"RestApiId": {"Ref": "Api"}},
+            },
+            **api_only["Resources"],
+            "Method": {
+                "Type": "AWS::ApiGateway::Method",
+                "Properties": {
+                    "RestApiId": {"Ref": "Api"},
+                    "ResourceId": {"Fn::GetAtt": ["Api", "RootResourceId"]},
+                    "HttpMethod": "GET",
+                    "AuthorizationType": "NONE",
+                    "Integration": {"Type": "MOCK"},
+                },
+            },
+        },
+        "Outputs": {"ApiId": {"Value": {"Ref": "Api"}}},
+    }
+    deploy(cfn, name, grown)
+    assert stack(cfn, name)["StackStatus"] == "UPDATE_COMPLETE"
+    api_id = outputs(cfn, name)["ApiId"]
+    assert len(client("apigateway").get_deployments(restApiId=api_id)["items"]) == 1
+
+
+def test_create_change_set_on_a_live_stack_is_refused(cfn):
+    prefix = unique("dup")
+    deploy(cfn, prefix, bucket_template(prefix))
+    with pytest.raises(ClientError, match="AlreadyExistsException|already exists"):
+        cfn.create_change_set(
+            StackName=prefix,
+            ChangeSetName="again",
+            ChangeSetType="CREATE",
+            TemplateBody=json.dumps(bucket_template(prefix)),
+        )
+
+
+def test_unchanged_list_parameter_reused_with_use_previous_value(cfn):
+    name = unique("list")
+    template = {
+        "Parameters": {"Names": {"Type": "CommaDelimitedList"}},
+        "Resources": {
+            "Param": {
+                "Type": "AWS::SSM::Parameter",
+                "Properties": {
+                    "Name": f"/{name}",
+                    "Type": "String",
+                    "Value": {"Fn::Join": ["+", {"Ref": "Names"}]},
+                },
+            }
+        },
+    }
+    deploy(cfn, name, template, {"Names": "a,b"})
+    # what the CLI sends for a parameter that is not overridden
+    change_set = cfn.create_change_set(
+        StackName=name,
+        ChangeSetName="previous",
+        ChangeSetType="UPDATE",
+        TemplateBody=json.dumps(template),
+        Parameters=[{"ParameterKey": "Names", "UsePreviousValue": True}],
+    )
+    described = cfn.describe_change_set(ChangeSetName=change_set["Id"])
+    assert described["Status"] == "FAILED"
+    assert "didn't contain changes" in described["StatusReason"]
+
+
+def test_bucket_policy_denying_insecure_transport_lets_requests_through(cfn, client):
+    name = unique("tls")
+    guarded = {
+        "Resources": {
+            "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": name}},
+            "Policy": {
+                "Type": "AWS::S3::BucketPolicy",
+                "Properties": {
+                    "Bucket": {"Ref": "Bucket"},
+                    "PolicyDocument": {
+                        "Version": "2012-10-17",
+                        "Statement": [
+                            {
+                                "Sid": "DenyInsecureTransport",
+                                "Effect": "Deny",
+                                "Principal": "*",
+                                "Action": "s3:*",
+                                "Resource": {"Fn::Sub": "${Bucket.Arn}/*"},
+                                "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+                            },
+                            {
+                                "Sid": "DenyWritesUnderLocked",
+                                "Effect": "Deny",
+                                "Principal": "*",
+                                "Action": "s3:PutObject",
+                                "Resource": {"Fn::Sub": "${Bucket.Arn}/locked/*"},
+                            },
+                        ],
+                    },
+                },
+            },
+        }
+    }
+    deploy(cfn, name, guarded)
+    s3 = client("s3")
+    s3.put_object(Bucket=name, Key="open/object", Body=b"data")
+    assert s3.get_object(Bucket=name, Key="open/object")["Body"].read() == b"data"
+    with pytest.raises(ClientError, match="403|Forbidden|AccessDenied"):
+        s3.put_object(Bucket=name, Key="locked/object", Body=b"data")
+
+
+def test_delete_of_a_non_empty_bucket_fails_then_succeeds_once_emptied(cfn, client):
+    name = unique("full")
+    deploy(
+        cfn,
+        name,
+        {"Resources": {"B": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": name}}}},
+    )
+    s3 = client("s3")
+    s3.put_object(Bucket=name, Key="k", Body=b"x")
+    not_empty = "Resource B .* failed to delete: The bucket you tried to delete is not empty"
+    with pytest.raises(ClientError, match=not_empty):
+        cfn.delete_stack(StackName=name)
+    assert stack(cfn, name)["StackStatus"] == "DELETE_FAILED"
+    s3.delete_object(Bucket=name, Key="k")
+    cfn.delete_stack(StackName=name)
+    assert not _stacks_named(cfn, name)
