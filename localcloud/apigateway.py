@@ -599,7 +599,7 @@ class ApiGatewayDataPlane:
             query_multi.setdefault(name, []).append(value)
         content_type = single.get("Content-Type", "")
         body_text, is_base64 = _event_body(body, content_type, api.binary_types)
-        now = datetime.now(timezone.utc)
+        now = time.time()
         domain = f"{api.api_id}.execute-api.{api.region}.amazonaws.com"
         return {
             "resource": route.resource_path,
@@ -616,13 +616,13 @@ class ApiGatewayDataPlane:
                 "resourcePath": route.resource_path,
                 "httpMethod": method,
                 "extendedRequestId": request_id,
-                "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+                "requestTime": _request_time_text(now),
                 "path": f"/{stage.name}{path}",
                 "accountId": api.account_id,
                 "protocol": "HTTP/1.1",
                 "stage": stage.name,
                 "domainPrefix": api.api_id,
-                "requestTimeEpoch": int(now.timestamp() * 1000),
+                "requestTimeEpoch": int(now * 1000),
                 "requestId": request_id,
                 "identity": {
                     "cognitoIdentityPoolId": None,
@@ -648,10 +648,31 @@ class ApiGatewayDataPlane:
         }
 
 
+_CANONICAL_NAMES: dict[str, str] = {}
+
+
 def _canonical_header(name: str) -> str:
     """HTTP/1.1 servers hand names over lowercased; API Gateway passes the client's spelling,
     which for the usual clients is this capitalisation (Content-Type, X-Api-Key)."""
-    return "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+    canonical = _CANONICAL_NAMES.get(name)
+    if canonical is None:
+        canonical = "-".join(part[:1].upper() + part[1:] for part in name.split("-"))
+        if len(_CANONICAL_NAMES) < 4096:  # clients may invent names; keep the cache bounded
+            _CANONICAL_NAMES[name] = canonical
+    return canonical
+
+
+_request_time: tuple[int, str] = (0, "")
+
+
+def _request_time_text(epoch: float) -> str:
+    """``requestTime`` (``24/Nov/2026:01:30:00 +0000``), formatted once per second."""
+    global _request_time
+    second = int(epoch)
+    if _request_time[0] != second:
+        stamp = datetime.fromtimestamp(second, timezone.utc).strftime("%d/%b/%Y:%H:%M:%S +0000")
+        _request_time = (second, stamp)
+    return _request_time[1]
 
 
 def _event_body(body: bytes, content_type: str, binary_types: list[str]) -> tuple[str | None, bool]:

@@ -2,6 +2,8 @@ import asyncio
 import base64
 import http.client
 import json
+import re
+import time
 
 import boto3
 import botocore.auth
@@ -221,6 +223,8 @@ def test_proxy_event_shape(loop_thread, plane, apigw, echo_arn):
     assert ctx["path"] == "/prod/items/42/a/b" and ctx["requestId"]
     assert ctx["identity"]["sourceIp"] == "127.0.0.1"
     assert ctx["identity"]["userAgent"] == "tests"
+    assert re.fullmatch(r"\d\d/[A-Z][a-z]{2}/\d{4}:\d\d:\d\d:\d\d \+0000", ctx["requestTime"])
+    assert abs(ctx["requestTimeEpoch"] / 1000 - time.time()) < 60
 
 
 def test_binary_and_multi_value_response(loop_thread, plane, apigw, echo_arn):
