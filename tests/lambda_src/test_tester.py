@@ -8,6 +8,7 @@ from types import SimpleNamespace
 
 import boto3
 import pytest
+from botocore.stub import Stubber
 from lambda_testkit import event, load_function
 from moto import mock_aws
 
@@ -17,7 +18,8 @@ ANSWER = {"success": "true", "label": 1, "labelName": "World"}
 
 
 class ApiStub(BaseHTTPRequestHandler):
-    """Routes by last path segment: fast, fast-b, wrong, fail, slow, slowbody, stall."""
+    """Routes by last path segment: fast, fast-b, wrong, fail, slow, slowbody, stall, drop
+    (answers, then closes the keep-alive connection unannounced), garbage (not HTTP)."""
 
     protocol_version = "HTTP/1.1"  # keep-alive, as API Gateway
     disable_nagle_algorithm = True  # else every keep-alive reply waits ~40 ms for a delayed ACK
@@ -28,6 +30,12 @@ class ApiStub(BaseHTTPRequestHandler):
         self.server.seen.append(SimpleNamespace(at=time.perf_counter(), path=self.path, route=route,
                                                 headers=dict(self.headers), body=body,
                                                 client=self.client_address))
+        if route == "garbage":
+            self.wfile.write(b"garbage\r\n\r\n")
+            self.close_connection = True
+            return
+        if route == "drop":
+            self.close_connection = True
         if route == "stall":
             time.sleep(1.0)
         if route == "slow":
@@ -266,6 +274,43 @@ def test_timeouts_and_refused_connections_are_counted_as_errors(tester, aws, api
     assert result["latencyMs"]["p50"] is None
 
 
+def test_a_keep_alive_connection_closed_by_the_server_is_reopened_once(tester, api):
+    connection = tester.api_client.ApiConnection(f"http://127.0.0.1:{api.server_port}", 2.0)
+    url = f"http://127.0.0.1:{api.server_port}/Demo/drop"
+    api.seen.clear()
+    try:
+        replies = [connection.post(url, b"{}", {"Content-Type": "application/json"})
+                   for _ in range(3)]
+    finally:
+        connection.close()
+    assert [reply.status for reply in replies] == [200, 200, 200]
+    assert len(api.seen) == 3 and len({seen.client for seen in api.seen}) == 3
+
+
+def test_a_reply_that_is_not_http_is_a_connection_error(tester, api):
+    connection = tester.api_client.ApiConnection(f"http://127.0.0.1:{api.server_port}", 2.0)
+    try:
+        reply = connection.post(f"http://127.0.0.1:{api.server_port}/Demo/garbage", b"{}", {})
+    finally:
+        connection.close()
+    assert reply.status == "connection-error" and reply.latency_ms is None
+
+
+def test_a_2xx_that_is_not_the_expected_json_is_a_wrong_label(tester):
+    case = tester.load_message.TestCase("tc-001", "text", b"{}", {"label": 1})
+    for body in (b"not json", b"[1]", b'{"label": 2}'):
+        reply = tester.api_client.Reply(200, 1.5, body)
+        outcome = tester.run_summary.judge(tester.open_loop.Shot(0.0, 0.0, case, reply))
+        assert outcome.wrong_label and not outcome.passed and outcome.variant == "unknown"
+
+
+def test_a_direct_call_without_a_context_runs(tester, aws, api):
+    result = tester.handler.handler(message([("tc-001", "fast")], rate=10, duration=0.2,
+                                            run_id="run-direct"), None)
+    assert result["function"] == "tester" and result["requestsSent"] == 2
+    assert stored_summary(aws, "run-direct", "tester")["RunId"] == "run-direct"
+
+
 # --- metrics -----------------------------------------------------------------------------------
 
 def metric_sum(aws, name, dimensions, statistic="Sum"):
@@ -314,6 +359,19 @@ def test_metric_batches_respect_the_put_metric_data_limits(tester):
     assert len(calls) >= 2 and sum(map(len, calls)) == len(data)
     assert all(len(call) <= 1000 for call in calls)
     assert all(len(json.dumps(call, default=str)) < 1_000_000 for call in calls)
+
+
+def test_a_failed_metric_call_is_reported_and_the_rest_still_go(tester):
+    client = boto3.client("cloudwatch", region_name="us-east-1")
+    data = [{"MetricName": "StatusSuccess", "Dimensions": [{"Name": "Stage", "Value": "Demo"}],
+             "Unit": "Count", "Values": [1.0], "Counts": [float(i + 1)]} for i in range(1500)]
+    with Stubber(client) as stubber:
+        stubber.add_client_error("put_metric_data", "Throttling", "Rate exceeded", 400)
+        stubber.add_response("put_metric_data", {}, {"Namespace": NAMESPACE,
+                                                     "MetricData": data[1000:]})
+        report = tester.metric_publisher.publish(client, NAMESPACE, data)
+    assert report["calls"] == 2 and report["failedCalls"] == 1 and report["dataPoints"] == 1500
+    assert "Throttling" in report["errors"][0]
 
 
 def test_percentiles_use_the_nearest_rank(tester):
@@ -382,6 +440,10 @@ BAD_MESSAGES = [
      "TestData[0].response"),
     ("case typo", bad(lambda m: m["TestData"][0].update(respons={})),
      "TestData[0]: unknown key(s) respons"),
+    ("negative case interval", bad(lambda m: m["TestData"][0].update(interval=-1)),
+     "TestData[0].interval=-1"),
+    ("NaN in request", bad(lambda m: m["TestData"][0].update(request={"sentence": float("nan")})),
+     "TestData[0].request cannot be sent as JSON"),
 ]
 
 
@@ -420,6 +482,14 @@ def test_bad_environment_is_rejected_naming_the_variable(tester, tester_env, api
     assert result == {"status": "rejected", "error": {"code": "ConfigError", "message": result[
         "error"]["message"]}} and fragment in result["error"]["message"]
     assert api.seen == []
+
+
+def test_iam_mode_without_a_region_is_rejected(tester, tester_env, api):
+    tester_env.setenv("AUTH_MODE", "iam")
+    tester_env.delenv("AWS_REGION")
+    tester_env.delenv("AWS_DEFAULT_REGION")
+    result = tester.handler.handler(message([("tc-001", "fast")], rate=5), context())
+    assert result["status"] == "rejected" and "AWS_REGION is not set" in result["error"]["message"]
 
 
 def test_unknown_api_key_is_rejected(tester, aws, api, monkeypatch):
