@@ -1462,3 +1462,22 @@ def test_delete_of_a_non_empty_bucket_fails_then_succeeds_once_emptied(cfn, clie
     s3.delete_object(Bucket=name, Key="k")
     cfn.delete_stack(StackName=name)
     assert not _stacks_named(cfn, name)
+
+
+def test_parameter_used_only_in_sub_updates_the_resource(cfn, client):
+    name = unique("sub")
+    template = {
+        "Parameters": {"Suffix": {"Type": "String"}},
+        "Resources": {
+            "Bucket": {
+                "Type": "AWS::S3::Bucket",
+                "Properties": {"BucketName": {"Fn::Sub": f"{name}-${{Suffix}}"}},
+            }
+        },
+        "Outputs": {"BucketName": {"Value": {"Ref": "Bucket"}}},
+    }
+    deploy(cfn, name, template, {"Suffix": "one"})
+    deploy(cfn, name, template, {"Suffix": "two"})
+    assert outputs(cfn, name)["BucketName"] == f"{name}-two"
+    buckets = {b["Name"] for b in client("s3").list_buckets()["Buckets"]}
+    assert f"{name}-two" in buckets and f"{name}-one" not in buckets
