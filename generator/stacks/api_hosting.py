@@ -14,17 +14,28 @@ from .. import iam, naming, resources
 CONCERN = "api-hosting"
 ARTIFACT = "predictor"
 
+
 # JSON schema of the request body; the handler validates again (never trust the gateway alone).
-REQUEST_SCHEMA = {
-    "$schema": "http://json-schema.org/draft-04/schema#",
-    "title": "ClassifyRequest",
-    "type": "object",
-    "properties": {
-        "sentence": {"type": "string", "minLength": 1},
-        "sentences": {"type": "array", "minItems": 1, "items": {"type": "string", "minLength": 1}},
-    },
-    "oneOf": [{"required": ["sentence"]}, {"required": ["sentences"]}],
-}
+def request_schema(cfg) -> dict:
+    """JSON schema of the body, the same rules the predictor enforces (it validates again)."""
+    text = {"type": "string", "minLength": 1, "maxLength": cfg.model_serving.max_text_chars}
+    return {
+        "$schema": "http://json-schema.org/draft-04/schema#",
+        "title": "ClassifyRequest",
+        "type": "object",
+        "properties": {
+            "sentence": text,
+            "sentences": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": cfg.model_serving.max_batch_size,
+                "items": text,
+            },
+        },
+        "additionalProperties": False,
+        "oneOf": [{"required": ["sentence"]}, {"required": ["sentences"]}],
+    }
+
 
 ACCESS_LOG_FORMAT = json.dumps(
     {
@@ -180,7 +191,7 @@ def build(cfg) -> Template:
             RestApiId=Ref(rest_api),
             Name="ClassifyRequest",
             ContentType="application/json",
-            Schema=REQUEST_SCHEMA,
+            Schema=request_schema(cfg),
         )
     )
     use_key = api.auth == "api_key"
@@ -193,8 +204,9 @@ def build(cfg) -> Template:
             AuthorizationType="NONE" if use_key else "AWS_IAM",
             ApiKeyRequired=use_key,
             RequestValidatorId=Ref(validator),
-            # Validation only applies to a matching content type, so $default gets the same model.
-            RequestModels={"application/json": Ref(model), "$default": Ref(model)},
+            # Only JSON is validated here: any other content type reaches the predictor, which
+            # answers 415 (a $default JSON model would turn that into a misleading 400).
+            RequestModels={"application/json": Ref(model)},
             Integration=apigw.Integration(
                 Type="AWS_PROXY",
                 IntegrationHttpMethod="POST",

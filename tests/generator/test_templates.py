@@ -192,7 +192,11 @@ def test_api_method_requires_key_and_validates(templates):
         True,
     )
     assert method["Integration"]["Type"] == "AWS_PROXY"
-    assert set(method["RequestModels"]) == {"application/json", "$default"}
+    assert set(method["RequestModels"]) == {"application/json"}
+    schema = json.loads(one(api, "AWS::ApiGateway::Model")["Properties"]["Schema"])
+    assert schema["additionalProperties"] is False
+    assert schema["properties"]["sentences"]["maxItems"] == 64
+    assert schema["properties"]["sentence"]["maxLength"] == 5000
     assert method["RequestValidatorId"] == {"Ref": "BodyValidator"}
     assert one(api, "AWS::ApiGateway::Resource")["Properties"]["PathPart"] == "text"
     plan = one(api, "AWS::ApiGateway::UsagePlan")["Properties"]
