@@ -34,17 +34,9 @@ STAR_ACTIONS = frozenset(
 ANY = "*"
 
 
-def arn(service: str, resource: str, region: bool = True, account: bool = True) -> Sub:
-    """ARN over the pseudo parameters; `resource` may contain further ${...} variables."""
-    reg = "${AWS::Region}" if region else ""
-    acct = "${AWS::AccountId}" if account else ""
-    return Sub(f"arn:${{AWS::Partition}}:{service}:{reg}:{acct}:{resource}")
-
-
-def arn_with(
-    service: str, resource: str, variables: dict, region: bool = True, account: bool = True
-) -> Sub:
-    """Like `arn`, with Sub variables (imports, GetAtts) substituted into `resource`."""
+def arn(service: str, resource: str, region: bool = True, account: bool = True, **variables) -> Sub:
+    """ARN over the pseudo parameters; `resource` may use further ${...} `variables`
+    (imports, GetAtts) that Fn::Sub substitutes."""
     reg = "${AWS::Region}" if region else ""
     acct = "${AWS::AccountId}" if account else ""
     return Sub(f"arn:${{AWS::Partition}}:{service}:{reg}:{acct}:{resource}", **variables)

@@ -4,21 +4,13 @@ from __future__ import annotations
 
 import json
 
-from troposphere import Template
-
 from . import naming
 from .stacks import enabled_stacks
-
-ARTIFACT_PARAMETER_DESCRIPTION = "S3 key of the {} artifact"
 
 
 def to_text(document) -> str:
     """Deterministic bytes: sorted keys, indent 2, trailing newline."""
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-
-
-def template_dict(template: Template) -> dict:
-    return template.to_dict()
 
 
 def artifact_of(parameter_name: str, cfg) -> str:
@@ -34,7 +26,7 @@ def render(cfg) -> dict[str, str]:
     """File name -> text for every template plus manifest.json."""
     files, stacks = {}, []
     for spec in enabled_stacks(cfg):
-        document = template_dict(spec.build(cfg))
+        document = spec.build(cfg).to_dict()
         filename = f"{spec.concern}.json"
         files[filename] = to_text(document)
         stacks.append(

@@ -104,11 +104,7 @@ def build(cfg) -> Template:
                 iam.statement(
                     "InvokeEndpoint",
                     ["sagemaker:InvokeEndpoint"],
-                    [
-                        iam.arn_with(
-                            "sagemaker", "endpoint/${Endpoint}", {"Endpoint": endpoint_name}
-                        )
-                    ],
+                    [iam.arn("sagemaker", "endpoint/${Endpoint}", Endpoint=endpoint_name)],
                 ),
             ],
             "Predictor function: invoke the endpoint, write its own logs and traces",

@@ -183,11 +183,11 @@ def _tester_statements(cfg, key, log_groups, results, dead_letters) -> list:
                 "ReadApiKeyValue",
                 ["apigateway:GET"],
                 [
-                    iam.arn_with(
+                    iam.arn(
                         "apigateway",
                         "/apikeys/${KeyId}",
-                        {"KeyId": naming.imported(cfg, "api-hosting", "ApiKeyId")},
                         account=False,
+                        KeyId=naming.imported(cfg, "api-hosting", "ApiKeyId"),
                     )
                 ],
             )
@@ -198,10 +198,10 @@ def _tester_statements(cfg, key, log_groups, results, dead_letters) -> list:
                 "InvokeApi",
                 ["execute-api:Invoke"],
                 [
-                    iam.arn_with(
+                    iam.arn(
                         "execute-api",
                         f"${{ApiId}}/{cfg.project.stage}/POST/{cfg.api_hosting.resource_path}",
-                        {"ApiId": naming.imported(cfg, "api-hosting", "ApiId")},
+                        ApiId=naming.imported(cfg, "api-hosting", "ApiId"),
                     )
                 ],
             )
