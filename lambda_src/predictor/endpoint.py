@@ -11,10 +11,10 @@ from botocore.exceptions import HTTPClientError, ReadTimeoutError
 from proxy_response import ApiError
 
 # The predictor times out after 20 s and API Gateway after 29 s: two attempts of
-# connect + read must finish well inside that, and the handler still has to answer.
+# connect + read (16 s at worst, plus backoff) must fit, and the handler still has to answer.
 CONNECT_TIMEOUT_SEC = 2
-READ_TIMEOUT_SEC = 7
-MAX_ATTEMPTS = 2
+READ_TIMEOUT_SEC = 6
+TOTAL_ATTEMPTS = 2
 RETRY_AFTER_SEC = 5
 MAX_MODEL_MESSAGE_CHARS = 500
 
@@ -26,7 +26,7 @@ class ModelAnswer:
 
 
 def runtime_client():
-    config = awsclients.client_config(CONNECT_TIMEOUT_SEC, READ_TIMEOUT_SEC, MAX_ATTEMPTS)
+    config = awsclients.client_config(CONNECT_TIMEOUT_SEC, READ_TIMEOUT_SEC, TOTAL_ATTEMPTS)
     return awsclients.cached_client("sagemaker-runtime", config)
 
 

@@ -15,6 +15,8 @@ MAX_RATE_PER_SEC = 1000
 MAX_REQUEST_TIMEOUT_SEC = 60
 DEFAULT_REQUEST_TIMEOUT_SEC = 10
 MAX_CASES = 100
+# Every reply is kept for the summary's samples: this bounds a run's memory (about 70 MB).
+MAX_REQUESTS_PER_RUN = 100_000
 RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 RESOURCE = re.compile(r"[A-Za-z0-9._~-]+(/[A-Za-z0-9._~-]+)*")
 MESSAGE_KEYS = ("RunId", "Config", "TestData")
@@ -69,8 +71,11 @@ def message_from_event(event) -> Tuple[dict, Optional[str]]:
 
 
 def parse_load_test(message, default_run_id: str) -> LoadTest:
+    """Validate ``message``; RatePerSec wins over IntervalInSec when both are set."""
     _require_object(message, "message", MESSAGE_KEYS)
-    run_id = message.get("RunId", default_run_id)
+    run_id = message.get("RunId")
+    if run_id is None:
+        run_id = default_run_id
     if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
         raise MessageError(f"RunId={_show(run_id)}: expected 1-128 characters of A-Z a-z 0-9 . _ - "
                            "starting with a letter or digit")
@@ -86,7 +91,7 @@ def parse_load_test(message, default_run_id: str) -> LoadTest:
     cases = message.get("TestData")
     if not isinstance(cases, list) or not 1 <= len(cases) <= MAX_CASES:
         raise MessageError(f"TestData: expected a list of 1-{MAX_CASES} cases, got {_show(cases)}")
-    return LoadTest(
+    test = LoadTest(
         run_id=run_id,
         duration_sec=duration,
         rate_per_sec=rate,
@@ -94,6 +99,17 @@ def parse_load_test(message, default_run_id: str) -> LoadTest:
         request_timeout_sec=timeout or DEFAULT_REQUEST_TIMEOUT_SEC,
         cases=tuple(_case(case, f"TestData[{index}]") for index, case in enumerate(cases)),
     )
+    if planned_requests(test) > MAX_REQUESTS_PER_RUN:
+        raise MessageError(
+            f"Config: {planned_requests(test)} requests planned; one tester sends at most "
+            f"{MAX_REQUESTS_PER_RUN} per run (lower the rate or the duration, or add testers)")
+    return test
+
+
+def planned_requests(test: LoadTest) -> int:
+    if test.rate_per_sec is not None:
+        return math.ceil(test.duration_sec * test.rate_per_sec)
+    return math.ceil(test.duration_sec / test.interval_sec) * len(test.cases)
 
 
 def _case(case, path: str) -> TestCase:

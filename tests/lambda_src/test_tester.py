@@ -400,6 +400,13 @@ def test_the_canned_message_is_valid(tester):
     assert test.run_id == "20261124T013000Z-3f2a" and len(test.cases) == 2
 
 
+def test_null_run_id_falls_back_and_rate_wins_over_interval(tester):
+    msg = message([("tc-001", "fast")], rate=5, interval=2, run_id=None)
+    test = tester.load_message.parse_load_test(msg, "fallback-id")
+    assert test.run_id == "fallback-id"
+    assert (test.rate_per_sec, test.interval_sec) == (5, None)
+
+
 def test_a_leading_slash_in_a_resource_is_accepted(tester):
     test = tester.load_message.parse_load_test(message([("tc-001", "/text")], rate=5), "fallback")
     assert test.cases[0].resource == "text"
@@ -427,6 +434,11 @@ BAD_MESSAGES = [
     ("no rate or interval", bad(lambda m: m["Config"].update(RatePerSec=None)),
      "set RatePerSec"),
     ("rate too high", bad(lambda m: m["Config"].update(RatePerSec=5000)), "Config.RatePerSec=5000"),
+    ("too many requests", bad(lambda m: m["Config"].update(RatePerSec=1000, DurationInSec=101)),
+     "Config: 101000 requests planned; one tester sends at most 100000 per run"),
+    ("intervals too short", bad(lambda m: m["Config"].update(RatePerSec=None, DurationInSec=900,
+                                                             IntervalInSec=0.001)),
+     "Config: 900000 requests planned"),
     ("unknown config key", bad(lambda m: m["Config"].update(Rate=5)),
      "Config: unknown key(s) Rate"),
     ("bad run id", bad(lambda m: m.update(RunId="../etc")), 'RunId="../etc"'),
