@@ -286,6 +286,10 @@ class ServerGone(Exception):
     """The connection failed before a complete response arrived."""
 
 
+class _NothingReceived(ServerGone):
+    """The connection failed before any byte of a response: the request can be resent."""
+
+
 class ConnectionPool:
     """Idle keep-alive connections to one model server (asyncio sets TCP_NODELAY on them)."""
 
@@ -297,48 +301,51 @@ class ConnectionPool:
     async def post(
         self, path: str, headers: Mapping[str, str], body: bytes, timeout: float
     ) -> tuple[int, dict[str, str], bytes]:
-        head = (
-            f"POST {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\nContent-Length: {len(body)}\r\n"
-        )
+        """One request; raises ServerGone, or TimeoutError after ``timeout`` seconds of silence."""
+        head = f"POST {path} HTTP/1.1\r\nHost: {HOST}:{self.port}\r\n"
+        head += f"Content-Length: {len(body)}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in headers.items())
         request = head.encode("latin-1") + b"\r\n" + body
-        # A pooled connection may have been closed by a restarted server: retry once, fresh.
-        for reused in (True, False):
-            conn = self._idle.pop() if reused and self._idle else None
-            if conn is None:
-                reused = False
-                try:
-                    conn = await asyncio.open_connection(HOST, self.port)
-                except OSError as exc:
-                    raise ServerGone(f"cannot connect to 127.0.0.1:{self.port}: {exc}") from exc
-            reader, writer = conn
-            started = False
+        if self._idle:
             try:
-                writer.write(request)
+                return await self._exchange(self._idle.pop(), request, timeout)
+            except _NothingReceived:
+                pass  # closed by a restarted server while idle: resend on a fresh connection
+        try:
+            conn = await asyncio.open_connection(HOST, self.port)
+        except OSError as exc:
+            raise ServerGone(f"cannot connect to {HOST}:{self.port}: {exc}") from exc
+        return await self._exchange(conn, request, timeout)
+
+    async def _exchange(
+        self,
+        conn: tuple[asyncio.StreamReader, asyncio.StreamWriter],
+        request: bytes,
+        timeout: float,
+    ) -> tuple[int, dict[str, str], bytes]:
+        reader, writer = conn
+        try:
+            writer.write(request)
+            try:
                 status_line = await asyncio.wait_for(reader.readline(), timeout)
-                started = bool(status_line)
-                if not started:
-                    raise ConnectionResetError("connection closed before the response")
-                status, response_headers, data = await asyncio.wait_for(
-                    self._read_rest(status_line, reader), timeout
-                )
-            except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
-                writer.close()
-                if reused and not started:
-                    continue
-                raise ServerGone(str(exc) or type(exc).__name__) from exc
-            except asyncio.TimeoutError:
-                writer.close()
-                raise
-            if (
-                response_headers.get("connection", "").lower() == "close"
-                or len(self._idle) >= self.max_idle
-            ):
-                writer.close()
-            else:
-                self._idle.append(conn)
-            return status, response_headers, data
-        raise AssertionError("unreachable: the fresh-connection attempt returns or raises")
+            except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                raise _NothingReceived(str(exc) or type(exc).__name__) from exc
+            if not status_line:
+                raise _NothingReceived("connection closed before the response")
+            status, headers, data = await asyncio.wait_for(
+                self._read_rest(status_line, reader), timeout
+            )
+        except (TimeoutError, _NothingReceived):  # TimeoutError first: it is an OSError
+            writer.close()
+            raise
+        except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+            writer.close()
+            raise ServerGone(str(exc) or type(exc).__name__) from exc
+        if headers.get("connection", "").lower() == "close" or len(self._idle) >= self.max_idle:
+            writer.close()
+        else:
+            self._idle.append(conn)
+        return status, headers, data
 
     @staticmethod
     async def _read_rest(
@@ -759,7 +766,7 @@ class SageMakerRuntime:
                 f"The model server for variant {server.spec.name} of endpoint {view.name} stopped "
                 "while processing the request; it is being restarted. Retry the request."
             ) from exc
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ModelError(
                 "Your invocation timed out while waiting for a response from container primary. "
                 f"See {server.log_path} for more information.",

@@ -510,3 +510,43 @@ def test_wire_level_requests_outside_the_operation_are_refused(cloud, loop_threa
         handle("POST", "/endpoints/E/invocations", long_id, b"")
     )
     assert status == 400 and "inferenceId" in json.loads(body)["message"]
+
+
+def test_the_pool_resends_once_on_a_connection_the_server_closed_while_idle():
+    from localcloud.sagemaker import ConnectionPool, ServerGone
+
+    async def scenario():
+        served = []
+
+        async def one_answer_then_close(reader, writer):
+            await reader.readuntil(b"\r\n\r\n")
+            served.append(await reader.readexactly(2))
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await writer.drain()
+            writer.close()  # as a restarted server's old connections are
+
+        server = await asyncio.start_server(one_answer_then_close, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        pool = ConnectionPool(port)
+        assert await pool.post("/invocations", {}, b"r1", 5) == (
+            200,
+            {"content-length": "2"},
+            b"ok",
+        )
+        await asyncio.sleep(0.05)
+        assert (await pool.post("/invocations", {}, b"r2", 5))[2] == b"ok"
+        assert served == [b"r1", b"r2"]
+
+        async def silent(reader, writer):
+            await asyncio.sleep(5)
+
+        hanging = await asyncio.start_server(silent, "127.0.0.1", 0)
+        with pytest.raises(TimeoutError):
+            await ConnectionPool(hanging.sockets[0].getsockname()[1]).post("/x", {}, b"", 0.2)
+        server.close()
+        hanging.close()
+        await server.wait_closed()
+        with pytest.raises(ServerGone, match="cannot connect"):
+            await ConnectionPool(port).post("/x", {}, b"", 1)
+
+    asyncio.run(scenario())
