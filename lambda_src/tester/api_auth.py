@@ -8,7 +8,7 @@ import boto3
 import envconfig
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from tester_config import TesterSettings
+from tester_config import AWS_CLIENT_CONFIG, TesterSettings
 
 CONTENT_TYPE = {"Content-Type": "application/json"}
 _api_keys: Dict[str, str] = {}
@@ -49,7 +49,7 @@ def auth_for(settings: TesterSettings):
     if settings.auth_mode == "iam":
         return IamAuth(boto3.session.Session())
     if settings.api_key_id not in _api_keys:
-        client = awsclients.cached_client("apigateway", awsclients.client_config(2, 10, 3))
+        client = awsclients.cached_client("apigateway", AWS_CLIENT_CONFIG)
         response = client.get_api_key(apiKey=settings.api_key_id, includeValue=True)
         _api_keys[settings.api_key_id] = response["value"]
     return ApiKeyAuth(_api_keys[settings.api_key_id])

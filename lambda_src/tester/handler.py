@@ -21,11 +21,10 @@ from load_message import LoadTest, MessageError, message_from_event, parse_load_
 from metric_publisher import metric_data, publish
 from open_loop import run_open_loop, schedule
 from run_summary import judge, summarize
-from tester_config import TesterSettings
+from tester_config import AWS_CLIENT_CONFIG, TesterSettings
 
 # Time kept after the last reply for metrics, the S3 write and the return.
 FINISH_MARGIN_SEC = 5.0
-AWS_CONFIG = awsclients.client_config(connect_timeout=2, read_timeout=10, total_attempts=3)
 
 
 def handler(event, context):
@@ -72,14 +71,14 @@ def _run(settings: TesterSettings, test: LoadTest, auth, duration_s: float, cont
                    "requestTimeoutSec": test.request_timeout_sec},
         **summarize(outcomes, stats, duration_s),
     }
-    cloudwatch = awsclients.cached_client("cloudwatch", AWS_CONFIG)
+    cloudwatch = awsclients.cached_client("cloudwatch", AWS_CLIENT_CONFIG)
     summary["metrics"] = publish(cloudwatch, settings.metric_namespace,
                                  metric_data(outcomes, settings.stage, started_at))
     key = f"load-tests/{test.run_id}/{function_name}.json"
     summary["resultsS3Uri"] = f"s3://{settings.results_bucket}/{key}"
     brief = {name: value for name, value in summary.items() if name != "samples"}
     jsonlog.log("INFO", "load-test-summary", **brief)
-    awsclients.cached_client("s3", AWS_CONFIG).put_object(
+    awsclients.cached_client("s3", AWS_CLIENT_CONFIG).put_object(
         Bucket=settings.results_bucket, Key=key, ContentType="application/json",
         Body=json.dumps(summary, separators=(",", ":")).encode("utf-8"))
     return brief

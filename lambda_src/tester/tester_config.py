@@ -4,9 +4,12 @@ from dataclasses import dataclass
 from typing import Mapping, Optional
 from urllib.parse import urlsplit
 
+import awsclients
 import envconfig
 
 AUTH_MODES = ("api_key", "iam")
+# API Gateway, CloudWatch and S3 calls: short connects, three tries in all.
+AWS_CLIENT_CONFIG = awsclients.client_config(connect_timeout=2, read_timeout=10, total_attempts=3)
 
 
 @dataclass(frozen=True)
