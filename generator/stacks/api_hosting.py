@@ -161,7 +161,7 @@ def build(cfg) -> Template:
         )
     )
     parent = GetAtt(rest_api, "RootResourceId")
-    resource = None
+    path_resources = []
     for index, part in enumerate(api.resource_path.split("/")):
         resource = t.add_resource(
             apigw.Resource(
@@ -171,6 +171,7 @@ def build(cfg) -> Template:
                 PathPart=part,
             )
         )
+        path_resources.append(resource)
         parent = Ref(resource)
     validator = t.add_resource(
         apigw.RequestValidator(
@@ -277,7 +278,8 @@ def build(cfg) -> Template:
     )
     deployment = t.add_resource(
         apigw.Deployment(
-            "Deployment" + naming.content_hash([method, model, validator, resource]).upper(),
+            # A new logical id whenever the API changes, so CloudFormation deploys it to the stage.
+            "Deployment" + naming.content_hash([method, model, validator, *path_resources]).upper(),
             RestApiId=Ref(rest_api),
             Description="Deployment of the classification API",
             DependsOn=[method],

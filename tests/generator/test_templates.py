@@ -279,6 +279,15 @@ def test_nested_resource_path():
     assert parts["ApiResource"]["Properties"]["PathPart"] == "v1"
     assert parts["ApiResource1"]["Properties"]["ParentId"] == {"Ref": "ApiResource"}
     assert doc["Resources"]["ClassifyMethod"]["Properties"]["ResourceId"] == {"Ref": "ApiResource1"}
+    other = json.loads(
+        render(config_module.parse(variant(**{"api_hosting.resource_path": "v2/text"})))[
+            "api-hosting.json"
+        ]
+    )
+    # Any API change yields a new Deployment, so the stage serves it.
+    assert set(resources_of(doc, "AWS::ApiGateway::Deployment")) != set(
+        resources_of(other, "AWS::ApiGateway::Deployment")
+    )
 
 
 # --- monitor-dashboard ------------------------------------------------------------------------
