@@ -34,6 +34,9 @@ Daemon API::
     status, headers, body = await runtime.handle(method, path, headers, body)
     await runtime.close()             # stops every model server, uploads pending capture
 
+Another server implementation plugs in with ``SageMakerRuntime(..., server_argv=lambda
+model_dir, port: [...], ready_probe=lambda port: ...)``; the probe must prove the model answers.
+
 Files: ``<state_dir>/models/<sha256>/`` (extracted archives), ``<state_dir>/capture-spool/``
 (write-ahead capture spool), ``<log_dir>/model-<endpoint>-<variant>.log`` (server logs;
 ``log_dir`` defaults to ``<state_dir>/../logs``).
@@ -411,6 +414,7 @@ class SageMakerRuntime:
         default_region: str = "us-east-1",
         ready_wait: float = 30.0,
         server_argv: Callable[[Path, int], list[str]] = model_server_argv,
+        ready_probe: Callable[[int], bool] = ping,
     ):
         self.state_dir = Path(state_dir)
         self.models_dir = self.state_dir / "models"
@@ -420,7 +424,10 @@ class SageMakerRuntime:
         self.capture = capture or DataCapture(self.state_dir / "capture-spool")
         self.default_region = default_region
         self.ready_wait = ready_wait
+        # Another model server (e.g. TorchServe, whose /ping answers before the model loads)
+        # plugs in with its command line and a probe that proves the model answers.
         self.server_argv = server_argv
+        self.ready_probe = ready_probe
         self.loop: asyncio.AbstractEventLoop | None = None
         self._servers: dict[tuple[str, str, str, str], VariantServer] = {}
         self._endpoint_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
@@ -568,7 +575,7 @@ class SageMakerRuntime:
             log_path=log_path,
             env=env,
             cwd=model_dir,
-            ready=functools.partial(ping, port),
+            ready=functools.partial(self.ready_probe, port),
             ready_timeout=120.0,
             registry=self.registry,
         )
