@@ -17,6 +17,9 @@ Stack operations
   fix_parameter_comparison     parameters compare (and are reused) as the strings AWS stores.
   fix_create_and_update_stack  CreateStack / UpdateStack share that create, rollback, export logic.
   fix_delete_stack             undeletable resources give DELETE_FAILED with a reason, not a 500.
+  fix_serialized_stack_operations
+                               concurrent CloudFormation requests (parallel deploys) are serialized
+                               (DescribeStackEvents excepted, so progress still streams).
   fix_dependency_ordered_update
                                updates run in dependency order, re-resolve what refers to a changed
                                resource (an Endpoint follows its new EndpointConfig), replace types
@@ -53,6 +56,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+import threading
 from typing import Any, Callable
 
 import moto
@@ -494,6 +498,30 @@ def fix_delete_stack() -> None:
             ) from exc
 
     cfn_models.CloudFormationBackend.delete_stack = delete_stack
+
+
+# Read-only requests that never evaluate a stack's lazily built resources or outputs.
+_LOCK_FREE_ACTIONS = frozenset({"DescribeStackEvents"})
+
+
+def fix_serialized_stack_operations() -> None:
+    # moto defect: the threaded server runs CloudFormation requests concurrently, but stacks build
+    # their resources and outputs lazily on first access (ResourceMap/OutputMap.__getitem__). A
+    # DescribeStacks or ListStackResources arriving while another request creates or updates a
+    # stack (parallel `make -j` deploys) can create resources twice or see the export table
+    # change mid-iteration. One lock serializes CloudFormation requests; DescribeStackEvents stays
+    # lock-free so deploy progress streams while a stack is being created.
+    lock = threading.RLock()
+    original = cfn_responses.CloudFormationResponse.call_action
+
+    @functools.wraps(original)
+    def call_action(self: cfn_responses.CloudFormationResponse) -> Any:
+        if self._get_action() in _LOCK_FREE_ACTIONS:
+            return original(self)
+        with lock:
+            return original(self)
+
+    cfn_responses.CloudFormationResponse.call_action = call_action
 
 
 # --------------------------------------------------------------------------------------------
@@ -1981,6 +2009,7 @@ _FIXES: tuple[Callable[[], None], ...] = (
     fix_parameter_comparison,
     fix_create_and_update_stack,
     fix_delete_stack,
+    fix_serialized_stack_operations,
     fix_dependency_ordered_update,
     fix_dependency_ordered_delete,
     fix_resource_events,

@@ -1,10 +1,13 @@
 """The CloudFormation compatibility layer, driven through a real moto server on 127.0.0.1."""
 
+import io
 import json
 import os
 import socket
 import subprocess
+import threading
 import uuid
+import zipfile
 from pathlib import Path
 
 import boto3
@@ -1233,9 +1236,6 @@ def resource_probes(client):
 
 
 def _zip_bytes():
-    import io
-    import zipfile
-
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w") as archive:
         archive.writestr("handler.py", "def handler(event, context):\n    return {}\n")
@@ -1481,3 +1481,44 @@ def test_parameter_used_only_in_sub_updates_the_resource(cfn, client):
     assert outputs(cfn, name)["BucketName"] == f"{name}-two"
     buckets = {b["Name"] for b in client("s3").list_buckets()["Buckets"]}
     assert f"{name}-two" in buckets and f"{name}-one" not in buckets
+
+
+def test_parallel_deploys_with_concurrent_readers(endpoint, client):
+    """`make -j` deploys stacks in parallel while others list them: no resource is built twice."""
+
+    def new_cfn():
+        return boto3.session.Session(
+            aws_access_key_id="test", aws_secret_access_key="test", region_name=REGION
+        ).client("cloudformation", endpoint_url=endpoint)
+
+    names = [unique("parallel") for _ in range(4)]
+    errors = []
+    done = threading.Event()
+
+    def read_everything():
+        reader = new_cfn()
+        while not done.is_set():
+            for summary in reader.describe_stacks()["Stacks"]:
+                if summary["StackName"] in names:
+                    reader.list_stack_resources(StackName=summary["StackName"])
+
+    def deploy_one(name):
+        try:
+            deploy(new_cfn(), name, every_type_template(name))
+        except ClientError as error:
+            errors.append(error)
+
+    readers = [threading.Thread(target=read_everything) for _ in range(2)]
+    writers = [threading.Thread(target=deploy_one, args=(name,)) for name in names]
+    for thread in readers + writers:
+        thread.start()
+    for thread in writers:
+        thread.join()
+    done.set()
+    for thread in readers:
+        thread.join()
+    assert not errors
+    cfn = new_cfn()
+    assert [stack(cfn, name)["StackStatus"] for name in names] == ["CREATE_COMPLETE"] * 4
+    for name in names:
+        cfn.delete_stack(StackName=name)
