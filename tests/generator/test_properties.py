@@ -10,6 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from generator import config as config_module
+from generator.lint import cfn_lint_document
 from generator.render import render
 
 LOGICAL_ID = re.compile(r"^[A-Za-z0-9]{1,255}$")
@@ -79,3 +80,13 @@ def test_valid_configurations_render_consistently(document):
     testing = json.loads(files["api-testing.json"])
     testers = [r for r in testing["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
     assert len(testers) == cfg.load_test.tester_count
+
+
+@settings(max_examples=3, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(configurations())
+def test_valid_configurations_lint_clean(document):
+    findings = []
+    for name, text in render(config_module.parse(document)).items():
+        if name != "manifest.json":
+            findings += [f"{name}: {f}" for f in cfn_lint_document(json.loads(text))]
+    assert not findings, "\n".join(findings)
