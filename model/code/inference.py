@@ -132,6 +132,8 @@ def _from_json(text: str) -> Request:
     except json.JSONDecodeError as err:
         raise InvalidInput(f"request body is not valid JSON: {err.msg} at line {err.lineno} "
                            f"column {err.colno}")
+    except RecursionError:
+        raise InvalidInput("request body is not a sentence request: JSON nested too deeply")
     if not isinstance(document, dict):
         raise InvalidInput('JSON body must be an object with "sentence" (a string) or '
                            f'"sentences" (a list of strings), got {type(document).__name__}')

@@ -10,9 +10,10 @@ REQUIRED_KEYS = (EMBEDDING_KEY, "fc.weight", "fc.bias")
 
 
 class TextClassifier(nn.Module):
-    def __init__(self, vocab_size: int, embed_dim: int, num_class: int):
+    def __init__(self, vocab_size: int, embed_dim: int, num_class: int, sparse: bool = False):
         super().__init__()
-        self.embedding = nn.EmbeddingBag(vocab_size, embed_dim, mode="mean")
+        # sparse=True (training) makes gradients touch only the rows a batch uses.
+        self.embedding = nn.EmbeddingBag(vocab_size, embed_dim, mode="mean", sparse=sparse)
         self.fc = nn.Linear(embed_dim, num_class)
         self.init_weights()
 

@@ -81,6 +81,7 @@ def test_accept_types_that_allow_json(shipped, cases, invoke, accept):
 BAD_REQUESTS = [
     ("{not json", "application/json", 400, "not valid JSON"),
     ("[1, 2]", "application/json", 400, "must be an object"),
+    ("[" * 100_000 + "]" * 100_000, "application/json", 400, "nested too deeply"),
     ('"just a string"', "application/json", 400, "must be an object"),
     ('{"text": "hello"}', "application/json", 400, 'missing the field "sentence"'),
     ('{"sentence": 5}', "application/json", 400, '"sentence" must be a string, got int'),
@@ -102,7 +103,8 @@ BAD_REQUESTS = [
 ]
 
 
-@pytest.mark.parametrize("body, content_type, status, message", BAD_REQUESTS)
+@pytest.mark.parametrize("body, content_type, status, message", BAD_REQUESTS,
+                         ids=[f"{status}:{message[:30]}" for _, _, status, message in BAD_REQUESTS])
 def test_bad_input_is_a_client_error_naming_the_problem(handler, body, content_type, status,
                                                         message):
     with pytest.raises(request_error(handler)) as caught:
