@@ -31,10 +31,9 @@ def main(argv: list[str] | None = None) -> int:
     for stale in out.glob("*.json"):
         if stale.name not in files:
             stale.unlink()
+    # Always written (same bytes), so make sees the manifest as up to date afterwards.
     for name, text in files.items():
-        path = out / name
-        if not path.exists() or path.read_text(encoding="utf-8") != text:
-            path.write_text(text, encoding="utf-8")
+        (out / name).write_text(text, encoding="utf-8")
     print(f"[*] templates: {len(files) - 1} stacks + manifest.json in {out}")
     return 0
 
