@@ -472,8 +472,9 @@ class SageMakerRuntime:
         try:
             view = self.resolve(account, region, name)
         except ValidationError as exc:
-            log.info("endpoint %s is not servable, stopping its model servers: %s", name, exc)
-            view = None
+            if name in _sagemaker_backend(account, region).endpoints:
+                log.error("endpoint %s cannot be served: %s", name, exc.message)
+            view = None  # deleted or unservable: none of its servers is wanted
         async with self._lock(account, region, name):
             wanted = {v.spec.name: v.spec for v in view.variants} if view else {}
             for key, server in list(self._servers.items()):
