@@ -472,12 +472,9 @@ def fix_create_and_update_stack() -> None:
 
 
 def fix_delete_stack() -> None:
-    # moto defect: when a resource cannot be deleted, delete_stack raises a bare exception
-    # (HTTP 500)
-    # and the stack keeps its old status; AWS reports DELETE_FAILED with the reason.
-    original_delete = cfn_models.CloudFormationBackend.delete_stack
-
-    @functools.wraps(original_delete)
+    # moto defect: when a resource cannot be deleted, delete_stack raises a bare exception (HTTP
+    # 500) and the stack keeps its old status; AWS reports DELETE_FAILED with the reason. Exports
+    # are removed by name, so one that was never registered (a rolled-back stack) is a KeyError.
     def delete_stack(self: cfn_models.CloudFormationBackend, name_or_stack_id: str) -> None:
         stack = self.stacks.get(name_or_stack_id) or next(
             (s for s in self.stacks.values() if s.name == name_or_stack_id), None
@@ -485,17 +482,15 @@ def fix_delete_stack() -> None:
         if stack is None:
             return  # deleting a stack that does not exist succeeds on AWS
         try:
-            original_delete(self, stack.stack_id)
+            stack.delete()
         except Exception as exc:
-            self.stacks[stack.stack_id] = stack
-            self.deleted_stacks.pop(stack.stack_id, None)
+            reason = _FailedResource.describe(exc, "delete")
             stack.status = "DELETE_FAILED"
-            stack._add_stack_event(
-                "DELETE_FAILED", resource_status_reason=_FailedResource.describe(exc, "delete")
-            )
-            raise ValidationError(
-                stack.stack_id, message=_FailedResource.describe(exc, "delete")
-            ) from exc
+            stack._add_stack_event("DELETE_FAILED", resource_status_reason=reason)
+            raise ValidationError(stack.stack_id, message=reason) from exc
+        _unregister_exports(self, stack)
+        del self.stacks[stack.stack_id]
+        self.deleted_stacks[stack.stack_id] = stack
 
     cfn_models.CloudFormationBackend.delete_stack = delete_stack
 
@@ -584,18 +579,32 @@ def dependency_order(resources: dict[str, Any]) -> list[str]:
     return order
 
 
+def _resolved_properties(resources_map: cfn_parsing.ResourceMap) -> dict[str, Any]:
+    """Each resource's properties as last resolved (intrinsics evaluated) on create or update."""
+    return resources_map.__dict__.setdefault("_localcloud_resolved_properties", {})
+
+
+def _remember_properties(
+    resources_map: cfn_parsing.ResourceMap, name: str, resource_json: dict[str, Any]
+) -> None:
+    properties = resource_json.get("Properties") or {}
+    _resolved_properties(resources_map)[name] = cfn_parsing.clean_json(properties, resources_map)
+
+
 def fix_dependency_ordered_update() -> None:
     # moto defects in ResourceMap.update: added resources are created in template order (DependsOn
-    # ignored); a resource that refers to a replaced or updated one is not re-resolved (an Endpoint
-    # keeps its old EndpointConfig); a type without update_from_cloudformation_json is silently
-    # dropped from the stack (its entry becomes None); removals run before creations.
+    # ignored); only resources whose template text changed, or that Ref a changed parameter, are
+    # updated, so one that refers to a replaced resource keeps the old reference (an Endpoint keeps
+    # its old EndpointConfig) and a parameter used in Fn::Sub changes nothing; a type without
+    # update_from_cloudformation_json is silently dropped from the stack (its entry becomes None);
+    # removals run before creations. As on AWS, a resource is updated when its template changed or
+    # its properties, resolved again against the updated stack, differ from the last resolution.
     def update(
         self: cfn_parsing.ResourceMap,
         template: dict[str, Any],
         parameters: dict[str, Any] | None = None,
     ) -> None:
         old_resources = self._resource_json_map
-        old_parameters = {k: _as_parameter_string(v) for k, v in self.resolved_parameters.items()}
         stack = _stack_of(self)
 
         self._template = template
@@ -605,12 +614,6 @@ def fix_dependency_ordered_update() -> None:
         self.load_mapping()
         self.load_parameters()
         self.load_conditions()
-        new_parameters = {k: _as_parameter_string(v) for k, v in self.resolved_parameters.items()}
-        changed = {
-            k
-            for k in old_parameters.keys() | new_parameters.keys()
-            if old_parameters.get(k) != new_parameters.get(k)
-        }
 
         new_resources = template["Resources"]
         wanted = {
@@ -624,12 +627,9 @@ def fix_dependency_ordered_update() -> None:
             if name not in self._parsed_resources:
                 _ = self[name]  # creates it (the lazy map resolves its references first)
                 continue
-            must_update = old_resources.get(name) != body or bool(
-                (_references(body) | _depends_on(body)) & changed
-            )
-            if must_update:
+            resolved = cfn_parsing.clean_json(body.get("Properties") or {}, self)
+            if old_resources.get(name) != body or resolved != _resolved_properties(self).get(name):
                 _update_resource(self, stack, name, old_resources.get(name, body), body)
-                changed.add(name)
 
         gone = [
             name for name in old_resources if name not in wanted and name in self._parsed_resources
@@ -644,8 +644,7 @@ def fix_dependency_ordered_update() -> None:
 
 def fix_dependency_ordered_delete() -> None:
     # moto defect: ResourceMap.delete deletes in arbitrary order and retries failures until no
-    # progress, so a resource whose parent went first (a Lambda Alias after its Function) can never
-    # be
+    # progress, so a resource whose parent went first (a Lambda Alias after its Function) is never
     # deleted and DeleteStack answers 500. AWS deletes in reverse dependency order.
     def delete(self: cfn_parsing.ResourceMap) -> None:
         created = {
@@ -687,6 +686,7 @@ def _update_resource(
                 region_name=resources_map._region_name,
             )
             resources_map._parsed_resources[name] = updated
+            _remember_properties(resources_map, name, new_body)
         else:
             if old is not None:
                 resources_map._delete_resource(old, old_body)
@@ -739,6 +739,8 @@ def fix_resource_events() -> None:
                 reason=_error_message(exc) if root else "Resource creation cancelled",
             )
             raise
+        if resource is not None:
+            _remember_properties(resources_map, logical_id, resource_json)
         _resource_event(stack, logical_id, resource_type, "CREATE_COMPLETE", _physical_id(resource))
         return resource
 

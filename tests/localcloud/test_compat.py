@@ -1522,3 +1522,35 @@ def test_parallel_deploys_with_concurrent_readers(endpoint, client):
     assert [stack(cfn, name)["StackStatus"] for name in names] == ["CREATE_COMPLETE"] * 4
     for name in names:
         cfn.delete_stack(StackName=name)
+
+
+def test_only_resources_whose_resolved_properties_change_are_updated(cfn, client):
+    name = unique("narrow")
+    template = {
+        "Parameters": {"Suffix": {"Type": "String"}},
+        "Resources": {
+            "Bucket": {
+                "Type": "AWS::S3::Bucket",
+                "Properties": {"BucketName": {"Fn::Sub": f"{name}-${{Suffix}}"}},
+            },
+            # ordered after the bucket, but nothing it resolves to changes: it must stay as is
+            "Key": {"Type": "AWS::ApiGateway::ApiKey", "DependsOn": "Bucket", "Properties": {}},
+            # refers to the bucket: follows its replacement
+            "Param": {
+                "Type": "AWS::SSM::Parameter",
+                "Properties": {"Name": f"/{name}", "Type": "String", "Value": {"Ref": "Bucket"}},
+            },
+        },
+        "Outputs": {"KeyId": {"Value": {"Ref": "Key"}}},
+    }
+    deploy(cfn, name, template, {"Suffix": "one"})
+    key_id = outputs(cfn, name)["KeyId"]
+    deploy(cfn, name, template, {"Suffix": "two"})
+    assert outputs(cfn, name)["KeyId"] == key_id
+    assert client("ssm").get_parameter(Name=f"/{name}")["Parameter"]["Value"] == f"{name}-two"
+    updated = {
+        e["LogicalResourceId"]
+        for e in events(cfn, name)
+        if e["ResourceStatus"] == "UPDATE_COMPLETE"
+    }
+    assert updated == {"Bucket", "Param", name}
