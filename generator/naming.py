@@ -8,17 +8,6 @@ import re
 
 from troposphere import Export, ImportValue, Output, Template
 
-# Concern ids in deploy order; also the template file stems.
-CONCERNS = (
-    "model-archiving",
-    "model-serving",
-    "api-hosting",
-    "monitor-dashboard",
-    "cicd-pipeline",
-    "api-testing",
-    "tester-dashboard",
-)
-
 
 def pascal(identifier: str) -> str:
     """`model-a` -> `ModelA`; keeps inner capitals (`Model-A` -> `ModelA`)."""

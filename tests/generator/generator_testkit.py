@@ -39,6 +39,17 @@ def set_path(document, path: str, value) -> None:
 
 DELETE = object()
 
+# docs/architecture.md: the concerns, in deploy order.
+CONCERNS = (
+    "model-archiving",
+    "model-serving",
+    "api-hosting",
+    "monitor-dashboard",
+    "cicd-pipeline",
+    "api-testing",
+    "tester-dashboard",
+)
+
 # Configurations that switch on every optional branch of the generator.
 VARIANTS = {
     "default": {},

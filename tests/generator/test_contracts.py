@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from generator_testkit import CONFIG_PATH, VARIANTS, exports_of, imports_of, variant
+from generator_testkit import CONCERNS, CONFIG_PATH, VARIANTS, exports_of, imports_of, variant
 
 from generator import naming
 from generator.__main__ import main
 from generator.render import render
+from generator.stacks import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -66,6 +67,10 @@ def test_imports_resolve_to_earlier_exports(name, variant_renders):
         ), f"{export} is exported but never imported; import it or list it as public"
 
 
+def test_registry_follows_the_architecture():
+    assert tuple(spec.concern for spec in REGISTRY) == CONCERNS
+
+
 def test_required_outputs(templates):
     for concern, outputs in REQUIRED_OUTPUTS.items():
         assert outputs <= set(templates[concern]["Outputs"]), concern
@@ -74,7 +79,7 @@ def test_required_outputs(templates):
 def test_manifest_shape(cfg, manifest, templates):
     assert manifest["project"] == "TextClassificationDemo"
     assert manifest["region"] == cfg.project.region
-    assert [s["concern"] for s in manifest["stacks"]] == list(naming.CONCERNS)
+    assert [s["concern"] for s in manifest["stacks"]] == list(CONCERNS)
     for stack in manifest["stacks"]:
         assert set(stack) == {"concern", "stack_name", "template", "imports_from", "parameters"}
         assert stack["stack_name"] == f"TextClassificationDemo-{stack['concern']}"
@@ -119,7 +124,7 @@ def test_cli_writes_files_byte_identically(tmp_path):
     out = tmp_path / "out"
     assert main(["--config", str(CONFIG_PATH), "--out", str(out)]) == 0
     first = {p.name: p.read_bytes() for p in out.iterdir()}
-    assert sorted(first) == sorted([f"{c}.json" for c in naming.CONCERNS] + ["manifest.json"])
+    assert sorted(first) == sorted([f"{c}.json" for c in CONCERNS] + ["manifest.json"])
     (out / "stale-concern.json").write_text("{}")
     assert main(["--config", str(CONFIG_PATH), "--out", str(out)]) == 0
     assert {p.name: p.read_bytes() for p in out.iterdir()} == first

@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import pytest
-from generator_testkit import VARIANTS, one, resources_of, variant, walk
+from generator_testkit import CONCERNS, VARIANTS, one, resources_of, variant, walk
 
 from generator import config as config_module
-from generator.naming import CONCERNS
 from generator.render import render
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
