@@ -239,8 +239,8 @@ class WorkerPool:
 
     @staticmethod
     def signature_of(fn: Any) -> tuple:
+        """Everything whose change needs fresh workers."""
         return (
-            id(fn),
             fn.code_sha_256,
             fn.handler,
             fn.timeout,
@@ -250,15 +250,7 @@ class WorkerPool:
         )
 
     def matches(self, fn: Any) -> bool:
-        return (
-            fn is self.fn
-            and fn.code_sha_256 == self.signature[1]
-            and fn.handler == self.signature[2]
-            and fn.timeout == self.signature[3]
-            and fn.memory_size == self.signature[4]
-            and fn.reserved_concurrency == self.signature[5]
-            and json.dumps(fn.environment_vars, sort_keys=True) == self.signature[6]
-        )
+        return fn is self.fn and WorkerPool.signature_of(fn) == self.signature
 
     async def invoke(self, payload: bytes, synchronous: bool) -> InvokeResult:
         if self.max_size == 0 or (
@@ -296,7 +288,8 @@ class WorkerPool:
                 worker = self.idle.popleft()
                 if worker.connected:
                     return worker
-            if len(self.workers) < self.max_size and len(self.waiters) >= self._starting():
+            waiting = sum(1 for waiter in self.waiters if not waiter.done())
+            if len(self.workers) < self.max_size and waiting >= self._starting():
                 self._add_worker()
             waiter = asyncio.get_running_loop().create_future()
             self.waiters.append(waiter)
