@@ -172,10 +172,14 @@ def test_counts_labels_errors_and_stored_summary(tester, aws, api):
         f"s3://{BUCKET}/load-tests/run-counts/TextClassificationDemo-tester-1.json")
 
 
-def test_requests_carry_the_api_key_and_json_and_reuse_connections(tester, aws, api):
-    result = tester.handler.handler(message([("tc-001", "fast")], rate=40, duration=0.5), context())
+def test_requests_carry_the_api_key_and_json_and_reuse_connections(tester, aws, api, capsys):
+    result = tester.handler.handler(message([("tc-001", "fast")], rate=40, duration=0.5,
+                                            run_id="run-key"), context())
     assert len(api.seen) == 20
     assert {seen.headers["x-api-key"] for seen in api.seen} == {aws.key_value}
+    # The key is a secret: never in the logs, the result or the stored summary.
+    assert aws.key_value not in capsys.readouterr().out
+    assert aws.key_value not in json.dumps(result) + json.dumps(stored_summary(aws, "run-key"))
     assert {seen.headers["Content-Type"] for seen in api.seen} == {"application/json"}
     assert {seen.path for seen in api.seen} == {"/Demo/fast"}
     assert json.loads(api.seen[0].body) == {"sentence": "text for tc-001"}
