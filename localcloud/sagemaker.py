@@ -390,6 +390,7 @@ class VariantServer:
     process: ManagedProcess
     pool: ConnectionPool
     log_path: Path
+    state_changed: asyncio.Event  # set (on the loop) whenever the process changes state
 
 
 # -- the runtime ---------------------------------------------------------------------------------
@@ -570,6 +571,7 @@ class SageMakerRuntime:
         log_path = self.log_dir / f"model-{safe}.log"
         env = dict(spec.environment)
         env.setdefault("OMP_NUM_THREADS", "1")
+        loop, state_changed = asyncio.get_running_loop(), asyncio.Event()
         process = ManagedProcess(
             f"model-server:{view.name}:{spec.name}",
             self.server_argv(model_dir, port),
@@ -579,6 +581,7 @@ class SageMakerRuntime:
             ready=functools.partial(self.ready_probe, port),
             ready_timeout=120.0,
             registry=self.registry,
+            on_state=lambda _process, _state: loop.call_soon_threadsafe(state_changed.set),
         )
         process.start()
         log.info(
@@ -588,7 +591,8 @@ class SageMakerRuntime:
             port,
             model_dir.name[:16],
         )
-        return VariantServer(spec, model_dir.name, port, process, ConnectionPool(port), log_path)
+        pool = ConnectionPool(port)
+        return VariantServer(spec, model_dir.name, port, process, pool, log_path, state_changed)
 
     @staticmethod
     def _stop_server(server: VariantServer) -> None:
@@ -613,10 +617,22 @@ class SageMakerRuntime:
         if process.state == READY:
             return
 
-        def ready_or_failing(state: str) -> bool:
-            return state == READY or process.failures_since_ready >= FAIL_FAST_AFTER
+        def ready_or_failing() -> bool:
+            return process.state == READY or process.failures_since_ready >= FAIL_FAST_AFTER
 
-        await asyncio.to_thread(process.wait_state, ready_or_failing, self.ready_wait)
+        # Waiting on the loop, not in executor threads: a burst of first requests must not
+        # starve everything else that uses the default executor while a model loads.
+        deadline = asyncio.get_running_loop().time() + self.ready_wait
+        while not ready_or_failing():
+            server.state_changed.clear()
+            if ready_or_failing():
+                break
+            try:
+                await asyncio.wait_for(
+                    server.state_changed.wait(), deadline - asyncio.get_running_loop().time()
+                )
+            except TimeoutError:
+                break
         if process.state != READY:
             failing = process.failures_since_ready >= FAIL_FAST_AFTER
             raise ModelNotReady(
