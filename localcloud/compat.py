@@ -834,13 +834,17 @@ def _flag(value: Any) -> bool:
 
 class CompatResource(cfn_models.CloudFormationModel):  # type: ignore[misc]
     """A stack resource of a type added here: created, updated and deleted through moto's own
-    service backend. Subclasses set TYPE, optionally NAME_PROPERTY (the property that names the
-    resource; moto passes it or a generated name as ``name``) and implement ``_create`` (returns the
-    physical id, i.e. what Ref gives), ``_delete`` and, where the service can change the resource in
-    place, ``_update`` (returns False when the change needs a replacement)."""
+    service backend.
+
+    Subclasses set TYPE, optionally NAME_PROPERTY (the property that names the resource; moto passes
+    its value or a generated name as ``name``) and ATTRIBUTES (what Fn::GetAtt may ask for), and
+    implement ``_create`` (returns the physical id, which is what Ref gives, and fills
+    ``attributes``), ``_delete`` and, where the service can change the resource in place,
+    ``_update`` (returns False when the change needs a replacement)."""
 
     TYPE = ""
     NAME_PROPERTY = ""
+    ATTRIBUTES: frozenset[str] = frozenset()
 
     def __init__(self, name: str, properties: dict[str, Any], account_id: str, region_name: str):
         self.name = name
@@ -860,7 +864,7 @@ class CompatResource(cfn_models.CloudFormationModel):  # type: ignore[misc]
 
     @classmethod
     def has_cfn_attr(cls, attr: str) -> bool:
-        return True  # checked against the created resource in get_cfn_attribute
+        return attr in cls.ATTRIBUTES
 
     def get_cfn_attribute(self, attribute_name: str) -> Any:
         from moto.cloudformation.exceptions import UnformattedGetAttTemplateException
@@ -967,24 +971,25 @@ class SnsTopicPolicy(CompatResource):
     def _create(self) -> str:
         backend = self._backend()
         # deleting the policy restores what the topics had before
-        self.attributes["_previous"] = {
+        self.previous_policies = {
             arn: backend.get_topic(arn).policy for arn in self.properties["Topics"]
         }
         for arn in self.properties["Topics"]:
             backend.set_topic_attribute(
                 arn, "policy", json.dumps(self.properties["PolicyDocument"])
             )
-        return f"{self.name}"
+        return self.name
 
     def _delete(self) -> None:
         backend = self._backend()
-        for arn, policy in self.attributes.pop("_previous", {}).items():
+        for arn, policy in self.previous_policies.items():
             if arn in backend.topics:
                 backend.set_topic_attribute(arn, "policy", policy)
 
 
 class SnsSubscription(CompatResource):
     TYPE = "AWS::SNS::Subscription"
+    ATTRIBUTES = frozenset({"Arn"})
     _ATTRIBUTES = (
         "DeliveryPolicy",
         "FilterPolicy",
@@ -1031,6 +1036,7 @@ class SnsSubscription(CompatResource):
 
 class CloudWatchAlarm(CompatResource):
     TYPE = "AWS::CloudWatch::Alarm"
+    ATTRIBUTES = frozenset({"Arn"})
     NAME_PROPERTY = "AlarmName"
 
     def _backend(self) -> Any:
@@ -1153,6 +1159,7 @@ class ScalableTarget(CompatResource):
 
 class ScalingPolicy(CompatResource):
     TYPE = "AWS::ApplicationAutoScaling::ScalingPolicy"
+    ATTRIBUTES = frozenset({"Arn"})
     _CONFIGURATIONS = (
         "TargetTrackingScalingPolicyConfiguration",
         "StepScalingPolicyConfiguration",
@@ -1173,7 +1180,8 @@ class ScalingPolicy(CompatResource):
 
     def _create(self) -> str:
         namespace, resource_id, dimension = self._target()
-        body = {key: self.properties[key] for key in self._CONFIGURATIONS if key in self.properties}
+        # the API takes the configuration that matches PolicyType as the policy body
+        body = next((self.properties[k] for k in self._CONFIGURATIONS if k in self.properties), {})
         policy = self._backend().put_scaling_policy(
             self.properties["PolicyName"],
             namespace,
@@ -1188,7 +1196,11 @@ class ScalingPolicy(CompatResource):
     def _delete(self) -> None:
         namespace, resource_id, dimension = self._target()
         backend = self._backend()
-        key = f"{namespace}\t{resource_id}\t{dimension}\t{self.properties['PolicyName']}"
+        from moto.applicationautoscaling.models import FakeApplicationAutoscalingPolicy
+
+        key = FakeApplicationAutoscalingPolicy.formulate_key(
+            namespace, resource_id, dimension, self.properties["PolicyName"]
+        )
         if key in backend.policies:
             backend.delete_scaling_policy(
                 self.properties["PolicyName"], namespace, resource_id, dimension
@@ -1197,6 +1209,7 @@ class ScalingPolicy(CompatResource):
 
 class CodeBuildProject(CompatResource):
     TYPE = "AWS::CodeBuild::Project"
+    ATTRIBUTES = frozenset({"Arn"})
     NAME_PROPERTY = "Name"
 
     def _backend(self) -> Any:
@@ -1235,6 +1248,7 @@ class CodeBuildProject(CompatResource):
 
 class CodePipelinePipeline(CompatResource):
     TYPE = "AWS::CodePipeline::Pipeline"
+    ATTRIBUTES = frozenset({"Version"})
     NAME_PROPERTY = "Name"
     # free-form maps whose keys belong to the action provider, not to the API
     _VERBATIM = frozenset({"Configuration"})
@@ -1398,6 +1412,7 @@ class _ApiGatewayResource(CompatResource):
 
 class KmsKey(CompatResource):
     TYPE = "AWS::KMS::Key"
+    ATTRIBUTES = frozenset({"Arn", "KeyId"})
 
     def _backend(self) -> Any:
         from moto.kms.models import kms_backends
@@ -1451,6 +1466,7 @@ class KmsKey(CompatResource):
 
 class ApiGatewayRestApi(_ApiGatewayResource):
     TYPE = "AWS::ApiGateway::RestApi"
+    ATTRIBUTES = frozenset({"RestApiId", "RootResourceId"})
 
     def _create(self) -> str:
         p = self.properties
@@ -1490,6 +1506,7 @@ class ApiGatewayRestApi(_ApiGatewayResource):
 
 class LambdaVersion(CompatResource):
     TYPE = "AWS::Lambda::Version"
+    ATTRIBUTES = frozenset({"FunctionArn", "Version"})
 
     def _backend(self) -> Any:
         from moto.awslambda.models import lambda_backends
@@ -1678,6 +1695,7 @@ class ApiGatewayStage(_ApiGatewayResource):
 
 class ApiGatewayApiKey(_ApiGatewayResource):
     TYPE = "AWS::ApiGateway::ApiKey"
+    ATTRIBUTES = frozenset({"APIKeyId"})
     NAME_PROPERTY = "Name"
 
     def _create(self) -> str:
@@ -1703,10 +1721,10 @@ class ApiGatewayApiKey(_ApiGatewayResource):
 
 class ApiGatewayUsagePlan(_ApiGatewayResource):
     TYPE = "AWS::ApiGateway::UsagePlan"
+    ATTRIBUTES = frozenset({"Id"})
 
-    def _create(self) -> str:
-        p = self.properties
-        payload = {
+    def _payload(self, p: dict[str, Any]) -> dict[str, Any]:
+        return {
             "name": p.get("UsagePlanName") or self.name,
             "description": p.get("Description"),
             "apiStages": [
@@ -1721,17 +1739,18 @@ class ApiGatewayUsagePlan(_ApiGatewayResource):
             "quota": _camel(p.get("Quota")),
             "tags": {t["Key"]: t["Value"] for t in p.get("Tags", [])} or None,
         }
-        plan = self._backend().create_usage_plan(payload)
+
+    def _create(self) -> str:
+        plan = self._backend().create_usage_plan(self._payload(self.properties))
         self.attributes["Id"] = plan.id
         return plan.id
 
     def _update(self, properties: dict[str, Any]) -> bool:
-        plan = self._backend().usage_plans[self.physical_id]
-        replacement = ApiGatewayUsagePlan(self.name, properties, self.account_id, self.region_name)
-        new_id = replacement._create()  # build the new definition, then keep the plan's id and keys
-        new_plan = self._backend().usage_plans.pop(new_id)
-        new_plan.id = plan.id
-        self._backend().usage_plans[plan.id] = new_plan
+        # in place, as on AWS: the plan keeps its id and its keys
+        from moto.apigateway.models import UsagePlan
+
+        updated = UsagePlan(usage_plan_id=self.physical_id, **self._payload(properties))
+        self._backend().usage_plans[self.physical_id] = updated
         return True
 
     def _delete(self) -> None:
@@ -1742,6 +1761,7 @@ class ApiGatewayUsagePlan(_ApiGatewayResource):
 
 class ApiGatewayUsagePlanKey(_ApiGatewayResource):
     TYPE = "AWS::ApiGateway::UsagePlanKey"
+    ATTRIBUTES = frozenset({"Id"})
 
     def _create(self) -> str:
         p = self.properties
@@ -1759,6 +1779,7 @@ class ApiGatewayUsagePlanKey(_ApiGatewayResource):
 
 class ApiGatewayRequestValidator(_ApiGatewayResource):
     TYPE = "AWS::ApiGateway::RequestValidator"
+    ATTRIBUTES = frozenset({"RequestValidatorId"})
 
     def _create(self) -> str:
         p = self.properties
@@ -1831,10 +1852,10 @@ class ApiGatewayAccount(_ApiGatewayResource):
     TYPE = "AWS::ApiGateway::Account"
 
     def _create(self) -> str:
-        account = self._backend().get_account()
-        self.attributes["_previous"] = account.cloudwatch_role_arn
+        # deleting the resource restores the account's previous role
+        self.previous_role_arn = self._backend().get_account().cloudwatch_role_arn
         self._set_role(self.properties.get("CloudWatchRoleArn"))
-        return f"{self.name}"
+        return self.name
 
     def _set_role(self, arn: str | None) -> None:
         self._backend().update_account(
@@ -1846,7 +1867,7 @@ class ApiGatewayAccount(_ApiGatewayResource):
         return True
 
     def _delete(self) -> None:
-        self._set_role(self.attributes.pop("_previous", None))
+        self._set_role(self.previous_role_arn)
 
 
 COMPAT_RESOURCE_TYPES: tuple[type[CompatResource], ...] = (

@@ -349,6 +349,17 @@ def test_resource_events_are_listed(cfn):
     assert statuses[0] == (prefix, "AWS::CloudFormation::Stack", "CREATE_COMPLETE")
 
 
+def test_unknown_attribute_of_an_added_type_is_a_template_error(cfn):
+    name = unique("attr")
+    template = {
+        "Resources": {"Key": {"Type": "AWS::ApiGateway::ApiKey", "Properties": {}}},
+        "Outputs": {"Bad": {"Value": {"Fn::GetAtt": ["Key", "Nonsense"]}}},
+    }
+    with pytest.raises(ClientError, match="does not support attribute type Nonsense"):
+        deploy(cfn, name, template)
+    assert stack(cfn, name)["StackStatus"] == "ROLLBACK_COMPLETE"
+
+
 def test_unsupported_resource_type_fails_the_stack(cfn):
     name = unique("unsupported")
     with pytest.raises(ClientError, match="AWS::Made::Up is not supported by the local cloud"):
@@ -923,6 +934,8 @@ def test_every_added_type_is_created_updated_and_deleted(cfn, client):
         ServiceNamespace="sagemaker", ResourceId=resource_id
     )
     assert [p["PolicyARN"] for p in policies["ScalingPolicies"]] == [out["ScalingPolicyArn"]]
+    tracking = policies["ScalingPolicies"][0]["TargetTrackingScalingPolicyConfiguration"]
+    assert tracking["TargetValue"] == 100.0
     project = codebuild.batch_get_projects(names=[f"{name}-build"])["projects"][0]
     assert (
         project["source"]["buildspec"] == "buildspec/build.yml"
