@@ -30,14 +30,13 @@ import json
 import logging
 import re
 import time
-import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
 from localcloud import metrics
-from localcloud.lambdas import ChangeCounter, LambdaRuntime, Throttled
+from localcloud.lambdas import ChangeCounter, LambdaRuntime, Throttled, new_request_id
 
 log = logging.getLogger("localcloud.apigateway")
 
@@ -369,16 +368,16 @@ class ApiGatewayDataPlane:
         status, out_headers, out_body, integration_ms = await self._serve(
             api, stage, method, path, query_string, headers, body, source_ip
         )
-        dims = {"ApiName": api.name, "Stage": stage.name}
-        metrics.record("AWS/ApiGateway", "Count", 1, "Count", dims)
-        metrics.record("AWS/ApiGateway", "4XXError", 1 if 400 <= status < 500 else 0, "Count", dims)
-        metrics.record("AWS/ApiGateway", "5XXError", 1 if status >= 500 else 0, "Count", dims)
         latency_ms = (time.perf_counter() - started) * 1000
-        metrics.record("AWS/ApiGateway", "Latency", latency_ms, "Milliseconds", dims)
+        values = [
+            ("Count", 1, "Count"),
+            ("4XXError", 1 if 400 <= status < 500 else 0, "Count"),
+            ("5XXError", 1 if status >= 500 else 0, "Count"),
+            ("Latency", latency_ms, "Milliseconds"),
+        ]
         if integration_ms is not None:
-            metrics.record(
-                "AWS/ApiGateway", "IntegrationLatency", integration_ms, "Milliseconds", dims
-            )
+            values.append(("IntegrationLatency", integration_ms, "Milliseconds"))
+        metrics.record_many("AWS/ApiGateway", {"ApiName": api.name, "Stage": stage.name}, values)
         return status, out_headers, out_body
 
     async def _serve(
@@ -452,7 +451,7 @@ class ApiGatewayDataPlane:
             )
             return (*_error(500, "Internal server error", "IntegrationFailure"), None)
 
-        request_id = str(uuid.uuid4())
+        request_id = new_request_id()
         event = self.proxy_event(
             api,
             stage,

@@ -15,8 +15,10 @@ API, for every part of the data plane:
     metrics.record("AWS/SageMaker", "ModelLatency", micros, "Microseconds", {...})
 
 ``record`` is thread-safe, cheap (a dict update under a lock) and never raises for a valid
-call; it goes to ``metrics.SINK``. The daemon calls ``SINK.configure(account_id, region)`` and
-``SINK.start()``; until then values accumulate and are written on the first flush.
+call; it goes to ``metrics.SINK``. ``record_many(namespace, dimensions, [(name, value, unit),
+...])`` records several values with the same dimensions under one lock. The daemon calls
+``SINK.configure(account_id, region)`` and ``SINK.start()``; until then values accumulate and
+are written on the first flush.
 ``SINK.flush()`` writes immediately (tests, shutdown). Units are CloudWatch unit names.
 
 Emitted by this package: ``AWS/ApiGateway`` (ApiName, Stage): Count, 4XXError, 5XXError,
@@ -30,7 +32,7 @@ import logging
 import threading
 import time
 from datetime import datetime, timezone
-from typing import Mapping
+from typing import Iterable, Mapping
 
 log = logging.getLogger(__name__)
 
@@ -62,14 +64,26 @@ class MetricsSink:
         dimensions: Mapping[str, str],
         at: float | None = None,
     ) -> None:
+        self.record_many(namespace, dimensions, ((name, value, unit),), at)
+
+    def record_many(
+        self,
+        namespace: str,
+        dimensions: Mapping[str, str],
+        values: Iterable[tuple[str, float, str]],
+        at: float | None = None,
+    ) -> None:
+        """Several ``(name, value, unit)`` with the same dimensions, under one lock."""
         minute = int(at if at is not None else time.time()) // 60 * 60
-        key = (namespace, name, unit, tuple(sorted(dimensions.items())), minute)
-        value = float(value)
+        dims = tuple(sorted(dimensions.items()))
         with self._lock:
-            stats = self._pending.get(key)
-            if stats is None:
-                self._pending[key] = [value, value, value, 1.0]
-            else:
+            for name, value, unit in values:
+                value = float(value)
+                key = (namespace, name, unit, dims, minute)
+                stats = self._pending.get(key)
+                if stats is None:
+                    self._pending[key] = [value, value, value, 1.0]
+                    continue
                 stats[0] += value
                 if value < stats[1]:
                     stats[1] = value
@@ -141,3 +155,9 @@ def record(
     namespace: str, name: str, value: float, unit: str, dimensions: Mapping[str, str]
 ) -> None:
     SINK.record(namespace, name, value, unit, dimensions)
+
+
+def record_many(
+    namespace: str, dimensions: Mapping[str, str], values: Iterable[tuple[str, float, str]]
+) -> None:
+    SINK.record_many(namespace, dimensions, values)

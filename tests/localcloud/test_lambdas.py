@@ -264,3 +264,13 @@ def test_sns_event_shape():
     assert record["EventSubscriptionArn"] == Sub.arn
     assert record["Sns"]["MessageAttributes"] == {"k": {"Type": "String", "Value": "v"}}
     assert record["Sns"]["Timestamp"].endswith("Z") and record["Sns"]["Subject"] is None
+
+
+def test_request_ids_are_unique_and_uuid_shaped():
+    import uuid
+
+    from localcloud.lambdas import new_request_id
+
+    ids = {new_request_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    assert all(str(uuid.UUID(i)) == i for i in ids)

@@ -77,3 +77,17 @@ def test_background_thread_flushes_and_stop_flushes_the_rest(cloudwatch):
     sink.record("AWS/Lambda", "Throttles", 1, "Count", {"FunctionName": "fn"})
     sink.stop()
     assert _stats(cloudwatch, "AWS/Lambda", "Throttles", {"FunctionName": "fn"})
+
+
+def test_record_many_shares_dimensions_and_minute(cloudwatch):
+    sink = MetricsSink()
+    sink.configure("123456789012", "eu-west-1")
+    dims = {"FunctionName": "fn"}
+    at = time.time() // 60 * 60 + 1
+    sink.record_many(
+        "AWS/Lambda", dims, [("Invocations", 1, "Count"), ("Duration", 12.5, "Milliseconds")], at
+    )
+    sink.record_many("AWS/Lambda", dims, [("Duration", 7.5, "Milliseconds")], at)
+    assert sink.flush() == 2
+    [point] = _stats(cloudwatch, "AWS/Lambda", "Duration", dims)
+    assert (point["Sum"], point["SampleCount"], point["Minimum"]) == (20.0, 2.0, 7.5)
