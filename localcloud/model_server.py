@@ -202,6 +202,11 @@ class ContainerRequestHandler(BaseHTTPRequestHandler):
         )
         self._reply(status, content_type, payload)
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """Malformed requests (bad request line, oversized headers...) get JSON errors too."""
+        self.close_connection = True
+        self._error(code if code in _PHRASES else 400, message or explain or _PHRASES.get(code, ""))
+
     def _method_not_allowed(self) -> None:
         self._error(
             405,

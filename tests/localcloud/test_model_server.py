@@ -191,11 +191,19 @@ def test_unknown_routes_methods_and_bad_lengths_get_json_errors(tmp_path, server
         error = json.loads(response.read())["error"]
         assert response.status == expected, (method, path)
         assert f"{method}" in error["message"] and "POST /invocations" in error["message"]
-    raw = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
-    raw.sendall(b"POST /invocations HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999\r\n\r\n")
-    reply = raw.recv(4096)
-    assert reply.startswith(b"HTTP/1.1 413 ") and b"exceeds" in reply
-    raw.close()
+    for request, status, text in (
+        (b"POST /invocations HTTP/1.1\r\nContent-Length: 99999999999\r\n\r\n", 413, b"exceeds"),
+        (b"POST /invocations HTTP/1.1\r\nContent-Length: -1\r\n\r\n", 400, b"non-negative"),
+        (b"POST /invocations HTTP/1.1\r\n\r\n", 411, b"Content-Length header is required"),
+        (b"GARBAGE\r\n\r\n", 400, b"Bad request syntax"),
+    ):
+        raw = socket.create_connection(("127.0.0.1", proc.port), timeout=5)
+        raw.sendall(request)
+        reply = raw.recv(4096)
+        raw.close()
+        head, _, body = reply.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 %d " % status), reply
+        assert b"application/json" in head and text in json.loads(body)["error"]["message"].encode()
 
 
 def test_keep_alive_responses_do_not_wait_for_delayed_acks(tmp_path, server):
