@@ -1664,9 +1664,16 @@ class ApiGatewayStage(_ApiGatewayResource):
         for setting in p.get("MethodSettings", []):
             path = setting.get("ResourcePath", "/*").lstrip("/")
             key = f"{path}/{setting.get('HttpMethod', '*')}"
-            stage.method_settings[key] = _camel(
-                {k: v for k, v in setting.items() if k not in ("ResourcePath", "HttpMethod")}
+            # the shape UpdateStage's patch operations produce: moto's defaults, then the setting
+            values = stage._get_default_method_settings()
+            values.update(
+                _camel(
+                    {k: v for k, v in setting.items() if k not in ("ResourcePath", "HttpMethod")}
+                )
             )
+            values["throttlingRateLimit"] = float(values["throttlingRateLimit"])
+            values["throttlingBurstLimit"] = int(values["throttlingBurstLimit"])
+            stage.method_settings[key] = values
         stage.variables = p.get("Variables") or {}
 
     def _update(self, properties: dict[str, Any]) -> bool:
