@@ -76,7 +76,7 @@ check-target:
 	@case "$(TARGET)" in local|aws) ;; *) echo "make: TARGET=$(TARGET) is not a target; use local or aws" >&2; exit 2;; esac
 
 build/stacks.mk: templates_out/manifest.json
-	@$(PY) -m workflow.deploy rules --manifest $< --out $@
+	@$(PY) -m workflow.deploy --manifest $< rules --out $@
 
 deploy: check-target pack templates build/stacks.mk ## Deploy every stack (local cloud by default; TARGET=aws for AWS)
 	@if [ "$(TARGET)" = local ]; then $(PY) -m localcloud up; fi

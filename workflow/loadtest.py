@@ -202,6 +202,10 @@ def run(ctx: Context, duration: float | None, rate: float | None, reports: Path)
         raise WorkflowError(f"aws sns publish failed: {(published.stderr or published.stdout).strip()}")
     summaries = wait_for_summaries(ctx.target.client("s3"), out["ResultsBucketName"], run_id, testers,
                                    float(config["DurationInSec"]) + WAIT_MARGIN_SECONDS)
+    refused = {name: s.get("error", {}) for name, s in summaries.items() if s.get("status") != "completed"}
+    if refused:
+        raise WorkflowError("testers did not run: " + "; ".join(
+            f"{name}: {err.get('code')}: {err.get('message')}" for name, err in sorted(refused.items())))
     report = {"run_id": run_id, "message": message, **merge(summaries)}
     (reports / "load-test.json").write_text(json.dumps(report, indent=2) + "\n")
     images = plot(report, reports)

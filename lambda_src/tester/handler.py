@@ -1,7 +1,9 @@
 """Tester: run one open-loop load test against the API, publish metrics, store the summary.
 
 A bad message or environment is logged and answered with an error result (retrying the
-invocation cannot fix it); failing to store the summary raises so the invocation is retried.
+invocation cannot fix it), which is also stored where the summary would go when the run id and
+the results bucket are known, so whoever waits for the run learns at once why it did not happen.
+Failing to store a summary raises so the invocation is retried.
 """
 
 import datetime
@@ -17,7 +19,7 @@ import jsonlog
 from api_auth import auth_for
 from api_client import ApiConnection
 from botocore.exceptions import BotoCoreError, ClientError
-from load_message import LoadTest, MessageError, message_from_event, parse_load_test
+from load_message import RUN_ID, LoadTest, MessageError, message_from_event, parse_load_test
 from metric_publisher import metric_data, publish
 from open_loop import run_open_loop, schedule
 from run_summary import judge, summarize
@@ -28,6 +30,7 @@ FINISH_MARGIN_SEC = 5.0
 
 
 def handler(event, context):
+    settings = message = None
     try:
         settings = TesterSettings.from_env(os.environ)
         message, sns_message_id = message_from_event(event)
@@ -38,15 +41,24 @@ def handler(event, context):
         duration_s = _runnable_duration(test, context)
         auth = auth_for(settings)
     except (MessageError, envconfig.ConfigError) as error:
-        return _rejected(type(error).__name__, str(error))
+        return _rejected(settings, message, context, type(error).__name__, str(error))
     except (BotoCoreError, ClientError) as error:
         key_id = os.environ.get("API_KEY_ID")
-        return _rejected("AuthSetupFailed", f"cannot read the API key {key_id}: {error}")
+        return _rejected(settings, message, context, "AuthSetupFailed",
+                         f"cannot read the API key {key_id}: {error}")
     return _run(settings, test, auth, duration_s, context)
 
 
+def _function_name(context) -> str:
+    return getattr(context, "function_name", None) or "tester"
+
+
+def _results_key(run_id: str, context) -> str:
+    return f"load-tests/{run_id}/{_function_name(context)}.json"
+
+
 def _run(settings: TesterSettings, test: LoadTest, auth, duration_s: float, context) -> dict:
-    function_name = getattr(context, "function_name", None) or "tester"
+    function_name = _function_name(context)
     started_at = time.time()
     jsonlog.log("INFO", "load-test-start", runId=test.run_id, durationSec=duration_s,
                 ratePerSec=test.rate_per_sec, intervalSec=test.interval_sec, cases=len(test.cases))
@@ -74,7 +86,7 @@ def _run(settings: TesterSettings, test: LoadTest, auth, duration_s: float, cont
     cloudwatch = awsclients.cached_client("cloudwatch", AWS_CLIENT_CONFIG)
     summary["metrics"] = publish(cloudwatch, settings.metric_namespace,
                                  metric_data(outcomes, settings.stage, started_at))
-    key = f"load-tests/{test.run_id}/{function_name}.json"
+    key = _results_key(test.run_id, context)
     summary["resultsS3Uri"] = f"s3://{settings.results_bucket}/{key}"
     brief = {name: value for name, value in summary.items() if name != "samples"}
     jsonlog.log("INFO", "load-test-summary", **brief)
@@ -106,6 +118,17 @@ def _runnable_duration(test: LoadTest, context) -> float:
     return min(test.duration_sec, budget_s)
 
 
-def _rejected(code: str, message: str) -> dict:
-    jsonlog.log("ERROR", "load-test-rejected", code=code, message=message)
-    return {"status": "rejected", "error": {"code": code, "message": message}}
+def _rejected(settings, message, context, code: str, text: str) -> dict:
+    jsonlog.log("ERROR", "load-test-rejected", code=code, message=text)
+    result = {"status": "rejected", "error": {"code": code, "message": text}}
+    run_id = message.get("RunId") if isinstance(message, dict) else None
+    if settings is not None and isinstance(run_id, str) and RUN_ID.fullmatch(run_id):
+        try:
+            awsclients.cached_client("s3", AWS_CLIENT_CONFIG).put_object(
+                Bucket=settings.results_bucket, Key=_results_key(run_id, context),
+                ContentType="application/json",
+                Body=json.dumps({"RunId": run_id, "function": _function_name(context), **result},
+                                separators=(",", ":")).encode("utf-8"))
+        except (BotoCoreError, ClientError) as error:
+            jsonlog.log("ERROR", "rejection-not-stored", message=str(error))
+    return result

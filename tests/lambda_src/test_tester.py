@@ -471,8 +471,9 @@ def test_bad_messages_are_rejected_with_the_key_path_and_no_request(tester, test
     assert result["status"] == "rejected" and result["error"]["code"] == "MessageError"
     assert fragment in result["error"]["message"]
     assert api.seen == []
-    log = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert log["event"] == "load-test-rejected" and fragment in log["message"]
+    logs = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    rejected = [log for log in logs if log["event"] == "load-test-rejected"]
+    assert len(rejected) == 1 and fragment in rejected[0]["message"]
 
 
 @pytest.mark.parametrize("sns_event, fragment", [
@@ -512,6 +513,15 @@ def test_unknown_api_key_is_rejected(tester, aws, api, monkeypatch):
     monkeypatch.setenv("API_KEY_ID", "nosuchkey")
     result = tester.handler.handler(message([("tc-001", "fast")], rate=5), context())
     assert result["status"] == "rejected" and result["error"]["code"] == "AuthSetupFailed"
+    assert api.seen == []
+
+
+def test_a_rejected_run_is_stored_where_its_summary_would_be(tester, aws, api):
+    msg = message([("tc-001", "fast")], rate=5000, duration=0.2, run_id="run-rejected")
+    result = tester.handler.handler(msg, context())
+    assert result["status"] == "rejected"
+    stored = stored_summary(aws, "run-rejected")
+    assert stored["status"] == "rejected" and "RatePerSec=5000" in stored["error"]["message"]
     assert api.seen == []
 
 
