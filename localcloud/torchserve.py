@@ -123,7 +123,7 @@ def runtime_options(env: Mapping[str, str]) -> dict:
             f"LOCAL_MODEL_SERVER=torchserve needs {TORCHSERVE_PYTHON} "
             "(`make conformance` creates it)"
         )
-    _find_java()
+    _check_java()
     return {"server_argv": server_argv, "ready_probe": invocations_ok}
 
 
@@ -219,7 +219,7 @@ def free_loopback_ports(count: int) -> list[int]:
             sock.close()
 
 
-def _find_java() -> str:
+def _check_java() -> None:
     java_home = os.environ.get("JAVA_HOME")
     java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
     if not java or not os.access(java, os.X_OK):
@@ -227,7 +227,6 @@ def _find_java() -> str:
             "TorchServe needs Java 17 or newer: install a JDK (Debian: openjdk-17-jre-headless) "
             "or set JAVA_HOME"
         )
-    return java
 
 
 def _processes_of(run_dir: Path):
@@ -270,8 +269,12 @@ def _terminate_leftovers(run_dir: Path) -> None:
             pass
 
 
-def _patch_toolkit(toolkit, run_dir: Path, port: int) -> None:
-    """Point the toolkit at the private dir, loopback addresses and our own JVM."""
+def _patch_toolkit(toolkit, run_dir: Path, port: int, stop_requested: list) -> None:
+    """Point the toolkit at the private dir, loopback addresses and our own JVM.
+
+    ``stop_requested`` gets an entry when SIGTERM arrives, so a JVM that exits on its own can be
+    told apart from one that was asked to stop.
+    """
     from retrying import retry
 
     config_file = run_dir / "sagemaker-ts.properties"
@@ -293,8 +296,21 @@ def _patch_toolkit(toolkit, run_dir: Path, port: int) -> None:
             f"TorchServe did not start (no {toolkit.TS_NAMESPACE} process with {config_file})"
         )
 
+    add_sigterm_handler = toolkit._add_sigterm_handler
+
+    def add_recording_sigterm_handler(ts_process):
+        add_sigterm_handler(ts_process)  # forwards SIGTERM to the JVM
+        forward = signal.getsignal(signal.SIGTERM)
+
+        def record_and_forward(signo, frame):
+            stop_requested.append(signo)
+            forward(signo, frame)
+
+        signal.signal(signal.SIGTERM, record_and_forward)
+
     toolkit._generate_ts_config_properties = generate_localized
     toolkit._retrieve_ts_server_process = retrieve_our_server
+    toolkit._add_sigterm_handler = add_recording_sigterm_handler
 
 
 def _become_subreaper() -> None:
@@ -312,7 +328,7 @@ def _become_subreaper() -> None:
 
 def serve(model_dir: Path, port: int, workers: int) -> int:
     """Run the toolkit's entry point in the foreground; return when TorchServe has stopped."""
-    _find_java()
+    _check_java()
     _become_subreaper()
     # Until the toolkit installs its own handler (which forwards SIGTERM to the JVM), a stop
     # request unwinds through the cleanup below instead of killing this process outright.
@@ -331,17 +347,23 @@ def serve(model_dir: Path, port: int, workers: int) -> int:
         from sagemaker_pytorch_serving_container import serving
         from sagemaker_pytorch_serving_container import torchserve as toolkit
 
-        _patch_toolkit(toolkit, run_dir, port)
+        stop_requested = []
+        _patch_toolkit(toolkit, run_dir, port, stop_requested)
         print(
             f"torchserve launcher: serving {model_dir} on http://{HOST}:{port} "
             f"with {workers} worker(s); private dir {run_dir}",
             flush=True,
         )
         serving.main()  # returns when the JVM has exited
-        print(
-            f"torchserve launcher: TorchServe stopped after {time.monotonic() - started:.1f} s",
-            flush=True,
-        )
+        lifetime = time.monotonic() - started
+        if not stop_requested:
+            print(
+                f"torchserve launcher: TorchServe exited on its own after {lifetime:.1f} s "
+                "(its log is above)",
+                file=sys.stderr,
+            )
+            return 1
+        print(f"torchserve launcher: TorchServe stopped after {lifetime:.1f} s", flush=True)
         return 0
     except LaunchError as exc:
         print(f"torchserve launcher: {exc}", file=sys.stderr)
