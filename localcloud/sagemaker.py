@@ -699,8 +699,9 @@ class SageMakerRuntime:
             status, model_headers, data = await self._call_model(view, server, headers, body)
             model_seconds = time.perf_counter() - model_started
         except InvokeError as exc:
-            self._count(
-                dims, variant, 5 if exc.status >= 500 or isinstance(exc, ModelNotReady) else 4
+            server_side = exc.status >= 500 or isinstance(exc, ModelNotReady)
+            self.metrics.record_many(
+                NAMESPACE, dims, self._counts(variant, 5 if server_side else 4)
             )
             return exc.response()
         response_type = model_headers.get("content-type", "application/octet-stream")
@@ -717,15 +718,15 @@ class SageMakerRuntime:
                 inference_id=headers.get("x-amzn-sagemaker-inference-id"),
                 when=received,
             )
-        self._count(dims, variant, 0 if status < 400 else status // 100)
-        total_seconds = time.perf_counter() - started
-        self.metrics.record(NAMESPACE, "ModelLatency", model_seconds * 1e6, "Microseconds", dims)
-        self.metrics.record(
+        overhead_seconds = max(0.0, time.perf_counter() - started - model_seconds)
+        self.metrics.record_many(
             NAMESPACE,
-            "OverheadLatency",
-            max(0.0, total_seconds - model_seconds) * 1e6,
-            "Microseconds",
             dims,
+            self._counts(variant, 0 if status < 400 else status // 100)
+            + [
+                ("ModelLatency", model_seconds * 1e6, "Microseconds"),
+                ("OverheadLatency", overhead_seconds * 1e6, "Microseconds"),
+            ],
         )
         if not 200 <= status < 300:
             return self._model_error(view, server, status, data).response()
@@ -816,13 +817,15 @@ class SageMakerRuntime:
             LogStreamArn=self._log_stream_arn(view),
         )
 
-    def _count(self, dims: dict[str, str], variant: Variant, error_class: int) -> None:
-        """Invocations, InvocationsPerInstance and the 4XX/5XX counters for one request."""
-        record = self.metrics.record
-        record(NAMESPACE, "Invocations", 1, "Count", dims)
-        record(NAMESPACE, "InvocationsPerInstance", 1.0 / variant.instance_count, "Count", dims)
-        record(NAMESPACE, "Invocation4XXErrors", 1 if error_class == 4 else 0, "Count", dims)
-        record(NAMESPACE, "Invocation5XXErrors", 1 if error_class == 5 else 0, "Count", dims)
+    @staticmethod
+    def _counts(variant: Variant, error_class: int) -> list[tuple[str, float, str]]:
+        """Invocations, InvocationsPerInstance and the 4XX/5XX counters of one request."""
+        return [
+            ("Invocations", 1, "Count"),
+            ("InvocationsPerInstance", 1.0 / variant.instance_count, "Count"),
+            ("Invocation4XXErrors", 1 if error_class == 4 else 0, "Count"),
+            ("Invocation5XXErrors", 1 if error_class == 5 else 0, "Count"),
+        ]
 
     # -- moto's InvokeEndpoint (called from moto's request threads) ------------------------------
 
