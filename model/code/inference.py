@@ -7,7 +7,7 @@ is one forward pass. Client errors raise ``request_errors.RequestError`` subclas
 HTTP status. Only plain Python and torch are needed: no torchtext, nothing pickled.
 
 Limits come from ``MODEL_MAX_BATCH_SIZE`` (default 64) and ``MODEL_MAX_TEXT_CHARS`` (default 5000),
-read when the model is loaded. The hot path avoids per-call logging and extra tensor copies.
+read when the model is loaded. The hot path avoids per-call logging, autograd and extra copies.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import os
 import time
 from array import array
 from functools import lru_cache
+from math import exp
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,6 +28,7 @@ import torch
 from request_errors import InvalidInput, NotAcceptable, PayloadTooLarge, UnsupportedContentType
 from text_classifier import TextClassifier
 from textprep import Vocabulary
+from torch.nn.functional import embedding_bag
 
 LOG = logging.getLogger(__name__)
 
@@ -67,7 +69,7 @@ LIMITS = limits_from_env()
 class LoadedModel(NamedTuple):
     """What ``model_fn`` returns: the folded classifier table plus everything to drive it."""
 
-    bag: torch.nn.EmbeddingBag
+    table: torch.Tensor  # (vocabulary, labels) logits per n-gram: TextClassifier.folded()
     vocab: Vocabulary
     labels: tuple[str, ...]
     device: torch.device
@@ -105,10 +107,10 @@ def model_fn(model_dir: str) -> LoadedModel:
         raise ValueError(f"model.pth has {classifier.fc.out_features} outputs "
                          f"but metadata.json names {len(labels)} labels")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    bag = classifier.folded().to(device).eval()
+    table = classifier.folded().to(device)
     LOG.info("loaded %s: %d vocabulary entries, %d labels, on %s, limits %s, in %.3f s",
              root, len(vocab), len(labels), device, LIMITS, time.perf_counter() - started)
-    return LoadedModel(bag, vocab, labels, device)
+    return LoadedModel(table, vocab, labels, device)
 
 
 def _media_type(header: str | None, default: str) -> str:
@@ -195,22 +197,34 @@ def input_fn(body: bytes | bytearray | str, content_type: str | None) -> Request
                                  f"use {JSON}, {CSV} or {TEXT}")
 
 
+def _softmax(logits: list[float]) -> list[float]:
+    top = max(logits)
+    exps = [exp(value - top) for value in logits]
+    total = sum(exps)
+    return [value / total for value in exps]
+
+
 def predict_fn(data: Request, model: LoadedModel) -> Prediction:
     """Classify every sentence of the request in one forward pass."""
     encode = model.vocab.encode
-    flat, offsets = array("q"), array("q")  # int64 buffers: far cheaper than torch.tensor(list)
+    flat, offsets = [], []
     for index, text in enumerate(data.texts):
         ids = encode(text)
         if not ids:
             where = "sentence" if data.single else f"sentence {index}"
             raise InvalidInput(f"{where} has no words to classify")
         offsets.append(len(flat))
-        flat.extend(ids)
-    with torch.inference_mode():
-        ids = torch.frombuffer(flat, dtype=torch.long).to(model.device)
-        starts = torch.frombuffer(offsets, dtype=torch.long).to(model.device)
-        probabilities = torch.softmax(model.bag(ids, starts), dim=1).tolist()
-    return Prediction(probabilities, model.labels, data.single)
+        flat += ids
+    # int64 arrays: several times cheaper than torch.tensor() on a list of ints. The table
+    # needs no gradient, so no autograd context is needed either.
+    ids = torch.frombuffer(array("q", flat), dtype=torch.long).to(model.device)
+    if len(offsets) == 1:  # one bag: a row sum is cheaper than embedding_bag or mean
+        count = len(flat)
+        logits = [[total / count for total in model.table.index_select(0, ids).sum(0).tolist()]]
+    else:
+        starts = torch.frombuffer(array("q", offsets), dtype=torch.long).to(model.device)
+        logits = embedding_bag(ids, model.table, starts, mode="mean").tolist()
+    return Prediction([_softmax(row) for row in logits], model.labels, data.single)
 
 
 @lru_cache(maxsize=8)

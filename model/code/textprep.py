@@ -107,6 +107,6 @@ class Vocabulary:
         if not isinstance(data, dict) or data.get("format") != VOCAB_FORMAT:
             raise ValueError(f"{path}: not a vocabulary file (expected format {VOCAB_FORMAT!r})")
         tokens = data.get("tokens")
-        if not isinstance(tokens, list) or not all(isinstance(t, str) for t in tokens):
+        if not isinstance(tokens, list) or not set(map(type, tokens)) <= {str}:
             raise ValueError(f"{path}: 'tokens' must be a list of strings")
         return cls(tokens, data.get("ngrams"))
