@@ -15,6 +15,12 @@ PY := $(VENV)/bin/python
 CHECKOV_VENV := .venv-checkov
 CHECKOV := $(CHECKOV_VENV)/bin/checkov
 CHECKOV_VERSION := 3.3.30
+# TorchServe + the SageMaker PyTorch toolkit, as in the real container; setuptools<81 and pyyaml are
+# needs the toolkit and TorchServe do not declare.
+TS_VENV := .venv-torchserve
+TS_PACKAGES := torch==2.13.0 torchserve==0.12.0 torch-model-archiver==0.12.0 \
+	sagemaker-pytorch-inference==2.0.25 sagemaker-inference==1.10.1 setuptools==80.10.2 pyyaml==6.0.3
+TS_STAMP := $(TS_VENV)/.installed-$(shell echo '$(TS_PACKAGES)' | cksum | cut -d' ' -f1)
 WORKFLOW_ARGS = --target $(TARGET) --config $(CONFIG)
 STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
 
@@ -23,7 +29,7 @@ PACK_SOURCES := $(shell find model/code model/model-* lambda_src workflow/pack.p
 	-not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 
 .PHONY: help install templates lint test pack train evaluate deploy outputs test-load teardown \
-	local-up local-down local-status clean check-target
+	local-up local-down local-status clean check-target conformance
 
 help: ## Show this help
 	@echo "Usage: make <target> [TARGET=local|aws] [CONFIG=config.json]"
@@ -71,6 +77,17 @@ train: $(STAMP) ## Train model-a and model-b: make train DATA=path/to/ag_news.cs
 evaluate: $(STAMP) ## Evaluate a model: make evaluate MODEL=build/model-a.tar.gz DATA=path/to/test.csv
 	@test -n "$(MODEL)" -a -n "$(DATA)" || { echo "make: make evaluate MODEL=<tar.gz or dir> DATA=<csv>" >&2; exit 2; }
 	@$(PY) -m model.evaluate --model $(MODEL) --data $(DATA)
+
+$(TS_STAMP):
+	@command -v java >/dev/null || { echo "make: TorchServe needs Java 17 (Debian: openjdk-17-jre-headless)" >&2; exit 1; }
+	@echo "[*] creating $(TS_VENV) for TorchServe and the SageMaker PyTorch toolkit (first run only)"
+	@test -x $(TS_VENV)/bin/python || $(PYTHON) -m venv $(TS_VENV)
+	@$(TS_VENV)/bin/pip install -q --upgrade pip
+	@$(TS_VENV)/bin/pip install -q $(TS_PACKAGES)
+	@rm -f $(TS_VENV)/.installed-* && touch $@
+
+conformance: pack $(TS_STAMP) ## Serve each packed model on TorchServe + the SageMaker toolkit; check the contract
+	@$(PY) -m bench.conformance
 
 check-target:
 	@case "$(TARGET)" in local|aws) ;; *) echo "make: TARGET=$(TARGET) is not a target; use local or aws" >&2; exit 2;; esac
