@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import torch
 from request_errors import InvalidInput, NotAcceptable, PayloadTooLarge, UnsupportedContentType
-from text_classifier import TextClassifier
+from text_classifier import folded_table
 from textprep import Vocabulary
 from torch.nn.functional import embedding_bag
 
@@ -69,7 +69,7 @@ LIMITS = limits_from_env()
 class LoadedModel(NamedTuple):
     """What ``model_fn`` returns: the folded classifier table plus everything to drive it."""
 
-    table: torch.Tensor  # (vocabulary, labels) logits per n-gram: TextClassifier.folded()
+    table: torch.Tensor  # (vocabulary, labels) logits per n-gram: text_classifier.folded_table
     vocab: Vocabulary
     labels: tuple[str, ...]
     device: torch.device
@@ -99,15 +99,15 @@ def model_fn(model_dir: str) -> LoadedModel:
     labels = tuple(metadata["labels"])
     vocab = Vocabulary.load(root / "vocab.json")
     state = torch.load(root / "model.pth", map_location="cpu", weights_only=True)
-    classifier = TextClassifier.from_state_dict(state)
-    if classifier.embedding.num_embeddings != len(vocab):
-        raise ValueError(f"model.pth has {classifier.embedding.num_embeddings} embedding rows "
+    table = folded_table(state)
+    if table.shape[0] != len(vocab):
+        raise ValueError(f"model.pth has {table.shape[0]} embedding rows "
                          f"but vocab.json has {len(vocab)} entries")
-    if classifier.fc.out_features != len(labels):
-        raise ValueError(f"model.pth has {classifier.fc.out_features} outputs "
+    if table.shape[1] != len(labels):
+        raise ValueError(f"model.pth has {table.shape[1]} outputs "
                          f"but metadata.json names {len(labels)} labels")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    table = classifier.folded().to(device)
+    table = table.to(device)
     LOG.info("loaded %s: %d vocabulary entries, %d labels, on %s, limits %s, in %.3f s",
              root, len(vocab), len(labels), device, LIMITS, time.perf_counter() - started)
     return LoadedModel(table, vocab, labels, device)
