@@ -1,0 +1,84 @@
+"""Report: target verdicts from the figures, and the generated section of the docs page."""
+
+from __future__ import annotations
+
+from bench import report
+
+
+def spread(value):
+    return {"median": value, "min": value, "max": value, "runs": [value]}
+
+
+def figures(rps, p50, p99, errors=0):
+    return {"req_per_s": spread(rps), "p50_ms": spread(p50), "p99_ms": spread(p99),
+            "requests": 100, "errors": errors, "runs": 1}
+
+
+def results():
+    return {
+        "http": {"archive": "build/model-a.tar.gz", "workers": 2,
+                 "servers": {"model_server": {"c1": figures(2400, 0.4, 0.9),
+                                              "c16": figures(2500, 6, 12), "ready_s": 1.0},
+                             "torchserve": {"c1": figures(1000, 0.9, 5),
+                                            "c16": figures(1500, 10, 11), "ready_s": 5.0}},
+                 "ratio_req_per_s": {"c1": 2.4, "c16": 1.67}},
+        "e2e": {"c1": figures(500, 2.5, 6), "c16": figures(1200, 12, 31),
+                "agreement": {"p50_difference": 0.04, "within_limit": True, "testers": 2,
+                              "tester": {"achieved_req_per_s": 500, "latency_ms": {"p50": 2.6,
+                                         "p99": 9}, "sent": 5000, "errors": 0},
+                              "wrk_paced": {"req_per_s": 499, "p50_ms": 2.5, "p99_ms": 8,
+                                            "requests": 4990, "errors": 0, "connections": 16}}},
+        "workflow": {"seconds": {"templates": spread(1.2), "deploy": spread(61.0),
+                                 "noop_redeploy": spread(9.0), "teardown": spread(3.0),
+                                 "down": spread(1.0)}},
+    }
+
+
+def test_targets_give_a_verdict_for_each_goal():
+    verdicts = {what: verdict for what, _, _, verdict in report.targets(results())}
+    assert verdicts["model server / TorchServe req/s, 16 connections"] == "NOT MET"
+    assert verdicts["model server / TorchServe req/s, 1 connection"] == "met"
+    assert verdicts["model server p99 below TorchServe's, 16 connection(s)"] == "NOT MET"
+    assert verdicts["end to end req/s, 16 connections"] == "met"
+    assert verdicts["end to end p50, 1 connection"] == "met"
+    assert verdicts["end to end p99, 16 connections"] == "NOT MET"
+    assert verdicts["load tester p50 vs wrk p50, same load"] == "met"
+    assert verdicts["full `make deploy`, fresh local cloud"] == "NOT MET"
+    assert verdicts["no-op redeploy"] == "met"
+
+
+def test_targets_only_for_sections_that_ran():
+    assert report.targets({"workflow": results()["workflow"]})[0][0] == "`make templates`"
+    assert report.targets({}) == []
+
+
+def test_markdown_section_replaces_only_the_generated_part(tmp_path):
+    page = tmp_path / "benchmarks.md"
+    page.write_text(f"# Benchmarks\n\nmethod notes\n\n{report.START}\nold figures\n{report.END}\n"
+                    "\n## Findings\n\nhand-written\n")
+    report.write_markdown(page, f"{report.START}\nnew figures\n{report.END}", "Benchmarks")
+    text = page.read_text()
+    assert "old figures" not in text and "new figures" in text
+    assert text.startswith("# Benchmarks\n\nmethod notes") and text.endswith("hand-written\n")
+
+
+def test_markdown_page_is_created_when_missing(tmp_path):
+    page = tmp_path / "docs" / "benchmarks.md"
+    report.write_markdown(page, f"{report.START}\nfigures\n{report.END}", "Benchmarks")
+    assert page.read_text().startswith("# Benchmarks") and "figures" in page.read_text()
+
+
+def test_full_markdown_renders_every_section():
+    data = results()
+    data.update(machine={"nproc": 2, "cpu": "AMD EPYC", "ram_gib": 23.4, "kernel": "6.18",
+                         "python": "3.11.7", "torch": "2.13.0", "moto": "5.2.5",
+                         "uvicorn": "0.54.0", "torchserve": "0.12.0",
+                         "sagemaker_pytorch_inference": "2.0.25", "wrk": "wrk 4.1.0",
+                         "load_average_at_start": [1.0, 1.0, 1.0]},
+                load_average_at_end=[2.0, 2.0, 2.0], finished_at="2026-11-24 03:00 UTC",
+                commands=["make bench"], runs=3, seconds=10, warmup=3)
+    text = report.markdown(data)
+    assert text.startswith(report.START) and text.endswith(report.END)
+    for needle in ("2 CPUs (AMD EPYC)", "TorchServe + SageMaker toolkit", "| 16 | 1200 (1200-1200)",
+                   "load tester (2 testers, open loop)", "no-op `make deploy`", "NOT MET"):
+        assert needle in text

@@ -1,0 +1,48 @@
+"""The scratch tree the workflow benchmark runs in."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+from bench import workflow
+
+
+def test_bench_config_changes_only_the_throttle():
+    config = {"api_hosting": {"throttle": {"rate_limit": 200, "burst_limit": 400},
+                              "auth": "api_key"},
+              "load_test": {"rate_per_second": 10}}
+    changed = workflow.bench_config(config)
+    assert changed["api_hosting"]["throttle"] == workflow.BENCH_THROTTLE
+    assert changed["api_hosting"]["auth"] == "api_key"
+    assert changed["load_test"] == config["load_test"]
+    assert config["api_hosting"]["throttle"]["rate_limit"] == 200  # the original is untouched
+
+
+def test_make_tree_copies_the_working_tree_without_generated_files(tmp_path):
+    root = tmp_path / "project"
+    (root / ".venv").mkdir(parents=True)
+    (root / "pkg").mkdir()
+    (root / ".gitignore").write_text("build/\n.venv/\n")
+    (root / "config.json").write_text(json.dumps(
+        {"api_hosting": {"throttle": {"rate_limit": 200, "burst_limit": 400}}}))
+    (root / "pkg" / "tracked.py").write_text("x = 1\n")
+    (root / "build").mkdir()
+    (root / "build" / "pack.json").write_text("{}")
+    (root / "templates_out").mkdir()
+    (root / "templates_out" / "manifest.json").write_text("{}")
+    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
+    subprocess.run(["git", "add", "pkg/tracked.py", "templates_out/manifest.json"], cwd=root,
+                   check=True)
+    (root / "pkg" / "new.py").write_text("y = 2\n")  # untracked, not ignored: copied too
+
+    tree = workflow.make_tree(tmp_path / "scratch", root)
+
+    assert (tree / "pkg" / "tracked.py").read_text() == "x = 1\n"
+    assert (tree / "pkg" / "new.py").is_file()
+    assert not (tree / "build").exists() and not (tree / "templates_out").exists()
+    assert (tree / ".venv").resolve() == (root / ".venv").resolve()
+    assert json.loads((tree / "config.json").read_text())["api_hosting"]["throttle"] == \
+        workflow.BENCH_THROTTLE
+    original = json.loads((root / "config.json").read_text())
+    assert original["api_hosting"]["throttle"]["rate_limit"] == 200
