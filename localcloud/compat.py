@@ -17,6 +17,8 @@ Stack operations
   fix_parameter_comparison     parameters compare (and are reused) as the strings AWS stores.
   fix_create_and_update_stack  CreateStack / UpdateStack share that create, rollback, export logic.
   fix_delete_stack             undeletable resources give DELETE_FAILED with a reason, not a 500.
+  (exports in use)             as on AWS, an export another stack imports can be neither changed
+                               nor removed, and its stack not deleted (_refuse_exports_in_use).
   fix_serialized_stack_operations
                                concurrent CloudFormation requests (parallel deploys) are serialized
                                (DescribeStackEvents excepted, so progress still streams).
@@ -171,9 +173,60 @@ class _FailedResource:
         return f"Resource {logical_id} ({resource_type}) failed to {verb}: {_error_message(exc)}"
 
 
+_IMPORTS = "localcloud_imported_exports"  # Stack attribute: export names the stack imports
+
+
+def _record_imports(stack: cfn_models.Stack) -> None:
+    """Remember which exports ``stack``'s template imports (the names resolved as deployed)."""
+    names: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "Fn::ImportValue":
+                    names.add(str(cfn_parsing.clean_json(value, stack.resource_map)))
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk([stack.template_dict.get("Resources"), stack.template_dict.get("Outputs")])
+    setattr(stack, _IMPORTS, names)
+
+
+def _refuse_exports_in_use(
+    backend: cfn_models.CloudFormationBackend,
+    stack: cfn_models.Stack,
+    remaining: dict[str, Any],
+    deleting_stack: bool = False,
+) -> None:
+    """AWS refuses to remove or change an export that another stack imports."""
+    for name, export in backend.exports.items():
+        if export.exporting_stack_id != stack.stack_id:
+            continue
+        importers = sorted(
+            other.name
+            for other in backend.stacks.values()
+            if other.stack_id != stack.stack_id and name in getattr(other, _IMPORTS, ())
+        )
+        if not importers:
+            continue
+        users = ", ".join(importers)
+        if deleting_stack:
+            raise ValidationError(
+                message=f"Export {name} cannot be deleted as it is in use by {users}"
+            )
+        if name not in remaining:
+            raise ValidationError(message=f"Cannot delete export {name} as it is in use by {users}")
+        if remaining[name] != export.value:
+            raise ValidationError(message=f"Cannot update export {name} as it is in use by {users}")
+
+
 def _register_exports(backend: cfn_models.CloudFormationBackend, stack: cfn_models.Stack) -> None:
     """Replace ``stack``'s entries in the live export table with its current exports."""
     current = stack.exports
+    _refuse_exports_in_use(backend, stack, {export.name: export.value for export in current})
     owned = {
         name
         for name, export in backend.exports.items()
@@ -212,6 +265,7 @@ def _create_stack_resources(
         stack.output_map = stack._create_output_map()
         stack.create_resources()
         _register_exports(backend, stack)
+        _record_imports(stack)
     except Exception as exc:  # any failure, as on AWS, rolls the whole stack back
         _roll_back_create(backend, stack, exc)
         raise ValidationError(
@@ -260,6 +314,7 @@ def _update_stack_resources(
     try:
         stack.update(template, role_arn, parameters=parameters, tags=tags)
         _register_exports(backend, stack)
+        _record_imports(stack)
     except Exception as exc:
         reason = _FailedResource.describe(exc, "update")
         stack._add_stack_event("UPDATE_ROLLBACK_IN_PROGRESS", resource_status_reason=reason)
@@ -270,6 +325,7 @@ def _update_stack_resources(
             stack.parameters = previous_parameters
             stack.output_map = stack._create_output_map()
             _register_exports(backend, stack)
+            _record_imports(stack)
         except Exception as rollback_exc:
             stack.status = "UPDATE_ROLLBACK_FAILED"
             stack._add_stack_event(
@@ -475,6 +531,7 @@ def fix_delete_stack() -> None:
     # moto defect: when a resource cannot be deleted, delete_stack raises a bare exception (HTTP
     # 500) and the stack keeps its old status; AWS reports DELETE_FAILED with the reason. Exports
     # are removed by name, so one that was never registered (a rolled-back stack) is a KeyError.
+    # moto also deletes a stack whose exports other stacks import; AWS refuses.
     def delete_stack(self: cfn_models.CloudFormationBackend, name_or_stack_id: str) -> None:
         stack = self.stacks.get(name_or_stack_id) or next(
             (s for s in self.stacks.values() if s.name == name_or_stack_id), None
@@ -482,6 +539,7 @@ def fix_delete_stack() -> None:
         if stack is None:
             return  # deleting a stack that does not exist succeeds on AWS
         try:
+            _refuse_exports_in_use(self, stack, {}, deleting_stack=True)
             stack.delete()
         except Exception as exc:
             reason = _FailedResource.describe(exc, "delete")

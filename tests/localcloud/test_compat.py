@@ -1561,3 +1561,26 @@ def test_only_resources_whose_resolved_properties_change_are_updated(cfn, client
         if e["ResourceStatus"] == "UPDATE_COMPLETE"
     }
     assert updated == {"Bucket", "Param", name}
+
+
+def test_exports_in_use_can_be_neither_deleted_nor_changed(cfn, client):
+    prefix = unique("inuse")
+    exporter, importer = f"{prefix}-a", f"{prefix}-b"
+    deploy(cfn, exporter, bucket_template(prefix))
+    deploy(cfn, importer, importer_template(prefix))
+
+    with pytest.raises(ClientError, match=f"Cannot update export {prefix}-bucket .* by {importer}"):
+        deploy(cfn, exporter, bucket_template(prefix), {"Suffix": "v2"})
+    assert stack(cfn, exporter)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert exports(cfn)[f"{prefix}-bucket"] == f"{prefix}-v1"
+
+    with pytest.raises(
+        ClientError, match=f"Export {prefix}-bucket cannot be deleted .* {importer}"
+    ):
+        cfn.delete_stack(StackName=exporter)
+    assert stack(cfn, exporter)["StackStatus"] == "DELETE_FAILED"
+    assert f"{prefix}-v1" in {b["Name"] for b in client("s3").list_buckets()["Buckets"]}
+
+    cfn.delete_stack(StackName=importer)  # in reverse dependency order both go
+    cfn.delete_stack(StackName=exporter)
+    assert not _stacks_named(cfn, exporter) and f"{prefix}-bucket" not in exports(cfn)
