@@ -50,6 +50,8 @@ LOG_RETENTION_DAYS = (
 AUTH_MODES = ("api_key", "iam")
 QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
 LABELS = (1, 2, 3, 4)
+# Longest prefix that survives CloudFormation's truncation of generated physical names.
+CICD_MAX_PREFIX = 24
 MAX_VARIANTS = 10  # SageMaker's limit of production variants per endpoint config
 
 _ALNUM = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
@@ -657,6 +659,15 @@ def parse(data: Any) -> Config:
         load_test=_read(root.node("load_test"), lambda n: _load_test(n, serving.max_text_chars)),
     )
     root.done()
+    prefix = f"{project.name}{project.stage}"
+    if cfg.cicd.enabled and len(prefix) > CICD_MAX_PREFIX:
+        _fail(
+            "project.name",
+            project.name,
+            f"with cicd.enabled the prefix name + stage ({prefix!r}) must be at most "
+            f"{CICD_MAX_PREFIX} characters: CloudFormation-generated names keep only the start "
+            "of the stack name, and the pipeline's deploy role is scoped by that prefix",
+        )
     endpoint = f"{project.name}{project.stage}-{serving.endpoint_name}"
     if len(endpoint) > 63:
         _fail(
