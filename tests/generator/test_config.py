@@ -276,10 +276,23 @@ def test_endpoint_name_length_including_prefix():
                 **{
                     "project.name": "P" * 32,
                     "project.stage": "S" * 16,
+                    "cicd.enabled": False,
                     "model_serving.endpoint_name": "E" * 20,
                 }
             )
         )
+
+
+def test_pipeline_needs_a_short_prefix():
+    long_name = {"project.name": "TextClassificationLong", "project.stage": "Demo"}
+    with pytest.raises(ConfigError) as raised:
+        parse(variant(**long_name))
+    assert str(raised.value).startswith(
+        'project.name: "TextClassificationLong" is not allowed; with cicd.enabled the prefix '
+        "name + stage ('TextClassificationLongDemo') must be at most 24 characters"
+    )
+    shorter = parse(variant(**long_name, **{"cicd.enabled": False}))
+    assert shorter.project.name == "TextClassificationLong"
 
 
 def test_test_sentence_longer_than_model_accepts():
