@@ -22,6 +22,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -124,8 +125,6 @@ def running(home_dir: Path) -> DaemonInfo | None:
 
 
 def _port_free(port: int) -> bool:
-    import socket
-
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -341,8 +340,9 @@ class _ControlPlane:
     """moto's server app on a threaded werkzeug server bound to 127.0.0.1.
 
     ``ThreadedMotoServer`` binds inside its thread and waits forever when the port is busy;
-    binding here makes that a clear error. The handler disables Nagle's algorithm: werkzeug's
-    keep-alive responses otherwise wait ~40 ms for a delayed ACK on every request.
+    binding here makes that a clear error. The handler disables Nagle's algorithm (werkzeug's
+    keep-alive responses otherwise wait ~40 ms for a delayed ACK) and acknowledges request
+    headers at once (see :class:`localcloud.gateway.QuickAckProtocol`).
     """
 
     def __init__(self, port: int) -> None:
@@ -355,6 +355,15 @@ class _ControlPlane:
 
         class NoDelayHandler(MotoRequestHandler):
             disable_nagle_algorithm = True
+
+            def parse_request(self) -> bool:
+                # ACK the headers now: botocore holds a request body until they are acknowledged
+                parsed = super().parse_request()
+                try:
+                    self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
+                except OSError:  # the client is already gone
+                    pass
+                return parsed
 
         app = DomainDispatcherApplication(create_backend_app)
         try:

@@ -117,32 +117,6 @@ def _is_editable_finder(finder: object) -> bool:
     return module.startswith("__editable__")
 
 
-def _disable_nagle_in_botocore() -> None:
-    """Give botocore's connections TCP_NODELAY, which urllib3 sets by default.
-
-    botocore hands urllib3 an explicit, empty socket-option list, which drops urllib3's default
-    TCP_NODELAY. A request with a body then leaves as two segments (headers, body) and the second
-    waits for the server's delayed ACK: about 5 ms per call on loopback, measured with
-    InvokeEndpoint. On AWS that wait hides inside the network round trip; locally it would be
-    most of the latency, so the worker restores the option before the handler is imported.
-    """
-    try:
-        from botocore import httpsession
-    except ImportError:  # a function that does not use the AWS SDK
-        return
-    nodelay = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    original = httpsession.URLLib3Session.__init__
-
-    def init(self, *args, **kwargs):
-        options = list(kwargs.get("socket_options") or [])
-        if nodelay not in options:
-            options.append(nodelay)
-        kwargs["socket_options"] = options
-        original(self, *args, **kwargs)
-
-    httpsession.URLLib3Session.__init__ = init
-
-
 def _load_handler(handler: str):
     module_name, _, function_name = handler.rpartition(".")
     if not module_name or not function_name:
@@ -201,7 +175,6 @@ def main() -> int:
     stream.addFilter(request_filter)
     root.addHandler(stream)
 
-    _disable_nagle_in_botocore()
     init_error = None
     handler = None
     try:

@@ -1,5 +1,4 @@
 import json
-import socket
 import time
 
 import boto3
@@ -275,19 +274,3 @@ def test_request_ids_are_unique_and_uuid_shaped():
     ids = {new_request_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(str(uuid.UUID(i)) == i for i in ids)
-
-
-def test_botocore_connections_get_tcp_nodelay(runtime, create_function):
-    fn = create_function(
-        "nodelay",
-        """
-        import socket
-        import boto3
-        def handler(event, context):
-            client = boto3.client("s3", endpoint_url="http://127.0.0.1:9")
-            options = client._endpoint.http_session._socket_options
-            return [list(option) for option in options]
-        """,
-    )
-    options = _result(runtime.invoke_blocking(fn, b"{}"))
-    assert [socket.IPPROTO_TCP, socket.TCP_NODELAY, 1] in options
