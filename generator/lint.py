@@ -12,6 +12,7 @@ import functools
 import json
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from cfnlint.config import ConfigFileArgs, ConfigMixIn, ManualArgs
@@ -62,7 +63,14 @@ def checkov(checkov_bin: Path, directory: Path) -> tuple[list[str], int]:
             f"checkov not found at {checkov_bin}; create it with: python3 -m venv .venv-checkov && "
             ".venv-checkov/bin/pip install checkov==3.3.30"
         )
-    proc = subprocess.run(
+    with tempfile.TemporaryDirectory(prefix="checkov-home-") as home:
+        proc = _run_checkov(checkov_bin, directory, home)
+    return _checkov_findings(proc, directory)
+
+
+def _run_checkov(checkov_bin: Path, directory: Path, home: str) -> subprocess.CompletedProcess:
+    """Offline run: no platform download, no package scan, a throw-away HOME for its caches."""
+    return subprocess.run(
         [
             str(checkov_bin),
             "--framework",
@@ -83,9 +91,12 @@ def checkov(checkov_bin: Path, directory: Path) -> tuple[list[str], int]:
             "PATH": "/usr/bin:/bin",
             "BC_SKIP_MAPPING": "TRUE",
             "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false",
-            "HOME": str(ROOT / "build"),
+            "HOME": home,
         },
     )
+
+
+def _checkov_findings(proc: subprocess.CompletedProcess, directory: Path) -> tuple[list[str], int]:
     try:
         report = json.loads(proc.stdout or "{}")
     except json.JSONDecodeError:
