@@ -296,6 +296,30 @@ class _NothingReceived(ServerGone):
     """The connection failed before any byte of a response: the request can be resent."""
 
 
+class _ResetAsEndReader(asyncio.StreamReader):
+    """A reader that takes a connection reset as the end of the stream.
+
+    TorchServe sends a complete 4xx response and then resets the connection; the stock reader
+    raises the reset before handing over the bytes it already holds, which would turn every
+    model 4xx into "server gone". A response cut short by a reset still fails: its
+    Content-Length is not met.
+    """
+
+    def set_exception(self, exc: BaseException) -> None:
+        if isinstance(exc, ConnectionResetError):
+            self.feed_eof()
+        else:
+            super().set_exception(exc)
+
+
+async def _open_connection(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    loop = asyncio.get_running_loop()
+    reader = _ResetAsEndReader(loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await loop.create_connection(lambda: protocol, host, port)
+    return reader, asyncio.StreamWriter(transport, protocol, reader, loop)
+
+
 class ConnectionPool:
     """Idle keep-alive connections to one model server (asyncio sets TCP_NODELAY on them)."""
 
@@ -318,7 +342,7 @@ class ConnectionPool:
             except _NothingReceived:
                 pass  # closed by a restarted server while idle: resend on a fresh connection
         try:
-            conn = await asyncio.open_connection(HOST, self.port)
+            conn = await _open_connection(HOST, self.port)
         except OSError as exc:
             raise ServerGone(f"cannot connect to {HOST}:{self.port}: {exc}") from exc
         return await self._exchange(conn, request, timeout)
@@ -347,7 +371,8 @@ class ConnectionPool:
         except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
             writer.close()
             raise ServerGone(str(exc) or type(exc).__name__) from exc
-        if headers.get("connection", "").lower() == "close" or len(self._idle) >= self.max_idle:
+        closing = headers.get("connection", "").lower() == "close" or reader.at_eof()
+        if closing or len(self._idle) >= self.max_idle:
             writer.close()
         else:
             self._idle.append(conn)

@@ -550,3 +550,40 @@ def test_the_pool_resends_once_on_a_connection_the_server_closed_while_idle():
             await ConnectionPool(port).post("/x", {}, b"", 1)
 
     asyncio.run(scenario())
+
+
+def test_a_response_followed_by_a_reset_is_delivered_and_a_truncated_one_is_not():
+    """TorchServe answers a 4xx in full and then resets the connection (SO_LINGER 0)."""
+    import socket
+    import struct
+
+    from localcloud.sagemaker import ConnectionPool, ServerGone
+
+    async def scenario():
+        def answer_then_reset(payload: bytes):
+            async def serve(reader, writer):
+                await reader.readuntil(b"\r\n\r\n")
+                await reader.readexactly(2)
+                writer.write(payload)
+                await writer.drain()
+                sock = writer.get_extra_info("socket")
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                writer.transport.abort()
+
+            return serve
+
+        complete = b'HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\n\r\n{"e": "bad"}'[:-1]
+        server = await asyncio.start_server(answer_then_reset(complete), "127.0.0.1", 0)
+        pool = ConnectionPool(server.sockets[0].getsockname()[1])
+        status, _, body = await pool.post("/invocations", {}, b"r1", 5)
+        assert (status, body) == (400, b'{"e": "bad"')
+        assert pool._idle == []  # a reset connection is not reused
+        truncated = b"HTTP/1.1 400 Bad Request\r\nContent-Length: 50\r\n\r\nshort"
+        cut = await asyncio.start_server(answer_then_reset(truncated), "127.0.0.1", 0)
+        with pytest.raises(ServerGone):
+            await ConnectionPool(cut.sockets[0].getsockname()[1]).post("/invocations", {}, b"r1", 5)
+        for srv in (server, cut):
+            srv.close()
+            await srv.wait_closed()
+
+    asyncio.run(scenario())
