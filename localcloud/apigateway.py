@@ -17,7 +17,8 @@ What API Gateway does and this module does too, in its order:
   {"message": "Too Many Requests"} (token buckets: rate per second, burst capacity);
   the Lambda-proxy event as API Gateway builds it (REST payload format 1.0); the proxy
   response; a Lambda error or malformed proxy response -> 502 {"message": "Internal server
-  error"}; metrics AWS/ApiGateway (ApiName, Stage).
+  error"}; no answer within the integration timeout (29 s unless lowered) -> 504
+  {"message": "Endpoint request timed out"}; metrics AWS/ApiGateway (ApiName, Stage).
 Not done: custom/Cognito authorizers, non-proxy integrations, request validation, mapping
 templates, resource policies, quota ``offset``, account-level throttling (each answers or is
 skipped as documented in docs/local-cloud.md).
@@ -25,6 +26,7 @@ skipped as documented in docs/local-cloud.md).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -91,6 +93,14 @@ def _error(status: int, message: str, error_type: str) -> Response:
     return status, [("content-type", JSON), ("x-amzn-errortype", error_type)], body
 
 
+def _missing_token() -> Response:
+    return _error(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
+
+
+def _integration_failure() -> Response:
+    return _error(500, "Internal server error", "IntegrationFailure")
+
+
 # -- throttling ----------------------------------------------------------------------------------
 
 
@@ -145,6 +155,7 @@ class MethodRoute:
     api_key_required: bool
     integration_type: str | None
     function_arn: str | None  # AWS_PROXY to Lambda, with stage variables still in it
+    timeout_s: float  # the integration timeout (API Gateway: 29 s unless lowered)
 
 
 @dataclass
@@ -255,6 +266,7 @@ def _compile(backend: Any, api: Any) -> CompiledApi:
                 api_key_required=bool(method.api_key_required),
                 integration_type=getattr(integration, "integration_type", None),
                 function_arn=found.group("arn") if found else None,
+                timeout_s=int(getattr(integration, "timeout_in_millis", None) or 29000) / 1000,
             )
 
     stages = {name: _compile_stage(backend, api, stage) for name, stage in api.stages.items()}
@@ -365,7 +377,7 @@ class ApiGatewayDataPlane:
         if stage is None:
             return _error(403, "Forbidden", "ForbiddenException")
         started = time.perf_counter()
-        status, out_headers, out_body, integration_ms = await self._serve(
+        (status, out_headers, out_body), integration_ms = await self._serve(
             api, stage, method, path, query_string, headers, body, source_ip
         )
         latency_ms = (time.perf_counter() - started) * 1000
@@ -390,66 +402,54 @@ class ApiGatewayDataPlane:
         headers: list[tuple[str, str]],
         body: bytes,
         source_ip: str,
-    ) -> tuple[int, list[tuple[str, str]], bytes, float | None]:
+    ) -> tuple[Response, float | None]:
+        """The response, and the integration's latency when the function was called."""
         route, path_params = api.match(path, method)
         if route is None:
-            return (
-                *_error(403, "Missing Authentication Token", "MissingAuthenticationTokenException"),
-                None,
-            )
+            return _missing_token(), None
         header_map = {name.lower(): value for name, value in headers}
 
         caller = None
         if route.authorization == "AWS_IAM":
             authorization = header_map.get("authorization")
             if authorization is None:
-                return (
-                    *_error(
-                        403, "Missing Authentication Token", "MissingAuthenticationTokenException"
-                    ),
-                    None,
-                )
+                return _missing_token(), None
             if not _SIGV4.match(authorization) or not (
                 header_map.get("x-amz-date") or header_map.get("date")
             ):
-                return (
-                    *_error(
-                        403,
-                        "Authorization header is not a valid AWS Signature Version 4 " "header",
-                        "IncompleteSignatureException",
-                    ),
-                    None,
-                )
+                message = "Authorization header is not a valid AWS Signature Version 4 header"
+                return _error(403, message, "IncompleteSignatureException"), None
             caller = authorization.split("Credential=", 1)[1].split("/", 1)[0]
         elif route.authorization != "NONE":
-            log.error(
-                "authorizer type %s is not supported by the local data plane", route.authorization
-            )
-            return (*_error(500, "Internal server error", "AuthorizerConfigurationException"), None)
+            log.error("authorizer type %s is not served locally", route.authorization)
+            return _error(500, "Internal server error", "AuthorizerConfigurationException"), None
 
         grant = None
         api_key = header_map.get("x-api-key")
         if route.api_key_required:
             grants = stage.keys.get(api_key or "")
             if not grants:
-                return (*_error(403, "Forbidden", "ForbiddenException"), None)
+                return _error(403, "Forbidden", "ForbiddenException"), None
             grant = grants[0]
-            refusal = self._usage_plan_admits(api, stage, route, grant)
+            refusal = self._usage_plan_admits(grant, route)
             if refusal is not None:
-                return (*refusal, None)
+                return refusal, None
         if not self._stage_admits(api, stage, route):
-            return (*_error(429, "Too Many Requests", "TooManyRequestsException"), None)
+            return _error(429, "Too Many Requests", "TooManyRequestsException"), None
 
         if route.integration_type != "AWS_PROXY" or route.function_arn is None:
             log.error(
-                "%s %s on API %s: integration %s is not served by the local data plane "
+                "%s %s on API %s: integration %s is not served locally "
                 "(only Lambda proxy integrations are)",
                 route.http_method,
                 route.resource_path,
                 api.api_id,
                 route.integration_type,
             )
-            return (*_error(500, "Internal server error", "IntegrationFailure"), None)
+            return _integration_failure(), None
+        fn = self._function(api, stage, route)
+        if fn is None:
+            return _integration_failure(), None
 
         request_id = new_request_id()
         event = self.proxy_event(
@@ -468,49 +468,41 @@ class ApiGatewayDataPlane:
             grant.key_id if grant else None,
             caller,
         )
-        fn = self._function(api, stage, route)
-        if fn is None:
-            return (*_error(500, "Internal server error", "IntegrationFailure"), None)
         started = time.perf_counter()
+        invocation = self.runtime.invoke(fn, json.dumps(event).encode())
         try:
-            result = await self.runtime.invoke(fn, json.dumps(event).encode())
+            if float(fn.timeout or 3) > route.timeout_s:
+                result = await asyncio.wait_for(invocation, route.timeout_s)
+            else:  # the function's own timeout ends it first: no timer needed
+                result = await invocation
+        except asyncio.TimeoutError:
+            timed_out = _error(504, "Endpoint request timed out", "IntegrationTimeout")
+            return timed_out, route.timeout_s * 1000
         except Throttled:
-            return (*_error(500, "Internal server error", "IntegrationFailure"), None)
+            return _integration_failure(), None
         integration_ms = (time.perf_counter() - started) * 1000
-        if result.error_type is not None:
-            log.warning(
-                "API %s %s %s: Lambda %s failed: %s",
-                api.api_id,
-                method,
-                path,
-                fn.function_name,
-                result.payload[:500].decode(errors="replace"),
-            )
-            return (
-                *_error(502, "Internal server error", "InternalServerErrorException"),
-                integration_ms,
-            )
-        response = _proxy_response(result.payload)
+        response = None if result.error_type is not None else _proxy_response(result.payload)
         if response is None:
+            problem = (
+                "failed" if result.error_type is not None else "gave a malformed proxy response"
+            )
             log.warning(
-                "API %s %s %s: malformed Lambda proxy response from %s: %s",
+                "API %s %s %s: Lambda %s %s: %s",
                 api.api_id,
                 method,
                 path,
                 fn.function_name,
+                problem,
                 result.payload[:500].decode(errors="replace"),
             )
             return (
-                *_error(502, "Internal server error", "InternalServerErrorException"),
+                _error(502, "Internal server error", "InternalServerErrorException"),
                 integration_ms,
             )
-        status, out_headers, out_body = response
-        out_headers.append(("x-amzn-requestid", request_id))
-        return status, out_headers, out_body, integration_ms
+        response[1].append(("x-amzn-requestid", request_id))
+        return response, integration_ms
 
-    def _usage_plan_admits(
-        self, api: CompiledApi, stage: StageRoute, route: MethodRoute, grant: KeyGrant
-    ) -> Response | None:
+    def _usage_plan_admits(self, grant: KeyGrant, route: MethodRoute) -> Response | None:
         limits = (
             grant.method_throttles.get(f"{route.resource_path}/{route.http_method}")
             or grant.throttle

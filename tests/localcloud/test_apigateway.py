@@ -17,9 +17,11 @@ from localcloud.apigateway import ApiGatewayDataPlane, TokenBucket, install_moto
 from .conftest import REGION
 
 ECHO = """
-    import base64, json
+    import base64, json, time
     def handler(event, context):
         mode = (event.get("queryStringParameters") or {}).get("mode")
+        if mode == "slow":
+            time.sleep(5)
         if mode == "raise":
             raise RuntimeError("handler failed")
         if mode == "malformed":
@@ -51,7 +53,14 @@ def echo_arn(create_function):
 
 
 def make_api(
-    apigw, function_arn, *, auth="NONE", key_required=False, parts=("text",), method="POST"
+    apigw,
+    function_arn,
+    *,
+    auth="NONE",
+    key_required=False,
+    parts=("text",),
+    method="POST",
+    timeout_ms=29000,
 ):
     """A REST API with one Lambda-proxy method on /<parts...>, deployed to stage ``prod``."""
     api = apigw.create_rest_api(name="demo-api")["id"]
@@ -73,6 +82,7 @@ def make_api(
         integrationHttpMethod="POST",
         uri=f"arn:aws:apigateway:{REGION}:lambda:path/2015-03-31/functions/"
         f"{function_arn}/invocations",
+        timeoutInMillis=timeout_ms,
     )
     apigw.create_deployment(restApiId=api, stageName="prod")
     return api
@@ -242,6 +252,13 @@ def test_lambda_error_and_malformed_response_give_502(loop_thread, plane, apigw,
     for mode in (b"mode=raise", b"mode=malformed"):
         status, _, body = call(loop_thread, plane, api, query=mode)
         assert (status, message(body)) == (502, "Internal server error"), mode
+
+
+def test_integration_timeout_gives_504(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn, timeout_ms=300)
+    status, _, body = call(loop_thread, plane, api, query=b"mode=slow")
+    assert (status, message(body)) == (504, "Endpoint request timed out")
+    assert call(loop_thread, plane, api)[0] == 200  # a fresh worker serves the next request
 
 
 def _signed_headers(url: str) -> list[tuple[str, str]]:
