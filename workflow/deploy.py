@@ -28,6 +28,8 @@ from workflow.outputs import stack_outputs
 
 # Templates above CloudFormation's inline limit go through the artifact bucket.
 INLINE_TEMPLATE_LIMIT = 51_200
+# Set by the pipeline's deploy build: CloudFormation then acts with that scoped execution role.
+ROLE_ARN_VARIABLE = "CFN_ROLE_ARN"
 TERMINAL_FAILED = {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "REVIEW_IN_PROGRESS"}
 EVENT_POLL_SECONDS = 1.0
 
@@ -139,9 +141,8 @@ class EventPrinter(threading.Thread):
         self.poll()
 
 
-def deploy_stack(ctx: Context, spec: StackSpec, pack: dict[str, dict[str, str]]) -> None:
-    cfn = ctx.target.client("cloudformation")
-    _clear_failed_create(cfn, spec.stack_name)
+def deploy_command(ctx: Context, spec: StackSpec, pack: dict[str, dict[str, str]]) -> list[str]:
+    """The ``aws cloudformation deploy`` command line for one stack."""
     command = aws_cli() + [
         "cloudformation", "deploy", "--stack-name", spec.stack_name, "--template-file", str(spec.template),
         "--no-fail-on-empty-changeset", "--capabilities", "CAPABILITY_IAM", "CAPABILITY_NAMED_IAM",
@@ -152,8 +153,17 @@ def deploy_stack(ctx: Context, spec: StackSpec, pack: dict[str, dict[str, str]])
         if missing:
             raise WorkflowError(f"{spec.stack_name}: build/pack.json has no artifact {', '.join(missing)}: run `make pack`")
         command += ["--parameter-overrides", *(f"{p}={pack[a]['key']}" for p, a in sorted(spec.parameters.items()))]
+    if ctx.target.env.get(ROLE_ARN_VARIABLE):
+        command += ["--role-arn", ctx.target.env[ROLE_ARN_VARIABLE]]
     if spec.template.stat().st_size > INLINE_TEMPLATE_LIMIT:
         command += ["--s3-bucket", artifact_bucket(ctx), "--s3-prefix", "templates"]
+    return command
+
+
+def deploy_stack(ctx: Context, spec: StackSpec, pack: dict[str, dict[str, str]]) -> None:
+    cfn = ctx.target.client("cloudformation")
+    _clear_failed_create(cfn, spec.stack_name)
+    command = deploy_command(ctx, spec, pack)
     print(f"[*] deploy {spec.stack_name}", flush=True)
     started = time.monotonic()
     printer = EventPrinter(cfn, spec.stack_name, datetime.now(timezone.utc))

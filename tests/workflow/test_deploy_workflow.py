@@ -2,6 +2,7 @@
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +11,7 @@ from workflow.manifest import ManifestError, load_manifest
 from workflow.target import TargetError, resolve
 from workflow.teardown import retained_buckets
 
+ROOT = Path(__file__).resolve().parents[2]
 STACKS = [
     {"concern": "model-archiving", "stack_name": "P-model-archiving", "template": "model-archiving.json",
      "imports_from": [], "parameters": {}},
@@ -96,3 +98,37 @@ def test_teardown_keeps_only_buckets_marked_retain(tmp_path):
         "Gone": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Delete"},
         "Topic": {"Type": "AWS::SNS::Topic", "DeletionPolicy": "Retain"}}}))
     assert retained_buckets(template) == {"Kept"}
+
+
+def deploy_context(tmp_path, env):
+    from generator.config import load
+    from workflow.context import Context
+
+    manifest = load_manifest(write_manifest(tmp_path, STACKS))
+    for spec in manifest.stacks:
+        spec.template.write_text('{"Resources": {}}')
+    return Context(cfg=load(ROOT / "config.json"), target=resolve("aws", "us-east-1", None, env),
+                   manifest=manifest)
+
+
+def test_deploy_command_passes_artifact_keys_tags_and_the_pipeline_role(tmp_path):
+    from workflow.deploy import deploy_command
+
+    env = {"AWS_PROFILE": "dev", "CFN_ROLE_ARN": "arn:aws:iam::111122223333:role/deployer"}
+    ctx = deploy_context(tmp_path, env)
+    pack = {"model-a": {"key": "models/model-a/abc/model.tar.gz"}}
+    command = deploy_command(ctx, ctx.manifest.stack("model-serving"), pack)
+    assert command[1:3] == ["cloudformation", "deploy"] and "--no-fail-on-empty-changeset" in command
+    assert command[command.index("--parameter-overrides") + 1] == "ArtifactKeyModelA=models/model-a/abc/model.tar.gz"
+    assert command[command.index("--role-arn") + 1] == env["CFN_ROLE_ARN"]
+    assert "Project=TextClassification" in command and "Stage=Demo" in command
+
+
+def test_deploy_command_names_a_missing_artifact(tmp_path):
+    from workflow.context import WorkflowError
+    from workflow.deploy import deploy_command
+
+    ctx = deploy_context(tmp_path, {"AWS_PROFILE": "dev"})
+    with pytest.raises(WorkflowError, match="no artifact model-a: run `make pack`"):
+        deploy_command(ctx, ctx.manifest.stack("model-serving"), {})
+    assert "--role-arn" not in deploy_command(ctx, ctx.manifest.stack("model-archiving"), {})
