@@ -60,27 +60,36 @@ class Vocabulary:
         self.tokens = tokens
         self.ngram_size = ngram_size
         self.unk_index = 0
-        # n-grams are keyed by token tuples: looking up zip() tuples of already-hashed tokens is
-        # much cheaper than joining a new string per n-gram and hashing it.
-        self._index = {(token if " " not in token else tuple(token.split(" "))): i
-                       for i, token in enumerate(tokens)}
+        # An n-gram is looked up by the tuple of its tokens' unigram rows: zip() makes those
+        # tuples in C from the unigram rows a request needs anyway, and small-int tuples hash
+        # and compare much faster than new strings. This needs every token of an n-gram to be a
+        # vocabulary unigram (true for any frequency cut: a token is at least as frequent as
+        # each n-gram containing it); a 0 (``<unk>``) in a key makes a key no entry has.
+        self._unigrams = {token: i for i, token in enumerate(tokens) if " " not in token}
+        self._ngrams = {}
+        for i, token in enumerate(tokens):
+            if " " in token:
+                parts = token.split(" ")
+                if not 2 <= len(parts) <= ngram_size or UNK_TOKEN in parts or \
+                        not all(part in self._unigrams for part in parts):
+                    raise ValueError(f"vocabulary entry {token!r} is not an n-gram (n <= "
+                                     f"{ngram_size}) of known tokens")
+                self._ngrams[tuple(self._unigrams[part] for part in parts)] = i
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     def encode(self, text: str) -> list[int]:
-        """Row indices for the n-grams of ``text`` (the serving hot path: C-level map/get)."""
-        tokens = tokenize(text)
-        get, unk = self._index.get, self.unk_index
-        ids = list(map(get, tokens, repeat(unk)))
+        """Row indices for the n-grams of ``text``, in ``ngrams`` order (the serving hot path)."""
+        unigrams = list(map(self._unigrams.get, tokenize(text), repeat(0)))
+        ids = unigrams.copy()
         for size in range(2, self.ngram_size + 1):
-            ids.extend(map(get, zip(*[tokens[i:] for i in range(size)]), repeat(unk)))
+            keys = zip(*[unigrams[i:] for i in range(size)])
+            ids.extend(map(self._ngrams.get, keys, repeat(0)))
         return ids
 
     @classmethod
-    def build(
-        cls, texts: Iterable[str], ngram_size: int, min_freq: int, max_size: int | None = None
-    ) -> "Vocabulary":
+    def build(cls, texts: Iterable[str], ngram_size: int, min_freq: int) -> "Vocabulary":
         """Vocabulary of n-grams seen at least ``min_freq`` times, most frequent first."""
         counts = Counter()
         for text in texts:
@@ -88,9 +97,9 @@ class Vocabulary:
         # Sort by (-count, token) so the order never depends on dict insertion order.
         kept = sorted((item for item in counts.items() if item[1] >= min_freq),
                       key=lambda item: (-item[1], item[0]))
-        if max_size is not None:
-            kept = kept[: max_size - 1]
-        return cls([UNK_TOKEN] + [token for token, _ in kept if token != UNK_TOKEN], ngram_size)
+        # A literal "<unk>" in the text is the unknown token; n-grams containing it are not kept.
+        return cls([UNK_TOKEN] + [token for token, _ in kept
+                                  if UNK_TOKEN not in token.split(" ")], ngram_size)
 
     def to_json(self) -> dict:
         return {"format": VOCAB_FORMAT, "tokenizer": "basic_english", "ngrams": self.ngram_size,

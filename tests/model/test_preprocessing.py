@@ -69,12 +69,13 @@ def test_ngrams_follow_ngrams_iterator_order(tokens, n):
     assert ngrams(tokens, n) == expected
 
 
-VOCAB = Vocabulary.build(["The cat sat. The cat ran!", "A dog sat, the dog ran."], 3, min_freq=2)
+VOCAB = Vocabulary.build(["The cat sat. The cat ran! <unk> cat <unk> cat",
+                          "A dog sat, the dog ran."], 3, min_freq=2)
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.lists(st.sampled_from(["the", "cat", "dog", "sat", "ran", ".", "zebra"]), max_size=10)
-       .map(" ".join))
+@given(st.lists(st.sampled_from(["the", "cat", "dog", "sat", "ran", ".", "zebra", "<unk>"]),
+                max_size=10).map(" ".join))
 def test_encode_equals_looking_up_every_ngram_string(text):
     index = {token: i for i, token in enumerate(VOCAB.tokens)}
     assert VOCAB.encode(text) == [index.get(g, 0) for g in ngrams(tokenize(text), 3)]
@@ -82,10 +83,11 @@ def test_encode_equals_looking_up_every_ngram_string(text):
 
 def test_vocabulary_is_frequency_cut_and_ordered():
     assert VOCAB.tokens[0] == UNK_TOKEN
-    assert VOCAB.tokens[1:4] == ["the", ".", "cat"]  # by count, then alphabetically
+    assert VOCAB.tokens[1:4] == ["cat", "the", "."]  # by count, then alphabetically
     assert "a" not in VOCAB.tokens and "the cat" in VOCAB.tokens
     assert "the cat sat" not in VOCAB.tokens
     assert VOCAB.encode("zebra zebra") == [0, 0, 0]
+    assert "<unk> cat" not in VOCAB.tokens  # seen twice, but "<unk>" is the unknown token
 
 
 def test_vocabulary_round_trips_through_json(tmp_path):
@@ -102,6 +104,10 @@ def test_vocabulary_round_trips_through_json(tmp_path):
     ('{"format": "agnews-vocab/1", "ngrams": 2, "tokens": ["a"]}', "must start with '<unk>'"),
     ('{"format": "agnews-vocab/1", "ngrams": 2, "tokens": ["<unk>", "a", "a"]}', "duplicate"),
     ('{"format": "agnews-vocab/1", "ngrams": 0, "tokens": ["<unk>"]}', "ngrams must be"),
+    ('{"format": "agnews-vocab/1", "ngrams": 2, "tokens": ["<unk>", "a", "a b"]}',
+     "'a b' is not an n-gram"),
+    ('{"format": "agnews-vocab/1", "ngrams": 2, "tokens": ["<unk>", "a", "a a a"]}',
+     "'a a a' is not an n-gram"),
 ])
 def test_bad_vocabulary_files_are_refused(tmp_path, content, message):
     (tmp_path / "vocab.json").write_text(content)
