@@ -58,7 +58,7 @@ DEFAULT_ASYNC_RETRIES = 2
 ASYNC_RETRY_DELAYS = (1.0, 2.0)  # Lambda waits minutes; locally a retry should be seen soon
 WORKER_INIT_TIMEOUT = 60.0  # import of the handler module (Lambda allows 10 s; this box is shared)
 ACQUIRE_TIMEOUT = 120.0  # a caller waiting longer than this for a free worker gives up
-RECONCILE_SECONDS = 2.0
+RECONCILE_SECONDS = 0.5  # how soon a deleted function's workers stop (checks are cheap)
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 PASSED_THROUGH_ENV = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR")
 
@@ -511,9 +511,12 @@ class LambdaRuntime:
         await asyncio.gather(*(asyncio.to_thread(p.stop, 2.0) for p in processes))
 
     async def _reconcile_forever(self) -> None:
+        seen = FUNCTION_CHANGES.value
         while True:
             await asyncio.sleep(RECONCILE_SECONDS)
-            self.reconcile()
+            if FUNCTION_CHANGES.value != seen:  # nothing to compare while moto is unchanged
+                seen = FUNCTION_CHANGES.value
+                self.reconcile()
 
     def reconcile(self) -> None:
         """Retire pools whose function was deleted or replaced in moto."""

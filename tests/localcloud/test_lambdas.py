@@ -168,8 +168,7 @@ def test_deleted_function_stops_its_workers(runtime, create_function, lambda_cli
     fn = create_function("gone", "def handler(e, c):\n    return 1\n")
     _result(runtime.invoke_blocking(fn, b"{}"))
     assert runtime.registry.entries()
-    lambda_client.delete_function(FunctionName="gone")
-    runtime.loop.call_soon_threadsafe(runtime.reconcile)
+    lambda_client.delete_function(FunctionName="gone")  # noticed by the reconcile loop
     deadline = time.time() + 10
     while runtime.registry.entries():
         assert time.time() < deadline, "the deleted function's worker kept running"
