@@ -29,8 +29,8 @@ import collections
 import functools
 import hashlib
 import inspect
-import itertools
 import io
+import itertools
 import json
 import logging
 import os
