@@ -38,7 +38,9 @@ def tar_gz_bytes(entries: Mapping[str, Path]) -> bytes:
             info.uname = info.gname = ""
             tar.addfile(info, io.BytesIO(data))
     out = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=FIXED_EPOCH, compresslevel=9) as gz:
+    with gzip.GzipFile(
+        filename="", mode="wb", fileobj=out, mtime=FIXED_EPOCH, compresslevel=9
+    ) as gz:
         gz.write(raw.getvalue())
     return out.getvalue()
 

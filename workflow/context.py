@@ -32,7 +32,11 @@ def load_context(target: str, config: str | Path, manifest: str | Path) -> Conte
 
     cfg = load_config(config)
     project = cfg.project
-    return Context(cfg=cfg, target=resolve(target, project.region, project.profile), manifest=load_manifest(manifest))
+    return Context(
+        cfg=cfg,
+        target=resolve(target, project.region, project.profile),
+        manifest=load_manifest(manifest),
+    )
 
 
 def add_common_arguments(parser) -> None:
@@ -43,10 +47,12 @@ def add_common_arguments(parser) -> None:
 
 def cli(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Run ``main``; report expected failures as ``prog: reason`` and exit non-zero."""
+
     def wrap(main: Callable[..., int]) -> Callable[..., int]:
         @functools.wraps(main)
         def run(*args, **kwargs) -> int:
             from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
             from generator.config import ConfigError
 
             try:
@@ -56,8 +62,11 @@ def cli(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
             except (TargetError, ManifestError, WorkflowError) as exc:
                 print(f"{prog}: {exc}", file=sys.stderr)
             except EndpointConnectionError as exc:
-                print(f"{prog}: cannot reach {exc.kwargs.get('endpoint_url')}: is the target up? "
-                      "(for the local cloud: make local-up)", file=sys.stderr)
+                print(
+                    f"{prog}: cannot reach {exc.kwargs.get('endpoint_url')}: is the target up? "
+                    "(for the local cloud: make local-up)",
+                    file=sys.stderr,
+                )
             except ClientError as exc:
                 err = exc.response.get("Error", {})
                 print(f"{prog}: AWS error {err.get('Code')}: {err.get('Message')}", file=sys.stderr)
@@ -67,5 +76,7 @@ def cli(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
                 print(f"{prog}: interrupted", file=sys.stderr)
                 return 130
             return 2
+
         return run
+
     return wrap

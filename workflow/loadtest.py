@@ -31,7 +31,9 @@ WAIT_MARGIN_SECONDS = 90
 POLL_SECONDS = 1.0
 
 
-def build_message(cfg, run_id: str, duration: float | None = None, rate: float | None = None) -> dict:
+def build_message(
+    cfg, run_id: str, duration: float | None = None, rate: float | None = None
+) -> dict:
     """The tester message for ``run_id`` from config.json's load_test (optionally overridden)."""
     load = cfg.load_test
     return {
@@ -43,9 +45,12 @@ def build_message(cfg, run_id: str, duration: float | None = None, rate: float |
             "RequestTimeoutSec": load.request_timeout_seconds,
         },
         "TestData": [
-            {"type": case.id, "resource": cfg.api_hosting.resource_path,
-             "request": {"sentence": case.sentence},
-             "response": {"success": "true", "label": case.expected_label}}
+            {
+                "type": case.id,
+                "resource": cfg.api_hosting.resource_path,
+                "request": {"sentence": case.sentence},
+                "response": {"success": "true", "label": case.expected_label},
+            }
             for case in load.cases
         ],
     }
@@ -84,9 +89,13 @@ def merge(summaries: dict[str, dict]) -> dict:
 
     def breakdown(column: int, section: str) -> dict:
         keys = sorted({row[column] for row in samples})
-        return {key: group([row for row in samples if row[column] == key],
-                           [s[section][key] for s in summaries.values() if key in s.get(section, {})])
-                for key in keys}
+        return {
+            key: group(
+                [row for row in samples if row[column] == key],
+                [s[section][key] for s in summaries.values() if key in s.get(section, {})],
+            )
+            for key in keys
+        }
 
     return {
         "testers": sorted(summaries),
@@ -97,7 +106,9 @@ def merge(summaries: dict[str, dict]) -> dict:
             "errors": sum(errors.values()),
             "errors_by_status": dict(sorted(errors.items())),
             "wrong_labels": sum(s.get("wrongLabels", 0) for s in summaries.values()),
-            "achieved_rate_per_sec": round(sum(s.get("achievedRatePerSec") or 0 for s in summaries.values()), 3),
+            "achieved_rate_per_sec": round(
+                sum(s.get("achievedRatePerSec") or 0 for s in summaries.values()), 3
+            ),
             "latency_ms": percentiles([row[1] for row in samples if row[1] is not None]),
         },
         "per_case": breakdown(3, "perCase"),
@@ -110,7 +121,9 @@ def render(report: dict) -> str:
     def fmt(value) -> str:
         return "-" if value is None else f"{value:.1f}"
 
-    header = f"{'':<16}{'requests':>9}{'errors':>8}{'wrong':>7}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"
+    header = f"{'':<16}{'requests':>9}{'errors':>8}{'wrong':>7}" + "".join(
+        f"{name:>9}" for name in ("p50 ms", "p90 ms", "p99 ms", "max ms")
+    )
     totals = report["totals"]
     rows = [("all", {**totals, "requests": totals["sent"]})]
     rows += [(f"case {k}", v) for k, v in report["per_case"].items()]
@@ -118,10 +131,16 @@ def render(report: dict) -> str:
     lines = [header]
     for name, g in rows:
         lat = g["latency_ms"]
-        lines.append(f"{name[:16]:<16}{g['requests']:>9}{g['errors']:>8}{g['wrong_labels']:>7}"
-                     f"{fmt(lat['p50']):>9}{fmt(lat['p90']):>9}{fmt(lat['p99']):>9}{fmt(lat['max']):>9}")
-    lines.append(f"testers {len(report['testers'])}, sent {totals['sent']}, completed {totals['completed']}, "
-                 f"achieved {totals['achieved_rate_per_sec']} req/s, errors by status {totals['errors_by_status'] or 'none'}")
+        lines.append(
+            f"{name[:16]:<16}{g['requests']:>9}{g['errors']:>8}{g['wrong_labels']:>7}"
+            f"{fmt(lat['p50']):>9}{fmt(lat['p90']):>9}{fmt(lat['p99']):>9}{fmt(lat['max']):>9}"
+        )
+    lines.append(
+        f"testers {len(report['testers'])}, sent {totals['sent']}, "
+        f"completed {totals['completed']}, "
+        f"achieved {totals['achieved_rate_per_sec']} req/s, "
+        f"errors by status {totals['errors_by_status'] or 'none'}"
+    )
     return "\n".join(lines)
 
 
@@ -139,8 +158,11 @@ def plot(report: dict, out: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(9, 4))
     for variant, rows in sorted(by_variant.items()):
         ax.plot([r[0] for r in rows], [r[1] for r in rows], ".", markersize=3, label=variant)
-    ax.set(xlabel="seconds since the tester started", ylabel="latency (ms, to end of body)",
-           title="Load test: latency over time")
+    ax.set(
+        xlabel="seconds since the tester started",
+        ylabel="latency (ms, to end of body)",
+        title="Load test: latency over time",
+    )
     if by_variant:
         ax.legend()
     over_time = out / "latency-over-time.png"
@@ -161,30 +183,41 @@ def plot(report: dict, out: Path) -> list[Path]:
     return [over_time, histogram]
 
 
-def wait_for_summaries(s3, bucket: str, run_id: str, testers: list[str], timeout: float) -> dict[str, dict]:
+def wait_for_summaries(
+    s3, bucket: str, run_id: str, testers: list[str], timeout: float
+) -> dict[str, dict]:
     prefix = f"{RESULTS_PREFIX}/{run_id}/"
     deadline = time.monotonic() + timeout
     found: dict[str, dict] = {}
     while True:
         listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
         for item in listing.get("Contents", []):
-            name = item["Key"][len(prefix):].removesuffix(".json")
+            name = item["Key"][len(prefix) :].removesuffix(".json")
             if name not in found:
-                found[name] = json.loads(s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read())
+                found[name] = json.loads(
+                    s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                )
                 print(f"[=] tester {name} finished ({len(found)}/{len(testers)})", flush=True)
         if len(found) >= len(testers):
             return found
         if time.monotonic() > deadline:
             missing = sorted(set(testers) - set(found))
-            raise WorkflowError(f"no summary from {', '.join(missing)} after {timeout:.0f} s: "
-                                "see the testers' logs (the Lambda log groups)")
+            raise WorkflowError(
+                f"no summary from {', '.join(missing)} after {timeout:.0f} s: "
+                "see the testers' logs (the Lambda log groups)"
+            )
         time.sleep(POLL_SECONDS)
 
 
 def run(ctx: Context, duration: float | None, rate: float | None, reports: Path) -> dict:
-    out = stack_outputs(ctx.target.client("cloudformation"), ctx.manifest.stack(TESTING_STACK).stack_name)
+    out = stack_outputs(
+        ctx.target.client("cloudformation"), ctx.manifest.stack(TESTING_STACK).stack_name
+    )
     if "TriggerTopicArn" not in out:
-        raise WorkflowError(f"stack {ctx.manifest.stack(TESTING_STACK).stack_name} is not deployed: run `make deploy`")
+        raise WorkflowError(
+            f"stack {ctx.manifest.stack(TESTING_STACK).stack_name} is not deployed: "
+            "run `make deploy`"
+        )
     testers = out["TesterFunctionNames"].split(",")
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     message = build_message(ctx.cfg, run_id, duration, rate)
@@ -192,20 +225,49 @@ def run(ctx: Context, duration: float | None, rate: float | None, reports: Path)
     message_file = reports / "load-test-message.json"
     message_file.write_text(json.dumps(message, indent=2) + "\n")
     config = message["Config"]
-    print(f"[*] load test {run_id}: {len(testers)} testers x {config['RatePerSec']} req/s "
-          f"for {config['DurationInSec']} s", flush=True)
+    print(
+        f"[*] load test {run_id}: {len(testers)} testers x {config['RatePerSec']} req/s "
+        f"for {config['DurationInSec']} s",
+        flush=True,
+    )
     published = subprocess.run(
-        aws_cli() + ["sns", "publish", "--topic-arn", out["TriggerTopicArn"], "--region", ctx.target.region,
-                     "--message", f"file://{message_file.resolve()}"],
-        env=ctx.target.env, capture_output=True, text=True)
+        aws_cli()
+        + [
+            "sns",
+            "publish",
+            "--topic-arn",
+            out["TriggerTopicArn"],
+            "--region",
+            ctx.target.region,
+            "--message",
+            f"file://{message_file.resolve()}",
+        ],
+        env=ctx.target.env,
+        capture_output=True,
+        text=True,
+    )
     if published.returncode != 0:
-        raise WorkflowError(f"aws sns publish failed: {(published.stderr or published.stdout).strip()}")
-    summaries = wait_for_summaries(ctx.target.client("s3"), out["ResultsBucketName"], run_id, testers,
-                                   float(config["DurationInSec"]) + WAIT_MARGIN_SECONDS)
-    refused = {name: s.get("error", {}) for name, s in summaries.items() if s.get("status") != "completed"}
+        raise WorkflowError(
+            f"aws sns publish failed: {(published.stderr or published.stdout).strip()}"
+        )
+    summaries = wait_for_summaries(
+        ctx.target.client("s3"),
+        out["ResultsBucketName"],
+        run_id,
+        testers,
+        float(config["DurationInSec"]) + WAIT_MARGIN_SECONDS,
+    )
+    refused = {
+        name: s.get("error", {}) for name, s in summaries.items() if s.get("status") != "completed"
+    }
     if refused:
-        raise WorkflowError("testers did not run: " + "; ".join(
-            f"{name}: {err.get('code')}: {err.get('message')}" for name, err in sorted(refused.items())))
+        raise WorkflowError(
+            "testers did not run: "
+            + "; ".join(
+                f"{name}: {err.get('code')}: {err.get('message')}"
+                for name, err in sorted(refused.items())
+            )
+        )
     report = {"run_id": run_id, "message": message, **merge(summaries)}
     (reports / "load-test.json").write_text(json.dumps(report, indent=2) + "\n")
     images = plot(report, reports)
@@ -216,10 +278,16 @@ def run(ctx: Context, duration: float | None, rate: float | None, reports: Path)
 
 @cli("test-load")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workflow.loadtest", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m workflow.loadtest", description=__doc__.splitlines()[0]
+    )
     add_common_arguments(parser)
-    parser.add_argument("--duration", type=float, help="seconds each tester runs (default: config.json)")
-    parser.add_argument("--rate", type=float, help="requests per second per tester (default: config.json)")
+    parser.add_argument(
+        "--duration", type=float, help="seconds each tester runs (default: config.json)"
+    )
+    parser.add_argument(
+        "--rate", type=float, help="requests per second per tester (default: config.json)"
+    )
     parser.add_argument("--reports", default="build/reports")
     args = parser.parse_args(argv)
     for name in ("duration", "rate"):

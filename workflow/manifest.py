@@ -37,7 +37,9 @@ class Manifest:
         for spec in self.stacks:
             if spec.concern == concern:
                 return spec
-        raise ManifestError(f"no stack for concern {concern!r}; known: {', '.join(s.concern for s in self.stacks)}")
+        raise ManifestError(
+            f"no stack for concern {concern!r}; known: {', '.join(s.concern for s in self.stacks)}"
+        )
 
     def dependents(self, concern: str) -> list[StackSpec]:
         return [s for s in self.stacks if concern in s.imports_from]
@@ -56,13 +58,20 @@ def load_manifest(path: Path | str = "templates_out/manifest.json") -> Manifest:
     for entry in raw["stacks"]:
         missing = [dep for dep in entry["imports_from"] if dep not in seen]
         if missing:
-            raise ManifestError(f"{path}: {entry['concern']} imports from {missing} which are not deployed before it")
+            raise ManifestError(
+                f"{path}: {entry['concern']} imports from {missing}, "
+                "which are not deployed before it"
+            )
         seen.add(entry["concern"])
-        stacks.append(StackSpec(
-            concern=entry["concern"],
-            stack_name=entry["stack_name"],
-            template=path.parent / entry["template"],
-            imports_from=tuple(entry["imports_from"]),
-            parameters={name: spec["artifact"] for name, spec in entry.get("parameters", {}).items()},
-        ))
+        stacks.append(
+            StackSpec(
+                concern=entry["concern"],
+                stack_name=entry["stack_name"],
+                template=path.parent / entry["template"],
+                imports_from=tuple(entry["imports_from"]),
+                parameters={
+                    name: spec["artifact"] for name, spec in entry.get("parameters", {}).items()
+                },
+            )
+        )
     return Manifest(project=raw["project"], region=raw["region"], stacks=tuple(stacks))

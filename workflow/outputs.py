@@ -43,7 +43,9 @@ def api_access(ctx: Context) -> ApiAccess:
     spec = ctx.manifest.stack(API_STACK)
     out = stack_outputs(ctx.target.client("cloudformation"), spec.stack_name)
     if "ApiUrl" not in out:
-        raise WorkflowError(f"stack {spec.stack_name} is not deployed (no ApiUrl output): run `make deploy`")
+        raise WorkflowError(
+            f"stack {spec.stack_name} is not deployed (no ApiUrl output): run `make deploy`"
+        )
     base = out["ApiUrl"]
     if ctx.target.is_local:
         from localcloud import urls
@@ -53,17 +55,26 @@ def api_access(ctx: Context) -> ApiAccess:
     key_id = out.get("ApiKeyId")
     if not key_id:
         return ApiAccess(url=url, auth="iam", key_id=None, key_value=None, key_command=None)
-    endpoint = " --endpoint-url " + ctx.target.endpoint_url("apigateway") if ctx.target.is_local else ""
-    command = f"aws{endpoint} apigateway get-api-key --api-key {key_id} --include-value --query value --output text"
+    endpoint = (
+        " --endpoint-url " + ctx.target.endpoint_url("apigateway") if ctx.target.is_local else ""
+    )
+    command = (
+        f"aws{endpoint} apigateway get-api-key --api-key {key_id} "
+        "--include-value --query value --output text"
+    )
     value = None
     if ctx.target.is_local:
-        value = ctx.target.client("apigateway").get_api_key(apiKey=key_id, includeValue=True)["value"]
+        value = ctx.target.client("apigateway").get_api_key(apiKey=key_id, includeValue=True)[
+            "value"
+        ]
     return ApiAccess(url=url, auth="api_key", key_id=key_id, key_value=value, key_command=command)
 
 
 @cli("outputs")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workflow.outputs", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m workflow.outputs", description=__doc__.splitlines()[0]
+    )
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     ctx = load_context(args.target, args.config, args.manifest)

@@ -30,11 +30,15 @@ def model_archive(artifact_dir: Path, code_dir: Path = MODEL_CODE) -> bytes:
     """The ``model.tar.gz`` bytes for one trained model directory."""
     missing = [name for name in MODEL_ROOT_FILES if not (artifact_dir / name).is_file()]
     if missing:
-        raise PackError(f"{artifact_dir}: missing {', '.join(missing)} (train it with `make train`)")
+        raise PackError(
+            f"{artifact_dir}: missing {', '.join(missing)} (train it with `make train`)"
+        )
     if not (code_dir / "inference.py").is_file():
         raise PackError(f"{code_dir}: no inference.py")
     entries = {name: artifact_dir / name for name in MODEL_ROOT_FILES}
-    entries.update({name: path for name, path in collect(code_dir, "code/").items() if name.endswith(".py")})
+    entries.update(
+        {name: path for name, path in collect(code_dir, "code/").items() if name.endswith(".py")}
+    )
     return tar_gz_bytes(entries)
 
 
@@ -63,23 +67,35 @@ def _write(out: Path, filename: str, data: bytes) -> Path:
     return path
 
 
-def pack(models: dict[str, Path], out: Path, code_dir: Path = MODEL_CODE,
-         functions_src: Path = LAMBDA_SRC) -> dict[str, dict[str, str]]:
-    """Build all artifacts into ``out``; return the pack index (artifact id -> path, key, sha256)."""
+def pack(
+    models: dict[str, Path],
+    out: Path,
+    code_dir: Path = MODEL_CODE,
+    functions_src: Path = LAMBDA_SRC,
+) -> dict[str, dict[str, str]]:
+    """Build all artifacts into ``out``; return the index (artifact id -> path, key, sha256)."""
     out.mkdir(parents=True, exist_ok=True)
     index = {}
     for name, artifact_dir in sorted(models.items()):
         data = model_archive(artifact_dir, code_dir)
         digest = sha256(data)
         path = _write(out, f"{name}.tar.gz", data)
-        index[name] = {"key": f"models/{name}/{digest[:HASH_CHARS]}/model.tar.gz", "path": str(path), "sha256": digest}
+        index[name] = {
+            "key": f"models/{name}/{digest[:HASH_CHARS]}/model.tar.gz",
+            "path": str(path),
+            "sha256": digest,
+        }
     for name in function_names(functions_src):
         data = function_zip(name, functions_src)
         digest = sha256(data)
         for stale in out.glob(f"{name}-*.zip"):
             stale.unlink()
         path = _write(out, f"{name}-{digest[:HASH_CHARS]}.zip", data)
-        index[name] = {"key": f"functions/{name}-{digest[:HASH_CHARS]}.zip", "path": str(path), "sha256": digest}
+        index[name] = {
+            "key": f"functions/{name}-{digest[:HASH_CHARS]}.zip",
+            "path": str(path),
+            "sha256": digest,
+        }
     (out / "pack.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
     return index
 
@@ -88,7 +104,9 @@ def main(argv: list[str] | None = None) -> int:
     from generator.config import ConfigError
     from generator.config import load as load_config
 
-    parser = argparse.ArgumentParser(prog="python -m workflow.pack", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m workflow.pack", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--config", default="config.json")
     parser.add_argument("--out", default="build")
     args = parser.parse_args(argv)

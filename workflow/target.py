@@ -14,7 +14,12 @@ from dataclasses import dataclass
 TARGETS = ("local", "aws")
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 # Variables that would silently redirect a local run to a real account, or vice versa.
-AWS_ROUTING_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL")
+AWS_ROUTING_VARIABLES = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+)
 
 
 class TargetError(Exception):
@@ -36,9 +41,13 @@ class Target:
         import boto3
 
         if self.is_local:
-            return boto3.Session(region_name=self.region, **{
-                "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"]})
+            return boto3.Session(
+                region_name=self.region,
+                **{
+                    "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
+                    "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+                },
+            )
         return boto3.Session(profile_name=self.env.get("AWS_PROFILE"), region_name=self.region)
 
     def client(self, service: str):
@@ -52,8 +61,12 @@ class Target:
         return urls.dataplane_url() if service == "sagemaker-runtime" else urls.control_url()
 
 
-def resolve(name: str, project_region: str | None, project_profile: str | None,
-            environ: dict[str, str] | None = None) -> Target:
+def resolve(
+    name: str,
+    project_region: str | None,
+    project_profile: str | None,
+    environ: dict[str, str] | None = None,
+) -> Target:
     """Build the target ``name`` from config values and the process environment."""
     environ = dict(os.environ if environ is None else environ)
     if name not in TARGETS:
@@ -63,19 +76,27 @@ def resolve(name: str, project_region: str | None, project_profile: str | None,
 
         env = {k: v for k, v in environ.items() if k not in AWS_ROUTING_VARIABLES}
         region = project_region or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
-        env.update(LOCAL_CREDENTIALS, AWS_DEFAULT_REGION=region, AWS_REGION=region,
-                   AWS_ENDPOINT_URL=urls.control_url())
+        env.update(
+            LOCAL_CREDENTIALS,
+            AWS_DEFAULT_REGION=region,
+            AWS_REGION=region,
+            AWS_ENDPOINT_URL=urls.control_url(),
+        )
         return Target("local", region, env)
     env = dict(environ)
     env.pop("AWS_ENDPOINT_URL", None)
     profile = project_profile or environ.get("AWS_PROFILE")
     has_keys = bool(environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"))
     if not profile and not has_keys:
-        raise TargetError("TARGET=aws needs credentials: set project.profile in config.json, "
-                          "AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY")
+        raise TargetError(
+            "TARGET=aws needs credentials: set project.profile in config.json, "
+            "AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        )
     region = project_region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
     if not region:
-        raise TargetError("TARGET=aws needs a region: set project.region in config.json or AWS_REGION")
+        raise TargetError(
+            "TARGET=aws needs a region: set project.region in config.json or AWS_REGION"
+        )
     if profile:
         env["AWS_PROFILE"] = profile
     env.update(AWS_DEFAULT_REGION=region, AWS_REGION=region)

@@ -1,7 +1,9 @@
 """``make teardown``: delete every stack in reverse dependency order, emptying owned buckets first.
 
 A bucket the stack deletes is emptied (every object version and delete marker) so CloudFormation can
-remove it; a bucket whose DeletionPolicy is Retain is left as it is and reported as kept.
+remove it; a bucket whose DeletionPolicy is Retain is left as it is and reported as kept. KMS keys
+cannot be deleted at once anywhere: CloudFormation schedules them for deletion after AWS's waiting
+period, and the report says so.
 """
 
 from __future__ import annotations
@@ -13,13 +15,18 @@ import sys
 from workflow.context import Context, WorkflowError, add_common_arguments, cli, load_context
 
 BUCKET = "AWS::S3::Bucket"
+KMS_KEY = "AWS::KMS::Key"
 
 
 def retained_buckets(template_path) -> set[str]:
     """Logical ids of buckets the template keeps on stack deletion."""
     resources = json.loads(template_path.read_text()).get("Resources", {})
-    return {lid for lid, res in resources.items()
-            if res.get("Type") == BUCKET and res.get("DeletionPolicy") in ("Retain", "RetainExceptOnCreate")}
+    return {
+        lid
+        for lid, res in resources.items()
+        if res.get("Type") == BUCKET
+        and res.get("DeletionPolicy") in ("Retain", "RetainExceptOnCreate")
+    }
 
 
 def empty_bucket(s3, bucket: str) -> int:
@@ -27,27 +34,39 @@ def empty_bucket(s3, bucket: str) -> int:
     removed = 0
     paginator = s3.get_paginator("list_object_versions")
     for page in paginator.paginate(Bucket=bucket):
-        doomed = [{"Key": v["Key"], "VersionId": v["VersionId"]}
-                  for v in page.get("Versions", []) + page.get("DeleteMarkers", [])]
+        doomed = [
+            {"Key": v["Key"], "VersionId": v["VersionId"]}
+            for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+        ]
         for start in range(0, len(doomed), 1000):
-            s3.delete_objects(Bucket=bucket, Delete={"Objects": doomed[start:start + 1000], "Quiet": True})
+            s3.delete_objects(
+                Bucket=bucket, Delete={"Objects": doomed[start : start + 1000], "Quiet": True}
+            )
         removed += len(doomed)
     return removed
 
 
-def teardown(ctx: Context) -> list[str]:
-    """Delete the stacks; return descriptions of what was deliberately kept."""
+def teardown(ctx: Context) -> tuple[list[str], list[str]]:
+    """Delete the stacks; return what was deliberately kept and what is scheduled for deletion."""
     cfn, s3 = ctx.target.client("cloudformation"), ctx.target.client("s3")
     kept: list[str] = []
+    scheduled: list[str] = []
     for spec in reversed(ctx.manifest.stacks):
         try:
-            resources = cfn.list_stack_resources(StackName=spec.stack_name)["StackResourceSummaries"]
+            resources = cfn.list_stack_resources(StackName=spec.stack_name)[
+                "StackResourceSummaries"
+            ]
         except cfn.exceptions.ClientError as exc:
             if "does not exist" in str(exc):
                 print(f"[=] {spec.stack_name}: not deployed")
                 continue
             raise
         retained = retained_buckets(spec.template) if spec.template.exists() else set()
+        scheduled += [
+            f"KMS key {r['PhysicalResourceId']} ({spec.stack_name})"
+            for r in resources
+            if r.get("ResourceType") == KMS_KEY and r.get("PhysicalResourceId")
+        ]
         for res in resources:
             if res.get("ResourceType") != BUCKET or not res.get("PhysicalResourceId"):
                 continue
@@ -56,18 +75,27 @@ def teardown(ctx: Context) -> list[str]:
                 kept.append(f"bucket {bucket} ({spec.stack_name}, DeletionPolicy Retain)")
                 continue
             try:
-                print(f"[-] {spec.stack_name}: emptied s3://{bucket} ({empty_bucket(s3, bucket)} object versions)")
+                print(
+                    f"[-] {spec.stack_name}: emptied s3://{bucket} "
+                    f"({empty_bucket(s3, bucket)} object versions)"
+                )
             except s3.exceptions.NoSuchBucket:
                 pass
         print(f"[-] delete {spec.stack_name}", flush=True)
         cfn.delete_stack(StackName=spec.stack_name)
         cfn.get_waiter("stack_delete_complete").wait(
-            StackName=spec.stack_name, WaiterConfig={"Delay": 2, "MaxAttempts": 900})
-        status = cfn.describe_stacks(StackName=spec.stack_name)["Stacks"][0]["StackStatus"] \
-            if _exists(cfn, spec.stack_name) else "DELETE_COMPLETE"
+            StackName=spec.stack_name, WaiterConfig={"Delay": 2, "MaxAttempts": 900}
+        )
+        status = (
+            cfn.describe_stacks(StackName=spec.stack_name)["Stacks"][0]["StackStatus"]
+            if _exists(cfn, spec.stack_name)
+            else "DELETE_COMPLETE"
+        )
         if status != "DELETE_COMPLETE":
-            raise WorkflowError(f"{spec.stack_name} ended {status}; see `aws cloudformation describe-stack-events`")
-    return kept
+            raise WorkflowError(
+                f"{spec.stack_name} ended {status}; see `aws cloudformation describe-stack-events`"
+            )
+    return kept, scheduled
 
 
 def _exists(cfn, stack_name: str) -> bool:
@@ -80,12 +108,16 @@ def _exists(cfn, stack_name: str) -> bool:
 
 @cli("teardown")
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m workflow.teardown", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m workflow.teardown", description=__doc__.splitlines()[0]
+    )
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     ctx = load_context(args.target, args.config, args.manifest)
-    kept = teardown(ctx)
+    kept, scheduled = teardown(ctx)
     print("Kept: " + ("; ".join(kept) if kept else "nothing"))
+    if scheduled:
+        print("Scheduled for deletion after the KMS waiting period: " + "; ".join(scheduled))
     return 0
 
 

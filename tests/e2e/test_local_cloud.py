@@ -52,18 +52,33 @@ def cloud_env(tmp_path_factory):
     for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
         env.pop(var, None)
     old = dict(os.environ)
-    os.environ.update(LOCALCLOUD_HOME=env["LOCALCLOUD_HOME"], LOCALCLOUD_PORT=env["LOCALCLOUD_PORT"])
+    os.environ.update(
+        LOCALCLOUD_HOME=env["LOCALCLOUD_HOME"], LOCALCLOUD_PORT=env["LOCALCLOUD_PORT"]
+    )
     yield env
-    subprocess.run([sys.executable, "-m", "localcloud", "down"], cwd=ROOT, env=env,
-                   capture_output=True, timeout=120)
+    subprocess.run(
+        [sys.executable, "-m", "localcloud", "down"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
     os.environ.clear()
     os.environ.update(old)
 
 
 def make(env, *args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=MAKE_TIMEOUT)
-    assert result.returncode == 0, f"make {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    result = subprocess.run(
+        ["make", "--no-print-directory", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=MAKE_TIMEOUT,
+    )
+    assert (
+        result.returncode == 0
+    ), f"make {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     return result
 
 
@@ -90,8 +105,12 @@ def api(ctx):
 
 def post(url: str, body, headers: dict[str, str] | None = None) -> tuple[int, dict]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method="POST",
-                                     headers={"content-type": "application/json", **(headers or {})})
+    request = urllib.request.Request(
+        url,
+        data=data,
+        method="POST",
+        headers={"content-type": "application/json", **(headers or {})},
+    )
     try:
         with urllib.request.urlopen(request, timeout=30) as response:
             return response.status, json.loads(response.read())
@@ -105,8 +124,9 @@ def test_deploy_creates_every_stack_with_every_template_resource(ctx, deployed):
         stack = cfn.describe_stacks(StackName=spec.stack_name)["Stacks"][0]
         assert stack["StackStatus"] in ("CREATE_COMPLETE", "UPDATE_COMPLETE"), spec.stack_name
         resources = cfn.list_stack_resources(StackName=spec.stack_name)["StackResourceSummaries"]
-        assert all(r["LogicalResourceId"] and r["ResourceType"] for r in resources), \
-            f"{spec.stack_name}: skipped resources {[r for r in resources if not r['LogicalResourceId']]}"
+        assert all(
+            r["LogicalResourceId"] and r["ResourceType"] for r in resources
+        ), f"{spec.stack_name}: skipped resources in {resources}"
         expected = json.loads(spec.template.read_text())["Resources"]
         assert {r["LogicalResourceId"] for r in resources} == set(expected), spec.stack_name
     assert "curl" in deployed["output"] and "x-api-key" in deployed["output"]
@@ -117,7 +137,11 @@ def test_reference_sentences_get_their_labels(api):
         status, body = post(api.url, {"sentence": case["sentence"]}, {"x-api-key": api.key_value})
         assert status == 200, body
         assert body["label"] == case["expected_label"], (case["id"], body)
-        assert body["success"] == "true" and body["MessageId"] and body["variant"] in ("Model-A", "Model-B")
+        assert (
+            body["success"] == "true"
+            and body["MessageId"]
+            and body["variant"] in ("Model-A", "Model-B")
+        )
 
 
 def test_both_variants_serve_by_weight_and_agree(api):
@@ -157,7 +181,9 @@ def test_bad_input_gets_a_json_4xx(api):
 def test_data_capture_records_land_in_the_capture_bucket(ctx, api):
     from workflow.outputs import stack_outputs
 
-    serving = stack_outputs(ctx.target.client("cloudformation"), ctx.manifest.stack("model-serving").stack_name)
+    serving = stack_outputs(
+        ctx.target.client("cloudformation"), ctx.manifest.stack("model-serving").stack_name
+    )
     s3 = ctx.target.client("s3")
     keys: list[str] = []
     for _ in range(30):  # capture is uploaded in the background, about once a second
@@ -169,11 +195,17 @@ def test_data_capture_records_land_in_the_capture_bucket(ctx, api):
     assert keys, "no data-capture object after 15 s"
     endpoint = serving["EndpointName"]
     assert all(f"/{endpoint}/" in key and key.endswith(".jsonl") for key in keys), keys
-    record = json.loads(s3.get_object(Bucket=serving["CaptureBucketName"], Key=keys[0])["Body"]
-                        .read().decode().splitlines()[0])
+    record = json.loads(
+        s3.get_object(Bucket=serving["CaptureBucketName"], Key=keys[0])["Body"]
+        .read()
+        .decode()
+        .splitlines()[0]
+    )
     captured_input = record["captureData"]["endpointInput"]
     assert captured_input["encoding"] == "JSON" and "sentence" in json.loads(captured_input["data"])
-    assert record["captureData"]["endpointOutput"]["observedContentType"].startswith("application/json")
+    assert record["captureData"]["endpointOutput"]["observedContentType"].startswith(
+        "application/json"
+    )
     assert record["eventMetadata"]["inferenceId"]
 
 
@@ -189,7 +221,11 @@ def test_load_test_completes_without_errors(cloud_env):
 
 def test_second_deploy_changes_nothing(cloud_env, ctx):
     result = make(cloud_env, "deploy")
-    verdicts = [line for line in result.stdout.splitlines() if line.startswith("[=] ") and "deploy" not in line]
+    verdicts = [
+        line
+        for line in result.stdout.splitlines()
+        if line.startswith("[=] ") and "deploy" not in line
+    ]
     assert len([v for v in verdicts if v.endswith("s)")]) == len(ctx.manifest.stacks)
     assert all("no changes" in v for v in verdicts if v.endswith("s)")), verdicts
 

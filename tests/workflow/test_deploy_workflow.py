@@ -13,14 +13,34 @@ from workflow.teardown import retained_buckets
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = [
-    {"concern": "model-archiving", "stack_name": "P-model-archiving", "template": "model-archiving.json",
-     "imports_from": [], "parameters": {}},
-    {"concern": "model-serving", "stack_name": "P-model-serving", "template": "model-serving.json",
-     "imports_from": ["model-archiving"], "parameters": {"ArtifactKeyModelA": {"artifact": "model-a"}}},
-    {"concern": "api-hosting", "stack_name": "P-api-hosting", "template": "api-hosting.json",
-     "imports_from": ["model-serving", "model-archiving"], "parameters": {}},
-    {"concern": "cicd-pipeline", "stack_name": "P-cicd-pipeline", "template": "cicd-pipeline.json",
-     "imports_from": [], "parameters": {}},
+    {
+        "concern": "model-archiving",
+        "stack_name": "P-model-archiving",
+        "template": "model-archiving.json",
+        "imports_from": [],
+        "parameters": {},
+    },
+    {
+        "concern": "model-serving",
+        "stack_name": "P-model-serving",
+        "template": "model-serving.json",
+        "imports_from": ["model-archiving"],
+        "parameters": {"ArtifactKeyModelA": {"artifact": "model-a"}},
+    },
+    {
+        "concern": "api-hosting",
+        "stack_name": "P-api-hosting",
+        "template": "api-hosting.json",
+        "imports_from": ["model-serving", "model-archiving"],
+        "parameters": {},
+    },
+    {
+        "concern": "cicd-pipeline",
+        "stack_name": "P-cicd-pipeline",
+        "template": "cicd-pipeline.json",
+        "imports_from": [],
+        "parameters": {},
+    },
 ]
 
 
@@ -53,14 +73,29 @@ def test_make_rules_run_in_dependency_order_under_parallel_make(tmp_path):
     (tmp_path / "stacks.mk").write_text(rules)
     log = tmp_path / "log"
     result = subprocess.run(
-        ["make", "-s", "-j", "4", "-f", "stacks.mk", "deploy-all",
-         f"DEPLOY_STACK=echo >> {log}", f"UPLOAD=echo upload >> {log}"],
-        cwd=tmp_path, capture_output=True, text=True, check=True)
+        [
+            "make",
+            "-s",
+            "-j",
+            "4",
+            "-f",
+            "stacks.mk",
+            "deploy-all",
+            f"DEPLOY_STACK=echo >> {log}",
+            f"UPLOAD=echo upload >> {log}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     order = log.read_text().split()
     assert result.returncode == 0
     assert order.index("model-archiving") < order.index("upload") < order.index("model-serving")
     assert order.index("model-serving") < order.index("api-hosting")
-    assert sorted(order) == sorted(["model-archiving", "upload", "model-serving", "api-hosting", "cicd-pipeline"])
+    assert sorted(order) == sorted(
+        ["model-archiving", "upload", "model-serving", "api-hosting", "cicd-pipeline"]
+    )
 
 
 def test_unknown_target_names_the_allowed_ones():
@@ -93,10 +128,17 @@ def test_local_target_never_inherits_a_real_profile():
 
 def test_teardown_keeps_only_buckets_marked_retain(tmp_path):
     template = tmp_path / "t.json"
-    template.write_text(json.dumps({"Resources": {
-        "Kept": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain"},
-        "Gone": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Delete"},
-        "Topic": {"Type": "AWS::SNS::Topic", "DeletionPolicy": "Retain"}}}))
+    template.write_text(
+        json.dumps(
+            {
+                "Resources": {
+                    "Kept": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain"},
+                    "Gone": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Delete"},
+                    "Topic": {"Type": "AWS::SNS::Topic", "DeletionPolicy": "Retain"},
+                }
+            }
+        )
+    )
     assert retained_buckets(template) == {"Kept"}
 
 
@@ -107,8 +149,11 @@ def deploy_context(tmp_path, env):
     manifest = load_manifest(write_manifest(tmp_path, STACKS))
     for spec in manifest.stacks:
         spec.template.write_text('{"Resources": {}}')
-    return Context(cfg=load(ROOT / "config.json"), target=resolve("aws", "us-east-1", None, env),
-                   manifest=manifest)
+    return Context(
+        cfg=load(ROOT / "config.json"),
+        target=resolve("aws", "us-east-1", None, env),
+        manifest=manifest,
+    )
 
 
 def test_deploy_command_passes_artifact_keys_tags_and_the_pipeline_role(tmp_path):
@@ -118,8 +163,13 @@ def test_deploy_command_passes_artifact_keys_tags_and_the_pipeline_role(tmp_path
     ctx = deploy_context(tmp_path, env)
     pack = {"model-a": {"key": "models/model-a/abc/model.tar.gz"}}
     command = deploy_command(ctx, ctx.manifest.stack("model-serving"), pack)
-    assert command[1:3] == ["cloudformation", "deploy"] and "--no-fail-on-empty-changeset" in command
-    assert command[command.index("--parameter-overrides") + 1] == "ArtifactKeyModelA=models/model-a/abc/model.tar.gz"
+    assert (
+        command[1:3] == ["cloudformation", "deploy"] and "--no-fail-on-empty-changeset" in command
+    )
+    assert (
+        command[command.index("--parameter-overrides") + 1]
+        == "ArtifactKeyModelA=models/model-a/abc/model.tar.gz"
+    )
     assert command[command.index("--role-arn") + 1] == env["CFN_ROLE_ARN"]
     assert "Project=TextClassification" in command and "Stage=Demo" in command
 

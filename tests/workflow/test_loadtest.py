@@ -13,9 +13,17 @@ def summary(samples, wrong=0, errors=None):
     if wrong:
         per_case[samples[0][3]]["wrongLabels"] = wrong
         per_variant[samples[0][4]]["wrongLabels"] = wrong
-    return {"requestsSent": len(samples), "requestsCompleted": len([s for s in samples if isinstance(s[2], int)]),
-            "requestsUnfinished": 0, "errorsByStatus": errors or {}, "wrongLabels": wrong,
-            "achievedRatePerSec": 2.0, "perCase": per_case, "perVariant": per_variant, "samples": samples}
+    return {
+        "requestsSent": len(samples),
+        "requestsCompleted": len([s for s in samples if isinstance(s[2], int)]),
+        "requestsUnfinished": 0,
+        "errorsByStatus": errors or {},
+        "wrongLabels": wrong,
+        "achievedRatePerSec": 2.0,
+        "perCase": per_case,
+        "perVariant": per_variant,
+        "samples": samples,
+    }
 
 
 def test_percentiles_are_nearest_rank():
@@ -25,19 +33,29 @@ def test_percentiles_are_nearest_rank():
 
 def test_merge_pools_samples_across_testers_before_taking_percentiles():
     a = summary([[0.0, 1.0, 200, "tc-1", "A"], [0.5, 2.0, 200, "tc-2", "B"]])
-    b = summary([[0.1, 100.0, 503, "tc-1", "A"], [0.6, 3.0, 200, "tc-2", "B"]], wrong=1, errors={"503": 1})
+    b = summary(
+        [[0.1, 100.0, 503, "tc-1", "A"], [0.6, 3.0, 200, "tc-2", "B"]], wrong=1, errors={"503": 1}
+    )
     report = merge({"t1": a, "t2": b})
     assert report["totals"]["sent"] == 4 and report["totals"]["errors"] == 1
     assert report["totals"]["wrong_labels"] == 1
-    assert report["totals"]["latency_ms"]["max"] == 100.0 and report["totals"]["latency_ms"]["p50"] == 2.0
-    assert report["per_case"]["tc-1"]["requests"] == 2 and report["per_variant"]["B"]["latency_ms"]["max"] == 3.0
+    assert (
+        report["totals"]["latency_ms"]["max"] == 100.0
+        and report["totals"]["latency_ms"]["p50"] == 2.0
+    )
+    assert (
+        report["per_case"]["tc-1"]["requests"] == 2
+        and report["per_variant"]["B"]["latency_ms"]["max"] == 3.0
+    )
     assert report["totals"]["achieved_rate_per_sec"] == 4.0
     text = render(report)
     assert "variant A" in text and "case tc-2" in text
 
 
 def test_report_files_are_written(tmp_path):
-    report = merge({"t1": summary([[0.0, 1.0, 200, "tc-1", "A"], [0.2, None, "timeout", "tc-1", "unknown"]])})
+    report = merge(
+        {"t1": summary([[0.0, 1.0, 200, "tc-1", "A"], [0.2, None, "timeout", "tc-1", "unknown"]])}
+    )
     images = plot(report, tmp_path)
     assert [p.name for p in images] == ["latency-over-time.png", "latency-histogram.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in images)

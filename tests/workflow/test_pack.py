@@ -29,7 +29,13 @@ def model_dir(tmp_path):
 def test_model_archive_has_sagemaker_layout(model_dir):
     artifact, code = model_dir
     names = sorted(names_in(model_archive(artifact, code)))
-    assert names == ["code/inference.py", "code/textproc.py", "metadata.json", "model.pth", "vocab.json"]
+    assert names == [
+        "code/inference.py",
+        "code/textproc.py",
+        "metadata.json",
+        "model.pth",
+        "vocab.json",
+    ]
 
 
 def test_model_archive_is_reproducible_with_fixed_metadata(model_dir):
@@ -38,7 +44,9 @@ def test_model_archive_is_reproducible_with_fixed_metadata(model_dir):
     (artifact / "model.pth").touch()  # a new mtime must not change the bytes
     assert model_archive(artifact, code) == first
     with tarfile.open(fileobj=io.BytesIO(first), mode="r:gz") as tar:
-        assert {(m.mtime, m.uid, m.gid, m.mode) for m in tar.getmembers()} == {(315532800, 0, 0, 0o644)}
+        assert {(m.mtime, m.uid, m.gid, m.mode) for m in tar.getmembers()} == {
+            (315532800, 0, 0, 0o644)
+        }
 
 
 def test_model_archive_names_what_is_missing(model_dir):
