@@ -96,7 +96,11 @@ def model_fn(model_dir: str) -> LoadedModel:
     torch.set_num_threads(1)
     root = Path(model_dir)
     metadata = json.loads((root / "metadata.json").read_text(encoding="utf-8"))
-    labels = tuple(metadata["labels"])
+    labels = metadata.get("labels") if isinstance(metadata, dict) else None
+    if not isinstance(labels, list) or not labels or not set(map(type, labels)) <= {str}:
+        raise ValueError(f"{root / 'metadata.json'}: 'labels' must be a non-empty list of "
+                         f"label names, got {labels!r}")
+    labels = tuple(labels)
     vocab = Vocabulary.load(root / "vocab.json")
     state = torch.load(root / "model.pth", map_location="cpu", weights_only=True)
     table = folded_table(state)

@@ -211,6 +211,12 @@ def test_model_fn_checks_that_the_files_belong_together(handler, artifact_copy):
         handler.model_fn(str(artifact_copy))
 
 
+def test_model_fn_needs_label_names(handler, artifact_copy):
+    (artifact_copy / "metadata.json").write_text(json.dumps({"variant": "model-a"}))
+    with pytest.raises(ValueError, match="'labels' must be a non-empty list of label names"):
+        handler.model_fn(str(artifact_copy))
+
+
 def test_model_fn_sets_one_thread_and_reads_limits(handler, artifact_copy, monkeypatch):
     threads = torch.get_num_threads()
     monkeypatch.setenv("MODEL_MAX_BATCH_SIZE", "7")
