@@ -289,6 +289,10 @@ def serve_foreground() -> int:
     """Run the local cloud in this process until SIGTERM/SIGINT."""
     home_dir = home()
     home_dir.mkdir(parents=True, exist_ok=True)
+    # The event loop releases the GIL on every socket write; with moto's request threads and
+    # the capture uploader busy, the default 5 ms switch interval is how long it can then wait
+    # to get it back. 0.5 ms measured ~10% more req/s through the API and half the p99.
+    sys.setswitchinterval(0.0005)
     logging.basicConfig(
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
