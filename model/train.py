@@ -2,6 +2,7 @@
 
     python -m model.train --data ../shared/data/ag_news/labeled.csv.gz --variant model-a \
         --out model/model-a
+    python -m model.train --data ../shared/data/ag_news/labeled.csv.gz --all   # every variant
 
 Input: AG_NEWS CSV in the original format (no header; class 1-4, title, description), optionally
 gzip-compressed. The text of a row is ``title + " " + description``, as torchtext's AG_NEWS gives
@@ -37,6 +38,7 @@ from text_classifier import TextClassifier  # noqa: E402
 from textprep import Vocabulary  # noqa: E402
 
 LABELS = ("World", "Sports", "Business", "Sci/Tech")
+MODEL_DIR = Path(__file__).resolve().parent  # --all writes MODEL_DIR/<variant>
 
 
 @dataclass(frozen=True)
@@ -239,33 +241,54 @@ English news text of 2004-2005; other domains and languages are out of scope.
 """
 
 
+def train_variant(data: Dataset, data_arg: Path, variant: str, out: Path,
+                  epochs: int | None = None, recorded_out: str | None = None) -> dict:
+    """Train one variant on ``data`` into ``out``; record the command that reproduces it
+    (with ``recorded_out`` as its ``--out``, when that is how the caller names ``out``)."""
+    hp = VARIANTS[variant]
+    if epochs is not None:
+        hp = HyperParameters(**{**asdict(hp), "epochs": epochs})
+    command = (f"python -m model.train --data {data_arg.as_posix()} --variant {variant} "
+               f"--out {recorded_out or out.as_posix()}")
+    if epochs:
+        command += f" --epochs {epochs}"
+    train_rows, valid_rows = split(data.rows, hp.valid_fraction, hp.seed)
+    print(f"{variant}: {len(train_rows)} training rows, {len(valid_rows)} validation rows")
+    model, vocab, valid_set, history = fit(train_rows, valid_rows, hp)
+    metadata = write_artifacts(out, variant, hp, data, data_arg.name, model, vocab, valid_set,
+                               history, command)
+    print(f"wrote {out}: vocabulary {metadata['vocab_size']}, weights "
+          f"{metadata['weights_dtype']}, validation accuracy {metadata['validation']['accuracy']}")
+    return metadata
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m model.train",
                                      description=__doc__.split("\n")[0])
     parser.add_argument("--data", type=Path, required=True, help="AG_NEWS CSV or CSV.gz")
-    parser.add_argument("--variant", choices=sorted(VARIANTS), required=True)
-    parser.add_argument("--out", type=Path, required=True, help="artifact directory to write")
+    parser.add_argument("--variant", choices=sorted(VARIANTS), help="the variant to train")
+    parser.add_argument("--out", type=Path, help="artifact directory to write")
+    parser.add_argument("--all", action="store_true",
+                        help="train every variant into model/<variant>")
     parser.add_argument("--epochs", type=int, help="override the variant's epoch count")
     args = parser.parse_args(argv)
-    hp = VARIANTS[args.variant]
-    if args.epochs is not None:
-        if args.epochs < 1:
-            parser.error(f"--epochs must be >= 1, got {args.epochs}")
-        hp = HyperParameters(**{**asdict(hp), "epochs": args.epochs})
+    if args.all and (args.variant or args.out):
+        parser.error("--all trains every variant into model/<variant>: drop --variant/--out")
+    if not args.all and not (args.variant and args.out):
+        parser.error("give --variant and --out, or --all")
+    if args.epochs is not None and args.epochs < 1:
+        parser.error(f"--epochs must be >= 1, got {args.epochs}")
     try:
         data = read_dataset(args.data)
     except (OSError, ValueError, UnicodeDecodeError) as err:
         print(f"error: cannot read --data {args.data}: {err}", file=sys.stderr)
         return 2
-    command = (f"python -m model.train --data {args.data.as_posix()} --variant {args.variant} "
-               f"--out {args.out.as_posix()}" + (f" --epochs {args.epochs}" if args.epochs else ""))
-    train_rows, valid_rows = split(data.rows, hp.valid_fraction, hp.seed)
-    print(f"{args.variant}: {len(train_rows)} training rows, {len(valid_rows)} validation rows")
-    model, vocab, valid_set, history = fit(train_rows, valid_rows, hp)
-    metadata = write_artifacts(args.out, args.variant, hp, data, args.data.name, model, vocab,
-                               valid_set, history, command)
-    print(f"wrote {args.out}: vocabulary {metadata['vocab_size']}, weights "
-          f"{metadata['weights_dtype']}, validation accuracy {metadata['validation']['accuracy']}")
+    if args.all:
+        for variant in sorted(VARIANTS):
+            train_variant(data, args.data, variant, MODEL_DIR / variant, args.epochs,
+                          recorded_out=f"model/{variant}")
+    else:
+        train_variant(data, args.data, args.variant, args.out, args.epochs)
     return 0
 
 

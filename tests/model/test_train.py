@@ -79,6 +79,25 @@ def test_bad_rows_are_reported_with_file_and_line(tmp_path, capsys):
     assert "cannot read --data" in capsys.readouterr().err
 
 
+def test_all_trains_every_variant_into_model_dirs(tmp_path, monkeypatch):
+    monkeypatch.setattr(train, "MODEL_DIR", tmp_path)
+    assert train.main(["--data", str(FIXTURE), "--all", "--epochs", "1"]) == 0
+    for name in SHIPPED:
+        metadata = json.loads((tmp_path / name / "metadata.json").read_text())
+        assert metadata["variant"] == name
+        assert metadata["command"].endswith(f"--variant {name} --out model/{name} --epochs 1")
+
+
+@pytest.mark.parametrize("argv", [["--all", "--variant", "model-a"], ["--variant", "model-a"],
+                                  ["--out", "x"], ["--variant", "model-a", "--out", "x",
+                                                   "--epochs", "0"]])
+def test_bad_arguments_are_usage_errors(argv, capsys):
+    with pytest.raises(SystemExit) as exited:
+        train.main(["--data", str(FIXTURE)] + argv)
+    assert exited.value.code == 2
+    assert "error:" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_artifacts_record_their_training(name):
     folder = ROOT / "model" / name
