@@ -151,6 +151,9 @@ def start_background() -> tuple[DaemonInfo, bool]:
     """
     import fcntl
 
+    from localcloud import torchserve
+
+    torchserve.runtime_options(os.environ)  # a bad LOCAL_MODEL_SERVER fails here, in one line
     home_dir = home()
     home_dir.mkdir(parents=True, exist_ok=True)
     with open(home_dir / "up.lock", "w") as lock:
@@ -391,7 +394,7 @@ class _ControlPlane:
 async def _serve(home_dir: Path, reg: str, control: _ControlPlane, data_socket) -> None:
     from moto.core import DEFAULT_ACCOUNT_ID
 
-    from localcloud import apigateway, compat, gateway, lambdas, metrics, sagemaker
+    from localcloud import apigateway, compat, gateway, lambdas, metrics, sagemaker, torchserve
     from localcloud.processes import PidRegistry
 
     compat.apply()
@@ -400,7 +403,11 @@ async def _serve(home_dir: Path, reg: str, control: _ControlPlane, data_socket) 
     lambdas.install_moto_hooks(runtime)
     apigateway.install_moto_hooks()
     endpoints = sagemaker.SageMakerRuntime(
-        home_dir / "state", metrics.SINK, registry=registry, default_region=reg
+        home_dir / "state",
+        metrics.SINK,
+        registry=registry,
+        default_region=reg,
+        **torchserve.runtime_options(os.environ),  # LOCAL_MODEL_SERVER=builtin|torchserve
     )
     sagemaker.install_moto_hooks(endpoints)
     metrics.SINK.configure(DEFAULT_ACCOUNT_ID, reg)
