@@ -13,7 +13,8 @@ Sections, in order:
 * ``e2e``: API -> Lambda -> endpoint on the first fresh deployment of ``workflow``, and the load
   tester's summary beside wrk's figures (``bench.e2e``).
 
-Prints the targets table and writes ``build/reports/bench.json`` and ``docs/benchmarks.md``.
+Prints the tables and writes ``build/reports/bench.json``; a full run (no ``--only``) also
+rewrites the generated section of ``docs/benchmarks.md``.
 Exits 2 when it cannot start (wrk or the TorchServe environment missing, no packed model),
 1 when a measurement failed or saw errors, 0 otherwise; a missed target is reported, not fatal.
 """
@@ -191,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bench: {errors} requests failed during the wrk runs (see the report)",
               file=sys.stderr)
         failed = True
-    report.finish(results, REPORTS / "bench.json", ROOT / "docs" / "benchmarks.md")
+    # A partial run must not replace the page's figures with a subset of them.
+    page = ROOT / "docs" / "benchmarks.md" if sections == set(SECTIONS) else None
+    report.finish(results, REPORTS / "bench.json", page)
     return 1 if failed else 0
 
 

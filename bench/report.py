@@ -198,20 +198,23 @@ def write_markdown(path: Path, section: str, title: str) -> None:
     path.write_text(text)
 
 
-def console(results: dict) -> str:
-    rows = targets(results)
-    width = max((len(r[0]) for r in rows), default=10)
-    lines = [f"{'target':<{width}}  {'measured':>22}  {'goal':>8}  verdict"]
-    lines += [f"{what:<{width}}  {measured:>22}  {goal:>8}  {verdict}"
-              for what, measured, goal, verdict in rows]
-    return "\n".join(lines)
+def console(section: str) -> str:
+    """The generated section for a terminal: the tables, without the markers and commands."""
+    body = section.split("### Commands", 1)[0] + "###" + section.split("###", 3)[-1]
+    return "\n".join(line for line in body.splitlines()
+                     if line not in (START, END) and not line.startswith("|---"))
 
 
-def finish(results: dict, json_path: Path, markdown_path: Path) -> None:
+def finish(results: dict, json_path: Path, markdown_path: Path | None) -> None:
+    """Print the tables, write the JSON and (for a full run) the docs page."""
     results["finished_at"] = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     results["load_average_at_end"] = list(os.getloadavg())
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=2) + "\n")
-    write_markdown(markdown_path, markdown(results), "Benchmarks")
-    print(console(results))
-    print(f"[bench] wrote {json_path} and {markdown_path}", file=sys.stderr)
+    section = markdown(results)
+    print(console(section))
+    written = [str(json_path)]
+    if markdown_path is not None:
+        write_markdown(markdown_path, section, "Benchmarks")
+        written.append(str(markdown_path))
+    print(f"[bench] wrote {' and '.join(written)}", file=sys.stderr)

@@ -99,7 +99,7 @@ def version() -> str:
     """``wrk 4.1.0 [epoll] ...``: wrk prints its version with usage and exits 1 on ``-v``."""
     out = subprocess.run([require_wrk(), "-v"], capture_output=True, text=True)
     first = (out.stdout or out.stderr).strip().splitlines()
-    return first[0] if first else "unknown"
+    return first[0].split(" Copyright")[0] if first else "unknown"
 
 
 @dataclass(frozen=True)
