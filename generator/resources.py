@@ -13,16 +13,28 @@ from awacs.aws import (
     Principal,
     Statement,
 )
-from troposphere import GetAtt, Ref, Sub, Template
+from troposphere import GetAtt, Parameter, Ref, Sub, Template
 from troposphere import awslambda as lambda_
 from troposphere import kms, logs, s3
 
-from . import iam
+from . import iam, naming
 
 # Newest Python runtime in cfn-lint's runtime lifecycle data (its schema already lists 3.15,
 # which has no lifecycle entry yet, i.e. is not generally available).
 PYTHON_RUNTIME = "python3.14"
 HANDLER = "handler.handler"
+
+
+def artifact_key_parameter(template: Template, artifact: str, what: str) -> Parameter:
+    """The Parameter that receives an artifact's content-hashed S3 key at deploy time."""
+    return template.add_parameter(
+        Parameter(
+            naming.parameter_name(artifact),
+            Type="String",
+            AllowedPattern=r"^[A-Za-z0-9!_.*'()/-]+$",
+            Description=f"S3 key of the {what} in the artifact bucket",
+        )
+    )
 
 
 def deletion_policy(retain: bool) -> dict:

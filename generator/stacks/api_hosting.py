@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from troposphere import GetAtt, Parameter, Ref, Sub, Template
+from troposphere import GetAtt, Ref, Sub, Template
 from troposphere import apigateway as apigw
 from troposphere import awslambda as lambda_
 
@@ -72,14 +72,7 @@ def build(cfg) -> Template:
     stage = cfg.project.stage
     t = Template(Description=f"{naming.prefix(cfg)} API hosting: REST API and predictor function")
     t.set_version("2010-09-09")
-    code_key = t.add_parameter(
-        Parameter(
-            naming.parameter_name(ARTIFACT),
-            Type="String",
-            AllowedPattern=r"^[A-Za-z0-9!_.*'()/-]+$",
-            Description="S3 key of the predictor zip in the artifact bucket",
-        )
-    )
+    code_key = resources.artifact_key_parameter(t, ARTIFACT, "predictor zip")
 
     key = resources.kms_key(
         t,

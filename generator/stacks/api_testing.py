@@ -3,7 +3,7 @@ publish latency metrics and write their summaries to the results bucket."""
 
 from __future__ import annotations
 
-from troposphere import GetAtt, Join, Parameter, Ref, Sub, Template
+from troposphere import GetAtt, Join, Ref, Sub, Template
 from troposphere import awslambda as lambda_
 from troposphere import sns, sqs
 
@@ -27,14 +27,7 @@ def build(cfg) -> Template:
         Description=f"{naming.prefix(cfg)} API testing: trigger topic and tester functions"
     )
     t.set_version("2010-09-09")
-    code_key = t.add_parameter(
-        Parameter(
-            naming.parameter_name(ARTIFACT),
-            Type="String",
-            AllowedPattern=r"^[A-Za-z0-9!_.*'()/-]+$",
-            Description="S3 key of the tester zip in the artifact bucket",
-        )
-    )
+    code_key = resources.artifact_key_parameter(t, ARTIFACT, "tester zip")
     key = resources.kms_key(
         t,
         "StackKey",

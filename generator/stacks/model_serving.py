@@ -3,7 +3,7 @@ data capture, the Endpoint, optional autoscaling and an optional blue/green guar
 
 from __future__ import annotations
 
-from troposphere import GetAtt, Join, Parameter, Ref, Select, Split, Sub, Template
+from troposphere import GetAtt, Join, Ref, Select, Split, Sub, Template
 from troposphere import applicationautoscaling as aas
 from troposphere import cloudwatch, sagemaker
 
@@ -50,14 +50,7 @@ def build(cfg) -> Template:
 
     models = []
     for model in serving.models:
-        key_param = t.add_parameter(
-            Parameter(
-                naming.parameter_name(model.name),
-                Type="String",
-                AllowedPattern=r"^[A-Za-z0-9!_.*'()/-]+$",
-                Description=f"S3 key of the {model.name} model.tar.gz in the artifact bucket",
-            )
-        )
+        key_param = resources.artifact_key_parameter(t, model.name, f"{model.name} model.tar.gz")
         models.append((model, _model(t, cfg, model, role, artifact_bucket, key_param)))
 
     endpoint_config = t.add_resource(
