@@ -130,7 +130,8 @@ def commands(args, sections: set[str]) -> list[str]:
                   " with x-api-key", wrk_line,
                   "workflow.loadtest.run(ctx, duration=S, rate=R/testers)   # = make test-load "
                   "DURATION=S RATE=R/testers",
-                  "wrk -t1 -c16 -dSs -s <script, BENCH_RATE=R> URL   # same load, paced"]
+                  "wrk -t<testers> -c<8 x testers> -dSs -s <script, paced to R> URL"
+                  "   # same load; alternating with the testers, x runs"]
     return lines
 
 
@@ -188,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     errors = sum(section[c]["errors"] for section in
                  [*(results.get("http", {}).get("servers", {}).values()), results.get("e2e", {})]
                  for c in ("c1", "c16") if c in section)
+    agreement = results.get("e2e", {}).get("agreement")
+    if agreement:
+        errors += agreement["tester"]["errors"] + agreement["wrk_paced"]["errors"]
     if errors:
         print(f"bench: {errors} requests failed during the wrk runs (see the report)",
               file=sys.stderr)

@@ -165,12 +165,16 @@ def markdown(results: dict) -> str:
              _fmt(e2e[c]["p99_ms"], 2), e2e[c]["errors"]) for c in ("c1", "c16")]) + [""]
         a = e2e["agreement"]
         tester, paced = a["tester"], a["wrk_paced"]
-        lines += _table(("same load", "req/s", "p50 ms", "p99 ms", "requests", "errors"), [
-            (f"load tester ({a['testers']} testers, open loop)", tester["achieved_req_per_s"],
-             tester["latency_ms"]["p50"], tester["latency_ms"]["p99"], tester["sent"],
-             tester["errors"]),
-            (f"wrk, paced, {paced['connections']} connections", paced["req_per_s"], paced["p50_ms"],
-             paced["p99_ms"], paced["requests"], paced["errors"]),
+        lines += [f"Same load, {a['rate_req_per_s']:.0f} req/s in total (wrk's one-connection "
+                  f"rate), {a['seconds']:g} s runs alternating, medians (min-max):", ""]
+        lines += _table(("generator", "req/s", "p50 ms", "p99 ms", "requests", "errors"), [
+            (f"load tester ({a['testers']} testers, open loop)",
+             _fmt(tester["achieved_req_per_s"], 0), _fmt(tester["p50_ms"], 2),
+             _fmt(tester["p99_ms"], 2), tester["sent"], tester["errors"]),
+            (f"wrk, paced, {paced['threads']} threads x "
+             f"{paced['connections'] // paced['threads']} connections",
+             _fmt(paced["req_per_s"], 0), _fmt(paced["p50_ms"], 2), _fmt(paced["p99_ms"], 2),
+             paced["requests"], paced["errors"]),
         ]) + [""]
     flow = results.get("workflow")
     if flow:

@@ -7,10 +7,11 @@ JSON line with the request count, the duration, socket errors, non-2xx answers a
 percentiles from wrk's own histogram, which is all this module reads.
 
 Paced runs (``rate``): wrk 4 has no ``-R``, so the script's ``delay()`` hook holds each request
-until its slot on a fixed schedule of ``rate`` requests per second shared by all connections
-(monotonic clock through LuaJIT's FFI). Each connection takes the next slot when its previous
-response is complete, so with enough connections this is an open loop with the load tester's
-fixed intervals; the wait is not part of the measured latency.
+until its slot on a fixed schedule (monotonic clock through LuaJIT's FFI). Each wrk thread keeps
+its own schedule of ``rate / threads`` requests per second, shared by that thread's connections;
+a connection takes the next slot when its previous response is complete, so with enough
+connections this is an open loop at fixed intervals, one independent schedule per thread (as
+each tester Lambda keeps its own). The wait is not part of the measured latency.
 """
 
 from __future__ import annotations
@@ -145,16 +146,18 @@ def parse_result(stdout: str) -> dict:
     }
 
 
-def run(load: Load, connections: int, seconds: float, rate: float = 0.0) -> dict:
-    """One wrk run; ``rate`` > 0 paces all connections to that many requests per second."""
+def run(load: Load, connections: int, seconds: float, rate: float = 0.0,
+        threads: int = 1) -> dict:
+    """One wrk run; ``rate`` > 0 paces it to that many requests per second in total."""
     wrk = require_wrk()
-    if connections < 1 or seconds <= 0:
-        raise ValueError(f"connections must be >= 1 and seconds > 0, got {connections}, {seconds}")
+    if connections < threads or threads < 1 or seconds <= 0:
+        raise ValueError(f"need connections >= threads >= 1 and seconds > 0, got {connections}, "
+                         f"{threads}, {seconds}")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA_SCRIPT)
-    env = dict(os.environ, BENCH_BODIES=str(load.bodies), BENCH_RATE=f"{rate:.3f}")
+    env = dict(os.environ, BENCH_BODIES=str(load.bodies), BENCH_RATE=f"{rate / threads:.3f}")
     env["BENCH_API_KEY"] = load.api_key or ""
-    command = [wrk, "-t1", f"-c{connections}", f"-d{max(1, round(seconds))}s",
+    command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
                f"--timeout={REQUEST_TIMEOUT}", "-s", script.name, load.url]
     try:
         out = subprocess.run(command, capture_output=True, text=True, env=env,
@@ -164,7 +167,7 @@ def run(load: Load, connections: int, seconds: float, rate: float = 0.0) -> dict
     if out.returncode != 0:
         raise WrkFailed(f"{' '.join(command)} exited {out.returncode}: {out.stderr.strip()}")
     result = parse_result(out.stdout)
-    result.update(connections=connections, paced_rate=rate)
+    result.update(connections=connections, threads=threads, paced_rate=rate)
     return result
 
 

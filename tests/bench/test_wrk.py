@@ -105,5 +105,7 @@ def test_paced_run_keeps_the_schedule_across_connections(recording_server, tmp_p
     bodies = wrk.write_bodies(tmp_path / "b.jsonl", [{"sentence": "a"}])
     result = wrk.run(wrk.Load(url, bodies), connections=4, seconds=2, rate=50)
     assert 45 <= result["req_per_s"] <= 55
+    split = wrk.run(wrk.Load(url, bodies), connections=4, seconds=2, rate=50, threads=2)
+    assert 45 <= split["req_per_s"] <= 55  # two schedules of 25 req/s
     assert result["errors"] == 0
     assert seen[0][1] is None  # no key given: no x-api-key header
