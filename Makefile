@@ -29,7 +29,7 @@ PACK_SOURCES := $(shell find model/code model/model-* lambda_src workflow/pack.p
 	-not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 
 .PHONY: help install templates lint test pack train evaluate deploy outputs test-load teardown \
-	local-up local-down local-status clean check-target conformance
+	local-up local-down local-status clean check-target conformance bench
 
 help: ## Show this help
 	@echo "Usage: make <target> [TARGET=local|aws] [CONFIG=config.json]"
@@ -88,6 +88,10 @@ $(TS_STAMP):
 
 conformance: pack $(TS_STAMP) ## Serve each packed model on TorchServe + the SageMaker toolkit; check the contract
 	@$(PY) -m bench.conformance
+
+bench: pack $(TS_STAMP) ## Benchmarks (inference, model hop, end to end, workflow): docs/benchmarks.md
+	@command -v wrk >/dev/null || { echo "make: bench needs wrk (Debian: apt-get install wrk)" >&2; exit 2; }
+	@$(PY) -m bench
 
 check-target:
 	@case "$(TARGET)" in local|aws) ;; *) echo "make: TARGET=$(TARGET) is not a target; use local or aws" >&2; exit 2;; esac
