@@ -43,7 +43,7 @@ def test_targets_give_a_verdict_for_each_goal():
     assert verdicts["end to end req/s, 16 connections"] == "met"
     assert verdicts["end to end p50, 1 connection"] == "met"
     assert verdicts["end to end p99, 16 connections"] == "NOT MET"
-    assert verdicts["load tester p50 vs wrk p50, same load"] == "met"
+    assert verdicts["load tester p50 vs wrk p50, same load (median of pairs)"] == "met"
     assert verdicts["full `make deploy`, fresh local cloud"] == "NOT MET"
     assert verdicts["no-op redeploy"] == "met"
 
