@@ -95,8 +95,9 @@ def run_deployments(cfg, args, sections: set[str]) -> dict:
 
         ctx = load_context("local", tree / "config.json", tree / "templates_out" / "manifest.json")
         bodies = wrk.write_bodies(WORK / "e2e-bodies.jsonl", e2e.case_bodies(cfg))
+        daemon_pid = int((cloud.home / "localcloud.pid").read_text().strip())
         return {"e2e": e2e.run(ctx, bodies, args.runs, args.seconds, args.warmup,
-                               WORK / "load-test", log=_log)}
+                               WORK / "load-test", daemon_pid=daemon_pid, log=_log)}
 
     rounds = args.runs if "workflow" in sections else 1
     timed = flow.run(tree, WORK / "logs", rounds, on_deployed, log=_log)

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import os
 import statistics
 from pathlib import Path
 
@@ -30,6 +31,63 @@ CONNECTIONS_PER_TESTER = 8
 def case_bodies(cfg) -> list[dict]:
     """The API request of every load-test case (what the testers send)."""
     return [{"sentence": case.sentence} for case in cfg.load_test.cases]
+
+
+PROCESS_KINDS = (("lambda_worker", "Lambda workers"), ("model_server", "model servers"),
+                 ("torchserve", "model servers"))
+
+
+def _process_table() -> dict[int, tuple[int, float, str]]:
+    """pid -> (parent pid, CPU seconds so far, command line) of every readable process."""
+    tick = os.sysconf("SC_CLK_TCK")
+    table = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat, open(f"/proc/{entry}/cmdline") as cmd:
+                fields = stat.read().rsplit(")", 1)[1].split()
+                command = cmd.read().replace("\0", " ")
+        except OSError:
+            continue  # gone meanwhile
+        table[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick, command)
+    return table
+
+
+def _tree_cpu(root: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds of ``root`` and its descendants, each labelled by kind."""
+    table = _process_table()
+    members, grew = {root}, True
+    while grew:
+        grew = False
+        for pid, (parent, _, _) in table.items():
+            if parent in members and pid not in members:
+                members.add(pid)
+                grew = True
+    out = {}
+    for pid in members & table.keys():
+        command = table[pid][2]
+        kind = "daemon" if pid == root else next(
+            (label for marker, label in PROCESS_KINDS if marker in command), "other children")
+        out[pid] = (kind, table[pid][1])
+    return out
+
+
+def cpu_per_request(daemon_pid: int, load: wrk.Load, connections: int, seconds: float) -> dict:
+    """One wrk run with the CPU time each kind of process spent, per request, in microseconds
+    (the daemon's process tree from /proc, wrk from this process's children times)."""
+    before, started = _tree_cpu(daemon_pid), os.times()
+    result = wrk.run(load, connections, seconds)
+    after, ended = _tree_cpu(daemon_pid), os.times()
+    spent: dict[str, float] = {}
+    for pid, (kind, cpu) in after.items():
+        spent[kind] = spent.get(kind, 0.0) + cpu - before.get(pid, (kind, 0.0))[1]
+    spent["wrk"] = (ended.children_user + ended.children_system
+                    - started.children_user - started.children_system)
+    requests = max(1, result["requests"])
+    per_request = {kind: round(cpu / requests * 1e6) for kind, cpu in sorted(spent.items())}
+    per_request["total"] = sum(per_request.values())
+    return {"run": result, "cpu_us_per_request": per_request}
 
 
 def paired_difference(tester_p50s: list[float | None], wrk_p50s: list[float]) -> float:
@@ -46,7 +104,7 @@ def paired_difference(tester_p50s: list[float | None], wrk_p50s: list[float]) ->
 
 
 def run(ctx, bodies: Path, runs: int, seconds: float, warmup: float, reports: Path,
-        log=print) -> dict:
+        daemon_pid: int | None = None, log=print) -> dict:
     from workflow import loadtest
     from workflow.outputs import api_access, stack_outputs
 
@@ -54,6 +112,10 @@ def run(ctx, bodies: Path, runs: int, seconds: float, warmup: float, reports: Pa
     load = wrk.Load(access.url, bodies, access.key_value)
     log(f"[bench] end to end: {access.url}")
     figures = wrk.measure({"api": load}, (1, 16), runs, seconds, warmup, log)["api"]
+    if daemon_pid is not None:
+        figures["cpu_at_16"] = cpu_per_request(daemon_pid, load, 16, seconds)
+        log(f"[bench] CPU per request at 16 connections (us): "
+            f"{figures['cpu_at_16']['cpu_us_per_request']}")
 
     rate = figures["c1"]["req_per_s"]["median"]
     testing = ctx.manifest.stack(loadtest.TESTING_STACK).stack_name

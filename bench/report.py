@@ -163,6 +163,15 @@ def markdown(results: dict) -> str:
         lines += _table(("connections", "req/s", "p50 ms", "p99 ms", "errors"), [
             (c[1:], _fmt(e2e[c]["req_per_s"], 0), _fmt(e2e[c]["p50_ms"], 2),
              _fmt(e2e[c]["p99_ms"], 2), e2e[c]["errors"]) for c in ("c1", "c16")]) + [""]
+        cpu = e2e.get("cpu_at_16")
+        if cpu:
+            per = cpu["cpu_us_per_request"]
+            run = cpu["run"]
+            lines += [f"CPU time per request by process at 16 connections (one "
+                      f"{run['seconds']:.0f} s run, {run['req_per_s']:.0f} req/s): " + ", ".join(
+                          f"{kind} {us} us" for kind, us in per.items() if kind != "total")
+                      + f"; total {per['total']} us, so two cores serve at most "
+                      f"{2e6 / per['total']:.0f} req/s.", ""]
         a = e2e["agreement"]
         tester, paced = a["tester"], a["wrk_paced"]
         by_pair = ", ".join(f"{d * 100:.1f}%" for d in a.get("p50_difference_by_pair", []))

@@ -23,6 +23,9 @@ def results():
                                             "c16": figures(1500, 10, 11), "ready_s": 5.0}},
                  "ratio_req_per_s": {"c1": 2.4, "c16": 1.67}},
         "e2e": {"c1": figures(500, 2.5, 6), "c16": figures(1200, 12, 31),
+                "cpu_at_16": {"run": {"seconds": 10.0, "req_per_s": 1190.0},
+                              "cpu_us_per_request": {"Lambda workers": 900, "daemon": 600,
+                                                     "wrk": 40, "total": 1540}},
                 "agreement": {"p50_difference": 0.04, "within_limit": True, "testers": 2,
                               "rate_req_per_s": 500, "seconds": 10,
                               "tester": {"achieved_req_per_s": spread(500), "p50_ms": spread(2.6),
@@ -81,5 +84,7 @@ def test_full_markdown_renders_every_section():
     text = report.markdown(data)
     assert text.startswith(report.START) and text.endswith(report.END)
     for needle in ("2 CPUs (AMD EPYC)", "TorchServe + SageMaker toolkit", "| 16 | 1200 (1200-1200)",
-                   "load tester (2 testers, open loop)", "no-op `make deploy`", "NOT MET"):
+                   "load tester (2 testers, open loop)", "no-op `make deploy`", "NOT MET",
+                   "Lambda workers 900 us, daemon 600 us, wrk 40 us; total 1540 us",
+                   "at most 1299 req/s"):
         assert needle in text
