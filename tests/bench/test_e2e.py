@@ -34,3 +34,20 @@ def test_case_bodies_are_the_load_test_requests():
             cases = [Case("a b"), Case("c")]
 
     assert e2e.case_bodies(Cfg) == [{"sentence": "a b"}, {"sentence": "c"}]
+
+
+def test_process_tree_cpu_is_labelled_by_kind():
+    import os
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
+                              "localcloud.lambda_worker"])
+    try:
+        tree = e2e._tree_cpu(os.getpid())
+        assert tree[os.getpid()][0] == "daemon"
+        assert tree[child.pid][0] == "Lambda workers"
+        assert all(cpu >= 0 for _, cpu in tree.values())
+    finally:
+        child.kill()
+        child.wait()
