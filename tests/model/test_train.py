@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from model import train
+from model import train, word_prior
 
 from .conftest import FIXTURE, ROOT, SHIPPED
 
@@ -55,6 +55,18 @@ def test_same_data_and_command_give_the_same_bytes(trained, tmp_path):
     again = train_in(tmp_path)
     for name in ("model.pth", "vocab.json", "metadata.json", "MODEL_CARD.md"):
         assert (again / name).read_bytes() == (trained / name).read_bytes(), name
+
+
+def test_words_training_never_saw_carry_the_word_prior(trained):
+    tokens = json.loads((trained / "vocab.json").read_text())["tokens"]
+    assert "goalkeeper" not in FIXTURE.read_text().lower()
+    state = torch.load(trained / "model.pth", weights_only=True)
+    row = state["embedding.weight"][tokens.index("goalkeeper")].float()
+    embed_dim = train.VARIANTS["model-a"].embed_dim
+    assert state["embedding.weight"].shape[1] == embed_dim + len(train.LABELS)
+    assert not row[:embed_dim].any() and row[embed_dim:].abs().sum() > 0
+    metadata = json.loads((trained / "metadata.json").read_text())
+    assert metadata["word_prior"]["sha256"] == word_prior.SHA256
 
 
 def test_weights_are_a_compact_state_dict(trained):

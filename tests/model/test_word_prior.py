@@ -1,0 +1,69 @@
+"""The MiniLM word prior: pinned weights, BERT word pieces, and a fold that serves exactly."""
+
+import pytest
+import torch
+
+from model import use_serving_code
+from model.word_prior import PriorTextClassifier, WordPieces, read_safetensor
+
+use_serving_code()
+from text_classifier import folded_table  # noqa: E402
+from textprep import tokenize  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def pieces():
+    return WordPieces()
+
+
+def names(pieces, word):
+    return [pieces.pieces[i] for i in pieces.split(word)]
+
+
+def test_words_split_into_bert_word_pieces(pieces):
+    assert names(pieces, "playing") == ["playing"]
+    assert names(pieces, "Café-bar's") == ["cafe", "-", "bar", "'", "s"]
+    assert names(pieces, "unaffable") == ["una", "##ffa", "##ble"]
+    assert names(pieces, "x" * 101) == []
+
+
+def test_whole_words_are_single_basic_english_tokens(pieces):
+    words = pieces.whole_words()
+    assert len(words) > 20000 and "football" in words and "<unk>" not in words
+    assert "[" in words and "[UNK]" not in words and "[unused0]" not in words
+    assert not any(word.startswith("##") for word in words)
+    assert all(tokenize(word) == [word] for word in words[::97])
+
+
+def test_prior_vectors_have_the_scale_and_skip_ngrams(pieces):
+    vectors = pieces.vectors(["<unk>", "stocks", "shares", "football", "stocks fell"], 20.0)
+    assert torch.allclose(vectors[1:4].norm(dim=1), torch.full((3,), 20.0))
+    assert not vectors[0].any() and not vectors[4].any()
+    similarity = torch.nn.functional.cosine_similarity
+    assert similarity(vectors[1], vectors[2], 0) > similarity(vectors[1], vectors[3], 0)
+
+
+def test_tampered_weights_are_refused(tmp_path, pieces):
+    (tmp_path / "vocab.txt").write_text("[UNK]\nhello\n")
+    with pytest.raises(RuntimeError, match="sha256 .* is not the pinned"):
+        WordPieces(tmp_path)
+
+
+def test_safetensor_reader_refuses_other_dtypes():
+    header = b'{"t":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}'
+    raw = len(header).to_bytes(8, "little") + header + b"\x00\x00"
+    with pytest.raises(ValueError, match="expected F32, got F16"):
+        read_safetensor(raw, "t")
+
+
+def test_serving_model_gives_the_prior_model_logits():
+    torch.manual_seed(0)
+    model = PriorTextClassifier(50, 8, 4, torch.randn(50, 12))
+    model.init_weights(0.5)
+    ids = torch.randint(0, 50, (30,))
+    offsets = torch.tensor([0, 5, 6, 20])
+    served = model.serving_model()
+    assert served.embedding.weight.shape == (50, 12)
+    table = folded_table(served.state_dict())
+    got = torch.nn.functional.embedding_bag(ids, table, offsets, mode="mean")
+    assert torch.allclose(got, model(ids, offsets), atol=1e-4)
