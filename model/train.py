@@ -344,12 +344,16 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, UnicodeDecodeError) as err:
         print(f"error: cannot read --data {args.data}: {err}", file=sys.stderr)
         return 2
-    if args.all:
-        for variant in sorted(VARIANTS):
-            train_variant(data, args.data, variant, MODEL_DIR / variant, args.epochs,
-                          recorded_out=f"model/{variant}")
-    else:
-        train_variant(data, args.data, args.variant, args.out, args.epochs)
+    try:
+        if args.all:
+            for variant in sorted(VARIANTS):
+                train_variant(data, args.data, variant, MODEL_DIR / variant, args.epochs,
+                              recorded_out=f"model/{variant}")
+        else:
+            train_variant(data, args.data, args.variant, args.out, args.epochs)
+    except word_prior.PriorUnavailable as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

