@@ -44,7 +44,7 @@ $(STAMP): setup.cfg pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "make: $(PYTHON) not found: install Python 3.11" >&2; exit 1; }
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 		{ echo "make: $(PYTHON) is not Python 3.11 (set PYTHON=python3.11)" >&2; exit 1; }
-	@echo "[*] creating $(VENV) and installing the project (first run only)"
+	@echo "[*] installing the project into $(VENV) (first run, or after its dependencies change)"
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[dev]'
