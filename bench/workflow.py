@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from bench import wrk
+from localcloud import urls
 
 ROOT = Path(__file__).resolve().parents[1]
 MAKE_TIMEOUT = 900
@@ -35,23 +35,6 @@ ROUTING_VARIABLES = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", 
 
 class StepFailed(RuntimeError):
     """A make command of the workflow failed."""
-
-
-def free_port_pair() -> int:
-    """A port p with p and p + 1 free on 127.0.0.1 (control plane and data plane)."""
-    for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if not 1024 <= port <= 65533:
-            continue
-        with socket.socket() as second:
-            try:
-                second.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
 
 
 def source_files(root: Path = ROOT) -> list[str]:
@@ -118,7 +101,7 @@ class Cloud(Tree):
     def __init__(self, tree: Path, logs: Path):
         super().__init__(tree, logs)
         self.home = Path(tempfile.mkdtemp(prefix="bench-localcloud-"))
-        self.port = free_port_pair()
+        self.port = urls.free_port_pair()
         self.env.update(LOCALCLOUD_HOME=str(self.home), LOCALCLOUD_PORT=str(self.port))
 
     def down(self) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 
 HOST = "127.0.0.1"
 DEFAULT_PORT = 4566
@@ -59,3 +60,20 @@ def to_local_url(value: str) -> str:
     return _EXECUTE_API_URL.sub(
         lambda m: stage_url(m.group("api_id"), m.group("stage")) + m.group("rest"), value
     )
+
+
+def free_port_pair() -> int:
+    """A port p with p and p + 1 free on 127.0.0.1: a LOCALCLOUD_PORT for a second local cloud."""
+    for _ in range(100):
+        with socket.socket() as probe:
+            probe.bind((HOST, 0))
+            port = probe.getsockname()[1]
+        if not 1024 <= port <= 65533:
+            continue
+        with socket.socket() as second:
+            try:
+                second.bind((HOST, port + 1))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no two consecutive free ports on {HOST}")

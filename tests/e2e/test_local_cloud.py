@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from localcloud import urls
+
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = json.loads((ROOT / "config.json").read_text())
 CASES = CONFIG["load_test"]["cases"]
@@ -28,27 +29,10 @@ MAKE_TIMEOUT = 600
 pytestmark = pytest.mark.e2e
 
 
-def free_port_pair() -> int:
-    """A port p such that p and p+1 are both free on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port >= 65534:
-            continue
-        with socket.socket() as second:
-            try:
-                second.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise RuntimeError("no two consecutive free ports on 127.0.0.1")
-
-
 @pytest.fixture(scope="module")
 def cloud_env(tmp_path_factory):
     home = tmp_path_factory.mktemp("localcloud")
-    env = dict(os.environ, LOCALCLOUD_HOME=str(home), LOCALCLOUD_PORT=str(free_port_pair()))
+    env = dict(os.environ, LOCALCLOUD_HOME=str(home), LOCALCLOUD_PORT=str(urls.free_port_pair()))
     for var in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "AWS_SESSION_TOKEN"):
         env.pop(var, None)
     old = dict(os.environ)

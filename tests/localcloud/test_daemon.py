@@ -12,31 +12,14 @@ from pathlib import Path
 import boto3
 import pytest
 
+from localcloud import urls
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port_pair() -> int:
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-        if port < 65000 and all(_free(p) for p in (port, port + 1)):
-            return port
-    raise RuntimeError("no two free consecutive ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 @pytest.fixture
 def cloud_env(tmp_path):
-    port = _free_port_pair()
+    port = urls.free_port_pair()
     env = dict(os.environ, LOCALCLOUD_HOME=str(tmp_path / "lc"), LOCALCLOUD_PORT=str(port))
     env.pop("AWS_DEFAULT_REGION", None)
     yield env

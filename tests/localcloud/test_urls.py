@@ -58,3 +58,12 @@ def test_execute_api_urls_are_rewritten(monkeypatch, aws, local):
 )
 def test_other_values_are_unchanged(value):
     assert urls.to_local_url(value) == value
+
+
+def test_free_port_pair_gives_two_bindable_consecutive_ports():
+    import socket
+
+    port = urls.free_port_pair()
+    with socket.socket() as first, socket.socket() as second:
+        first.bind((urls.HOST, port))
+        second.bind((urls.HOST, port + 1))
