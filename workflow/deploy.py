@@ -24,7 +24,7 @@ from pathlib import Path
 
 from workflow.context import Context, WorkflowError, add_common_arguments, cli, load_context
 from workflow.manifest import ARTIFACT_BUCKET_OUTPUT, ARTIFACT_STACK, Manifest, StackSpec
-from workflow.outputs import stack_outputs
+from workflow.outputs import describe_stack, stack_outputs
 
 # Templates above CloudFormation's inline limit go through the artifact bucket.
 INLINE_TEMPLATE_LIMIT = 51_200
@@ -101,18 +101,10 @@ def upload(ctx: Context, pack: dict[str, dict[str, str]]) -> None:
         print(f"[+] upload {name}: s3://{bucket}/{entry['key']}")
 
 
-def _stack_status(cfn, stack_name: str) -> str | None:
-    try:
-        return cfn.describe_stacks(StackName=stack_name)["Stacks"][0]["StackStatus"]
-    except cfn.exceptions.ClientError as exc:
-        if "does not exist" in str(exc):
-            return None
-        raise
-
-
 def _clear_failed_create(cfn, stack_name: str) -> None:
     """A stack whose creation failed cannot be updated: delete it so this run can create it."""
-    status = _stack_status(cfn, stack_name)
+    stack = describe_stack(cfn, stack_name)
+    status = stack["StackStatus"] if stack else None
     if status in TERMINAL_FAILED:
         print(f"[-] {stack_name}: removing the failed earlier attempt ({status})")
         cfn.delete_stack(StackName=stack_name)

@@ -12,14 +12,19 @@ from workflow.context import Context, WorkflowError, add_common_arguments, cli, 
 API_STACK = "api-hosting"
 
 
-def stack_outputs(cfn, stack_name: str) -> dict[str, str]:
-    """Output key -> value of one stack, or {} when the stack does not exist."""
+def describe_stack(cfn, stack_name: str) -> dict | None:
+    """The stack's description, or None when it does not exist; other errors propagate."""
     try:
-        stack = cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
+        return cfn.describe_stacks(StackName=stack_name)["Stacks"][0]
     except cfn.exceptions.ClientError as exc:
         if "does not exist" in str(exc):
-            return {}
+            return None
         raise
+
+
+def stack_outputs(cfn, stack_name: str) -> dict[str, str]:
+    """Output key -> value of one stack, or {} when the stack does not exist."""
+    stack = describe_stack(cfn, stack_name) or {}
     return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
 
 

@@ -13,6 +13,7 @@ import json
 import sys
 
 from workflow.context import Context, WorkflowError, add_common_arguments, cli, load_context
+from workflow.outputs import describe_stack
 
 BUCKET = "AWS::S3::Bucket"
 KMS_KEY = "AWS::KMS::Key"
@@ -86,24 +87,13 @@ def teardown(ctx: Context) -> tuple[list[str], list[str]]:
         cfn.get_waiter("stack_delete_complete").wait(
             StackName=spec.stack_name, WaiterConfig={"Delay": 2, "MaxAttempts": 900}
         )
-        status = (
-            cfn.describe_stacks(StackName=spec.stack_name)["Stacks"][0]["StackStatus"]
-            if _exists(cfn, spec.stack_name)
-            else "DELETE_COMPLETE"
-        )
+        remaining = describe_stack(cfn, spec.stack_name)
+        status = remaining["StackStatus"] if remaining else "DELETE_COMPLETE"
         if status != "DELETE_COMPLETE":
             raise WorkflowError(
                 f"{spec.stack_name} ended {status}; see `aws cloudformation describe-stack-events`"
             )
     return kept, scheduled
-
-
-def _exists(cfn, stack_name: str) -> bool:
-    try:
-        cfn.describe_stacks(StackName=stack_name)
-        return True
-    except cfn.exceptions.ClientError:
-        return False
 
 
 @cli("teardown")

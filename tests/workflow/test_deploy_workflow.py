@@ -182,3 +182,40 @@ def test_deploy_command_names_a_missing_artifact(tmp_path):
     with pytest.raises(WorkflowError, match="no artifact model-a: run `make pack`"):
         deploy_command(ctx, ctx.manifest.stack("model-serving"), {})
     assert "--role-arn" not in deploy_command(ctx, ctx.manifest.stack("model-archiving"), {})
+
+
+def test_describe_stack_is_none_only_for_a_missing_stack():
+    import boto3
+    from botocore.exceptions import ClientError
+    from botocore.stub import Stubber
+
+    from workflow.outputs import describe_stack, stack_outputs
+
+    cfn = boto3.client(
+        "cloudformation",
+        region_name="us-east-1",
+        aws_access_key_id="test",
+        aws_secret_access_key="test",
+    )
+    with Stubber(cfn) as stub:
+        stub.add_client_error(
+            "describe_stacks", "ValidationError", "Stack with id s does not exist"
+        )
+        stub.add_response(
+            "describe_stacks",
+            {
+                "Stacks": [
+                    {
+                        "StackName": "s",
+                        "CreationTime": "2026-11-24T00:00:00Z",
+                        "StackStatus": "CREATE_COMPLETE",
+                        "Outputs": [{"OutputKey": "K", "OutputValue": "V"}],
+                    }
+                ]
+            },
+        )
+        stub.add_client_error("describe_stacks", "Throttling", "Rate exceeded")
+        assert describe_stack(cfn, "s") is None
+        assert stack_outputs(cfn, "s") == {"K": "V"}
+        with pytest.raises(ClientError, match="Rate exceeded"):
+            describe_stack(cfn, "s")
