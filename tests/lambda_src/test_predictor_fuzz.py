@@ -4,6 +4,7 @@ import base64
 import io
 import json
 import string
+from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
@@ -34,6 +35,19 @@ class FakeModel:
         data = json.dumps(answer).encode()
         return {"Body": StreamingBody(io.BytesIO(data), len(data)),
                 "InvokedProductionVariant": "Model-A"}
+
+
+@contextmanager
+def configured(predictor):
+    """The predictor with small limits and a fresh FakeModel as its endpoint; yields the model."""
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in LIMITS.items():
+            patch.setenv(key, str(value))
+        patch.setenv("ENDPOINT_NAME", "TextClassification-Endpoint")
+        patch.setattr(predictor.handler, "_settings", None)
+        model = FakeModel()
+        patch.setattr(predictor.handler, "runtime_client", lambda: model)
+        yield model
 
 
 @pytest.fixture(scope="module")
@@ -116,13 +130,7 @@ def valid_request(doc) -> bool:
 def test_any_request_gets_a_well_formed_json_response(predictor, body, headers_and_method,
                                                       request_id):
     headers, method = headers_and_method
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in LIMITS.items():
-            patch.setenv(key, str(value))
-        patch.setenv("ENDPOINT_NAME", "TextClassification-Endpoint")
-        patch.setattr(predictor.handler, "_settings", None)
-        model = FakeModel()
-        patch.setattr(predictor.handler, "runtime_client", lambda: model)
+    with configured(predictor) as model:
         proxy_event = event("predictor_single.json")
         proxy_event["body"], proxy_event["isBase64Encoded"] = body
         proxy_event["headers"], proxy_event["httpMethod"] = headers, method
@@ -153,13 +161,7 @@ def test_any_request_gets_a_well_formed_json_response(predictor, body, headers_a
        batch=st.booleans())
 def test_valid_requests_always_reach_the_model(predictor, texts, batch):
     doc = {"sentences": texts} if batch else {"sentence": texts[0]}
-    with pytest.MonkeyPatch.context() as patch:
-        for key, value in LIMITS.items():
-            patch.setenv(key, str(value))
-        patch.setenv("ENDPOINT_NAME", "TextClassification-Endpoint")
-        patch.setattr(predictor.handler, "_settings", None)
-        model = FakeModel()
-        patch.setattr(predictor.handler, "runtime_client", lambda: model)
+    with configured(predictor) as model:
         proxy_event = event("predictor_single.json")
         proxy_event["body"] = json.dumps(doc)
         response = predictor.handler.handler(proxy_event, CONTEXT)
