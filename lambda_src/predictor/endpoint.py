@@ -2,13 +2,11 @@
 
 import json
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
-import awsclients
-from botocore.exceptions import ClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
-from botocore.exceptions import HTTPClientError, ReadTimeoutError
+import sagemaker_runtime
 from proxy_response import ApiError
+from sagemaker_runtime import EndpointError, EndpointTimeout, EndpointUnreachable
 
 # The predictor times out after 20 s and API Gateway after 29 s: two attempts of
 # connect + read (16 s at worst, plus backoff) must fit, and the handler still has to answer.
@@ -25,48 +23,46 @@ class ModelAnswer:
     variant: str
 
 
-# Built once per container: a botocore Config costs 15-26 us, on every request otherwise.
-_RUNTIME_CONFIG = awsclients.client_config(CONNECT_TIMEOUT_SEC, READ_TIMEOUT_SEC, TOTAL_ATTEMPTS)
+_client: Optional[sagemaker_runtime.RuntimeClient] = None
 
 
-def runtime_client():
-    return awsclients.cached_client("sagemaker-runtime", _RUNTIME_CONFIG)
+def runtime_client() -> sagemaker_runtime.RuntimeClient:
+    """The container's one client, with its keep-alive connection to the runtime."""
+    global _client
+    if _client is None:
+        _client = sagemaker_runtime.from_environment(
+            CONNECT_TIMEOUT_SEC, READ_TIMEOUT_SEC, TOTAL_ATTEMPTS)
+    return _client
 
 
 def invoke(client, endpoint_name: str, body: bytes, inference_id: str) -> ModelAnswer:
     try:
-        response = client.invoke_endpoint(
-            EndpointName=endpoint_name,
-            Body=body,
-            ContentType="application/json",
-            Accept="application/json",
-            InferenceId=inference_id,
-        )
-        raw = response["Body"].read()
-    except ClientError as error:
-        raise _from_client_error(error) from error
-    except ReadTimeoutError as error:
+        answer = client.invoke_endpoint(endpoint_name, body, "application/json",
+                                        "application/json", inference_id)
+    except EndpointError as error:
+        raise _from_endpoint_error(error) from error
+    except EndpointTimeout as error:
         raise ApiError(504, "ModelTimeout",
                        f"the model did not answer within {READ_TIMEOUT_SEC} s") from error
-    except (BotoConnectionError, HTTPClientError) as error:  # refused, reset, connect timeout
+    except EndpointUnreachable as error:  # refused, reset, connect timeout
         raise ApiError(503, "ModelUnavailable", "the model endpoint cannot be reached; retry later",
                        retry_after=RETRY_AFTER_SEC) from error
     try:
-        payload = json.loads(raw)
+        payload = json.loads(answer.body)
     except (ValueError, RecursionError):
         payload = None
     if not isinstance(payload, (dict, list)):
         raise ApiError(502, "InvalidModelResponse", "the model returned an unreadable answer")
-    return ModelAnswer(payload, str(response.get("InvokedProductionVariant") or "unknown"))
+    return ModelAnswer(payload, answer.variant or "unknown")
 
 
-def _from_client_error(error: ClientError) -> ApiError:
-    code = error.response.get("Error", {}).get("Code", "")
+def _from_endpoint_error(error: EndpointError) -> ApiError:
+    code = error.code
     if code == "ModelError":
-        original_status = error.response.get("OriginalStatusCode")
+        original_status = error.fields.get("OriginalStatusCode")
         if isinstance(original_status, int) and 400 <= original_status < 500:
             return ApiError(400, "InvalidRequest",
-                            _model_message(error.response.get("OriginalMessage")))
+                            _model_message(error.fields.get("OriginalMessage")))
         return ApiError(502, "ModelError", "the model failed to process the request")
     if code in ("ModelNotReadyException", "ServiceUnavailable"):
         return ApiError(503, "ModelUnavailable", "the model is not ready to serve; retry later",

@@ -1,18 +1,14 @@
-"""Predictor: every status the handler can answer, with SageMaker stubbed (botocore Stubber)."""
+"""Predictor: every status the handler can answer, against a local stub of the SageMaker runtime."""
 
 import base64
-import io
 import json
 import socket
 import threading
 from types import SimpleNamespace
 
-import boto3
 import pytest
-from botocore.config import Config
-from botocore.response import StreamingBody
-from botocore.stub import Stubber
 from lambda_testkit import event, load_function
+from runtime_stub import RuntimeStub
 
 ENV = {"ENDPOINT_NAME": "TextClassification-Endpoint", "MAX_BATCH_SIZE": "4",
        "MAX_BODY_BYTES": "262144", "MAX_TEXT_CHARS": "200", "LOG_REQUEST_TEXT": "false"}
@@ -20,6 +16,7 @@ CONTEXT = SimpleNamespace(aws_request_id="lambda-req-1", function_name="predicto
                           get_remaining_time_in_millis=lambda: 20000)
 ANSWER = {"success": "true", "label": 3, "labelName": "Business",
           "probabilities": {"World": 0.01, "Sports": 0.0, "Business": 0.97, "Sci/Tech": 0.02}}
+INVOCATIONS_PATH = "/endpoints/TextClassification-Endpoint/invocations"
 
 
 @pytest.fixture(scope="module")
@@ -32,33 +29,37 @@ def env(predictor, monkeypatch):
     for key, value in ENV.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setattr(predictor.handler, "_settings", None)
+    monkeypatch.setattr(predictor.endpoint, "_client", None)
     return monkeypatch
 
 
 @pytest.fixture
 def sagemaker(predictor, env):
-    """A real sagemaker-runtime client under a Stubber, handed to the handler."""
-    client = boto3.client("sagemaker-runtime", region_name="us-east-1")
-    env.setattr(predictor.handler, "runtime_client", lambda: client)
-    with Stubber(client) as stubber:
-        yield stubber
-        stubber.assert_no_pending_responses()
+    """The predictor's own runtime client, pointed at a stub runtime; backoffs are recorded."""
+    stub = RuntimeStub()
+    env.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", stub.url)
+    client = predictor.endpoint.runtime_client()
+    stub.backoffs = []
+    client.sleep = stub.backoffs.append
+    yield stub
+    client.close()
+    stub.stop()
+    assert stub.unexpected == 0, "the predictor called the model when no answer was queued"
+    assert not stub.answers, "queued answers were not asked for"
 
 
-def streaming(data: bytes) -> StreamingBody:
-    return StreamingBody(io.BytesIO(data), len(data))
+def queue_answer(stub, answer, variant="Model-A"):
+    stub.answer(answer, variant)
 
 
-def queue_answer(stubber, answer, expected_body=None, inference_id=None, variant="Model-A"):
-    data = answer if isinstance(answer, bytes) else json.dumps(answer).encode()
-    expected = None
-    if expected_body is not None:
-        expected = {"EndpointName": ENV["ENDPOINT_NAME"], "Body": expected_body,
-                    "ContentType": "application/json", "Accept": "application/json",
-                    "InferenceId": inference_id}
-    response = {"Body": streaming(data), "ContentType": "application/json",
-                "InvokedProductionVariant": variant}
-    stubber.add_response("invoke_endpoint", response, expected)
+def assert_forwarded(stub, body: bytes, inference_id: str):
+    """The last InvokeEndpoint carried exactly this model payload and InferenceId."""
+    seen = stub.seen[-1]
+    assert seen.path == INVOCATIONS_PATH
+    assert seen.body == body
+    assert seen.headers["content-type"] == "application/json"
+    assert seen.headers["accept"] == "application/json"
+    assert seen.headers["x-amzn-sagemaker-inference-id"] == inference_id
 
 
 def call(predictor, proxy_event, context=CONTEXT):
@@ -94,10 +95,11 @@ def test_single_sentence_answers_model_output_with_message_id_and_variant(predic
     proxy_event = event("predictor_single.json")
     request_id = proxy_event["requestContext"]["requestId"]
     sentence = json.loads(proxy_event["body"])["sentence"]
-    queue_answer(sagemaker, ANSWER, json.dumps({"sentence": sentence}).replace(": ", ":").encode(),
-                 request_id)
+    queue_answer(sagemaker, ANSWER)
     status, body, _ = call(predictor, proxy_event)
     assert status == 200
+    assert_forwarded(sagemaker, json.dumps({"sentence": sentence}).replace(": ", ":").encode(),
+                     request_id)
     assert body == {"MessageId": request_id, "variant": "Model-A", **ANSWER}
     assert list(body)[:2] == ["MessageId", "variant"]
 
@@ -108,10 +110,10 @@ def test_batch_answers_results_in_order(predictor, sagemaker):
     answers = [dict(ANSWER, label=2, labelName="Sports"),
                dict(ANSWER, label=4, labelName="Sci/Tech")]
     model_body = json.dumps({"sentences": sentences}, separators=(",", ":")).encode()
-    queue_answer(sagemaker, answers, model_body, proxy_event["requestContext"]["requestId"],
-                 variant="Model-B")
+    queue_answer(sagemaker, answers, variant="Model-B")
     status, body, _ = call(predictor, proxy_event)
     assert status == 200
+    assert_forwarded(sagemaker, model_body, proxy_event["requestContext"]["requestId"])
     assert body == {"MessageId": proxy_event["requestContext"]["requestId"], "variant": "Model-B",
                     "results": answers}
 
@@ -124,11 +126,12 @@ def test_base64_body_is_decoded(predictor, sagemaker):
 
 def test_only_the_validated_field_is_forwarded_and_utf8_text_survives(predictor, sagemaker):
     sentence = "Zürich's café – 東京 📈"
-    queue_answer(sagemaker, ANSWER, json.dumps({"sentence": sentence}, ensure_ascii=False,
-                                               separators=(",", ":")).encode("utf-8"),
-                 "c6af9ac6-7b61-11e6-9a41-93e8deadbeef")
+    queue_answer(sagemaker, ANSWER)
     status, _, _ = call(predictor, with_body(json.dumps({"sentence": sentence})))
     assert status == 200
+    assert_forwarded(sagemaker, json.dumps({"sentence": sentence}, ensure_ascii=False,
+                                           separators=(",", ":")).encode("utf-8"),
+                     "c6af9ac6-7b61-11e6-9a41-93e8deadbeef")
 
 
 @pytest.mark.parametrize("header_name, content_type", [
@@ -147,11 +150,12 @@ def test_content_type_is_matched_without_regard_to_case(predictor, sagemaker, he
 
 
 def test_message_id_falls_back_to_the_lambda_request_id(predictor, sagemaker):
-    queue_answer(sagemaker, ANSWER, b'{"sentence":"markets rallied"}', CONTEXT.aws_request_id)
+    queue_answer(sagemaker, ANSWER)
     proxy_event = with_body('{"sentence": "markets rallied"}')
     del proxy_event["requestContext"]
     status, body, _ = call(predictor, proxy_event)
     assert status == 200 and body["MessageId"] == CONTEXT.aws_request_id
+    assert_forwarded(sagemaker, b'{"sentence":"markets rallied"}', CONTEXT.aws_request_id)
 
 
 # --- invalid requests: 4xx, and the model is never called -----------------------------------------
@@ -210,7 +214,7 @@ BAD_REQUESTS = [
                          ids=[case[0] for case in BAD_REQUESTS])
 def test_invalid_requests_get_a_4xx_naming_the_problem(predictor, sagemaker, proxy_event, status,
                                                        code):
-    # No response is queued: a call to the model would fail the Stubber and turn into a 500.
+    # No answer is queued: the fixture fails the test if the model is called.
     got_status, body, headers = call(predictor, proxy_event)
     assert_error(got_status, body, status, code, "c6af9ac6-7b61-11e6-9a41-93e8deadbeef")
     if status == 405:
@@ -232,51 +236,56 @@ def test_error_messages_name_the_field_and_the_limit(predictor, sagemaker):
 
 # --- SageMaker failures ------------------------------------------------------------------------
 
+def model_error(original_status, original_message):
+    """SageMaker's ModelError: the container answered non-2xx (424, with the original answer)."""
+    return dict(status=424, code="ModelError",
+                message=f"Received client error ({original_status}) from primary with message "
+                        f"\"{original_message}\".",
+                OriginalStatusCode=original_status, OriginalMessage=original_message,
+                LogStreamArn="arn:aws:logs:us-east-1:123456789012:log-group:/aws/sagemaker/x")
+
+
+# (error as the runtime sends it, InvokeEndpoint calls made (2 = retried, as botocore's standard
+# mode retries), status, code, message)
 MODEL_FAILURES = [
-    ("model 400 json", dict(service_error_code="ModelError", http_status_code=424, modeled_fields={
-        "OriginalStatusCode": 400,
-        "OriginalMessage":
-            '{"error": {"code": "EmptyText", "message": "no known words in sentence"}}'}),
-     400, "InvalidRequest", "no known words in sentence"),
-    ("model 413 text", dict(service_error_code="ModelError", http_status_code=424, modeled_fields={
-        "OriginalStatusCode": 413, "OriginalMessage": "batch of 80 exceeds 64"}),
-     400, "InvalidRequest", "batch of 80 exceeds 64"),
-    ("model 400 error string", dict(service_error_code="ModelError", http_status_code=424,
-                                    modeled_fields={"OriginalStatusCode": 406,
-                                                    "OriginalMessage": '{"error": "send JSON"}'}),
-     400, "InvalidRequest", "send JSON"),
-    ("model 400 empty", dict(service_error_code="ModelError", http_status_code=424,
-                             modeled_fields={"OriginalStatusCode": 400, "OriginalMessage": " "}),
-     400, "InvalidRequest", "the model rejected the request"),
-    ("model 500", dict(service_error_code="ModelError", http_status_code=424, modeled_fields={
-        "OriginalStatusCode": 500, "OriginalMessage": "CUDA exploded at /opt/ml/model/code/x.py"}),
-     502, "ModelError", None),
-    ("not ready", dict(service_error_code="ModelNotReadyException", http_status_code=429),
-     503, "ModelUnavailable", None),
-    ("unavailable", dict(service_error_code="ServiceUnavailable", http_status_code=503),
-     503, "ModelUnavailable", None),
-    ("throttled", dict(service_error_code="ThrottlingException", http_status_code=400),
-     429, "TooManyRequests", None),
-    ("endpoint missing", dict(service_error_code="ValidationError", http_status_code=400,
-                              service_message="Endpoint TextClassification-Endpoint of account "
-                                              "123456789012 not found."),
-     502, "UpstreamError", None),
-    ("internal failure", dict(service_error_code="InternalFailure", http_status_code=500),
-     502, "UpstreamError", None),
-    ("internal dependency",
-     dict(service_error_code="InternalDependencyException", http_status_code=530),
-     502, "UpstreamError", None),
-    ("access denied", dict(service_error_code="AccessDeniedException", http_status_code=403,
-                           service_message="role/predictor is not authorized"),
-     500, "InternalError", None),
+    ("model 400 json", model_error(
+        400, '{"error": {"code": "EmptyText", "message": "no known words in sentence"}}'),
+     1, 400, "InvalidRequest", "no known words in sentence"),
+    ("model 413 text", model_error(413, "batch of 80 exceeds 64"),
+     1, 400, "InvalidRequest", "batch of 80 exceeds 64"),
+    ("model 400 error string", model_error(406, '{"error": "send JSON"}'),
+     1, 400, "InvalidRequest", "send JSON"),
+    ("model 400 empty", model_error(400, " "),
+     1, 400, "InvalidRequest", "the model rejected the request"),
+    ("model 500", model_error(500, "CUDA exploded at /opt/ml/model/code/x.py"),
+     1, 502, "ModelError", None),
+    ("not ready", dict(status=429, code="ModelNotReadyException"),
+     1, 503, "ModelUnavailable", None),
+    ("unavailable", dict(status=503, code="ServiceUnavailable"),
+     2, 503, "ModelUnavailable", None),
+    ("throttled", dict(status=400, code="ThrottlingException"),
+     2, 429, "TooManyRequests", None),
+    ("endpoint missing", dict(status=400, code="ValidationError",
+                              message="Endpoint TextClassification-Endpoint of account "
+                                      "123456789012 not found."),
+     1, 502, "UpstreamError", None),
+    ("internal failure", dict(status=500, code="InternalFailure"),
+     2, 502, "UpstreamError", None),
+    ("internal dependency", dict(status=530, code="InternalDependencyException"),
+     1, 502, "UpstreamError", None),
+    ("access denied", dict(status=403, code="AccessDeniedException",
+                           message="role/predictor is not authorized"),
+     1, 500, "InternalError", None),
 ]
 
 
-@pytest.mark.parametrize("error, status, code, message", [case[1:] for case in MODEL_FAILURES],
+@pytest.mark.parametrize("error, calls, status, code, message",
+                         [case[1:] for case in MODEL_FAILURES],
                          ids=[case[0] for case in MODEL_FAILURES])
-def test_sagemaker_errors_map_to_honest_statuses(predictor, sagemaker, error, status, code,
+def test_sagemaker_errors_map_to_honest_statuses(predictor, sagemaker, error, calls, status, code,
                                                  message):
-    sagemaker.add_client_error("invoke_endpoint", **error)
+    for _ in range(calls):
+        sagemaker.error(**error)
     got_status, body, headers = call(predictor, event("predictor_single.json"))
     assert_error(got_status, body, status, code)
     if message:
@@ -284,6 +293,26 @@ def test_sagemaker_errors_map_to_honest_statuses(predictor, sagemaker, error, st
     assert "123456789012" not in body["error"]["message"]
     assert "/opt/ml" not in body["error"]["message"]
     assert ("Retry-After" in headers) == (status in (429, 503))
+    assert len(sagemaker.seen) == calls and len(sagemaker.backoffs) == calls - 1
+    assert all(0 <= delay <= 1 for delay in sagemaker.backoffs)
+
+
+def test_a_retried_failure_that_then_succeeds_is_a_200(predictor, sagemaker):
+    sagemaker.error(status=503, code="ServiceUnavailable")
+    queue_answer(sagemaker, ANSWER)
+    status, body, _ = call(predictor, event("predictor_single.json"))
+    assert status == 200 and body["label"] == 3
+    assert len(sagemaker.seen) == 2 and len(sagemaker.backoffs) == 1
+
+
+def test_calls_share_one_keep_alive_connection_and_survive_its_closing(predictor, sagemaker):
+    for close in (False, True, False):
+        sagemaker.answer(ANSWER, close=close)
+    statuses = [call(predictor, event("predictor_single.json"))[0] for _ in range(3)]
+    assert statuses == [200, 200, 200]
+    clients = [seen.client for seen in sagemaker.seen]
+    assert clients[0] == clients[1] != clients[2]  # the runtime closed the first connection
+    assert sagemaker.backoffs == []  # reopening a closed idle connection is not a retry
 
 
 @pytest.mark.parametrize("answer, proxy_file", [
@@ -344,14 +373,20 @@ def unused_port_url() -> str:
     ("refused", 503, "ModelUnavailable"),
 ])
 def test_network_failures_are_504_and_503(predictor, env, silent_server, target, status, code):
-    url = silent_server if target == "silent" else unused_port_url()
-    client = boto3.client("sagemaker-runtime", region_name="us-east-1", endpoint_url=url,
-                          config=Config(connect_timeout=0.5, read_timeout=0.3,
-                                        retries={"mode": "standard", "max_attempts": 1}))
-    env.setattr(predictor.handler, "runtime_client", lambda: client)
-    got_status, body, headers = call(predictor, event("predictor_single.json"))
+    env.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME",
+               silent_server if target == "silent" else unused_port_url())
+    env.setattr(predictor.endpoint, "CONNECT_TIMEOUT_SEC", 0.5)
+    env.setattr(predictor.endpoint, "READ_TIMEOUT_SEC", 0.2)
+    client = predictor.endpoint.runtime_client()
+    backoffs = []
+    client.sleep = backoffs.append
+    try:
+        got_status, body, headers = call(predictor, event("predictor_single.json"))
+    finally:
+        client.close()
     assert_error(got_status, body, status, code)
     assert ("Retry-After" in headers) == (status == 503)
+    assert len(backoffs) == predictor.endpoint.TOTAL_ATTEMPTS - 1
 
 
 def test_unexpected_exceptions_become_a_generic_500(predictor, env, capsys):
@@ -386,18 +421,48 @@ def test_bad_environment_is_a_500_and_the_log_names_it(predictor, env, capsys, k
     assert key in log["errorDetail"] and detail in log["errorDetail"]
 
 
-def test_runtime_client_is_cached_with_timeouts_retries_and_env_endpoint(predictor, monkeypatch):
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "http://127.0.0.1:4567")
-    predictor.awsclients.reset_clients()
-    try:
-        client = predictor.endpoint.runtime_client()
-        assert predictor.endpoint.runtime_client() is client
-        assert client.meta.endpoint_url == "http://127.0.0.1:4567"
-        assert client.meta.config.connect_timeout == predictor.endpoint.CONNECT_TIMEOUT_SEC
-        assert client.meta.config.read_timeout == predictor.endpoint.READ_TIMEOUT_SEC
-        assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 2}
-    finally:
-        predictor.awsclients.reset_clients()
+def test_runtime_client_is_cached_with_timeouts_retries_and_env_endpoint(predictor, env):
+    env.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", "http://127.0.0.1:4567")
+    client = predictor.endpoint.runtime_client()
+    assert predictor.endpoint.runtime_client() is client
+    assert client.endpoint_url == "http://127.0.0.1:4567"
+    assert (client.region, client.signing_name) == ("us-east-1", "sagemaker")
+    assert client.connect_timeout == predictor.endpoint.CONNECT_TIMEOUT_SEC
+    assert client.read_timeout == predictor.endpoint.READ_TIMEOUT_SEC
+    assert client.total_attempts == predictor.endpoint.TOTAL_ATTEMPTS == 2
+
+
+def test_the_aws_endpoint_is_the_regional_https_runtime(predictor, env):
+    env.setenv("AWS_REGION", "eu-west-1")
+    client = predictor.endpoint.runtime_client()
+    assert client.endpoint_url == "https://runtime.sagemaker.eu-west-1.amazonaws.com"
+    assert client.region == "eu-west-1"
+
+
+def test_missing_credentials_are_a_500_naming_the_cause_in_the_log(predictor, env, capsys):
+    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        env.delenv(key)
+    env.setenv("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+    env.setenv("AWS_CONFIG_FILE", "/nonexistent")
+    env.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    env.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    env.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    status, body, _ = call(predictor, event("predictor_single.json"))
+    assert_error(status, body, 500, "InternalError")
+    log = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert log["errorCode"] == "ConfigError" and "credentials" in log["errorDetail"]
+
+
+def test_requests_are_signed_for_sagemaker_with_the_session_token(predictor, sagemaker):
+    queue_answer(sagemaker, ANSWER)
+    call(predictor, event("predictor_single.json"))
+    headers = sagemaker.seen[-1].headers
+    assert headers["authorization"].startswith("AWS4-HMAC-SHA256 Credential=testing/")
+    assert "/us-east-1/sagemaker/aws4_request, SignedHeaders=" in headers["authorization"]
+    assert headers["x-amz-security-token"] == "testing"
+    signed = headers["authorization"].split("SignedHeaders=")[1].split(",")[0].split(";")
+    assert {"host", "x-amz-date", "x-amz-security-token", "content-type",
+            "x-amzn-sagemaker-inference-id"} <= set(signed)
 
 
 def log_lines(capsys):

@@ -1,14 +1,12 @@
 """Property: whatever the request, the predictor answers a well-formed proxy response."""
 
 import base64
-import io
 import json
 import string
 from contextlib import contextmanager
 from types import SimpleNamespace
 
 import pytest
-from botocore.response import StreamingBody
 from hypothesis import HealthCheck
 from hypothesis import event as record_class
 from hypothesis import given, settings
@@ -20,21 +18,20 @@ CONTEXT = SimpleNamespace(aws_request_id="lambda-req-fuzz")
 
 
 class FakeModel:
-    """Answers like the model; records what reached it."""
+    """Answers like the model, through the runtime client's interface; records what reached it."""
 
-    def __init__(self):
+    def __init__(self, invocation):
+        self._invocation = invocation
         self.bodies = []
         self.sizes = []
 
-    def invoke_endpoint(self, **kwargs):
-        doc = json.loads(kwargs["Body"])
+    def invoke_endpoint(self, endpoint_name, body, content_type, accept, inference_id):
+        doc = json.loads(body)
         self.bodies.append(doc)
-        self.sizes.append(len(kwargs["Body"]))
+        self.sizes.append(len(body))
         one = {"success": "true", "label": 1, "labelName": "World"}
         answer = [one] * len(doc["sentences"]) if "sentences" in doc else one
-        data = json.dumps(answer).encode()
-        return {"Body": StreamingBody(io.BytesIO(data), len(data)),
-                "InvokedProductionVariant": "Model-A"}
+        return self._invocation(json.dumps(answer).encode(), "Model-A")
 
 
 @contextmanager
@@ -45,7 +42,7 @@ def configured(predictor):
             patch.setenv(key, str(value))
         patch.setenv("ENDPOINT_NAME", "TextClassification-Endpoint")
         patch.setattr(predictor.handler, "_settings", None)
-        model = FakeModel()
+        model = FakeModel(predictor.sagemaker_runtime.Invocation)
         patch.setattr(predictor.handler, "runtime_client", lambda: model)
         yield model
 
