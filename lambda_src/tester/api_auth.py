@@ -2,12 +2,12 @@
 
 import os
 from typing import Dict
+from urllib.parse import urlsplit
 
 import awsclients
 import boto3
 import envconfig
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
+from sigv4 import Signer
 from tester_config import AWS_CLIENT_CONFIG, TesterSettings
 
 CONTENT_TYPE = {"Content-Type": "application/json"}
@@ -37,12 +37,13 @@ class IamAuth:
         if self._credentials is None:
             raise envconfig.ConfigError(
                 "no AWS credentials found to sign API requests (AUTH_MODE=iam)")
+        self._signer = Signer(self._region, "execute-api")
 
     def headers(self, url: str, body: bytes) -> Dict[str, str]:
-        request = AWSRequest(method="POST", url=url, data=body, headers=dict(CONTENT_TYPE))
-        frozen = self._credentials.get_frozen_credentials()
-        SigV4Auth(frozen, "execute-api", self._region).add_auth(request)
-        return dict(request.headers.items())
+        parts = urlsplit(url)
+        return self._signer.signed_headers(
+            self._credentials.get_frozen_credentials(), "POST", parts.path,
+            {"Host": parts.netloc, **CONTENT_TYPE}, body)
 
 
 def auth_for(settings: TesterSettings):
