@@ -6,6 +6,7 @@ is bytes prepared by the caller, and the answer is read with what HTTP/1.1 needs
 status line, headers, a ``Content-Length``, chunked or read-to-close body, keep-alive or not.
 """
 
+import re
 import socket
 import ssl
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ MAX_HEADERS = 100
 NO_BODY_STATUSES = (204, 304)
 # How a peer that closed an idle keep-alive connection shows when the next request goes out.
 PEER_CLOSED = (ConnectionResetError, BrokenPipeError, ssl.SSLEOFError)
+LINE_BREAK_OR_NUL = re.compile(r"[\r\n\x00]")
 
 
 class ConnectFailed(ConnectionError):
@@ -38,9 +40,14 @@ class Response:
 
 
 def format_request(method: str, path: str, headers: Mapping[str, str], body: bytes = b"") -> bytes:
-    """One request as bytes; ``headers`` must carry Host (and no Content-Length: it is added)."""
+    """One request as bytes; ``headers`` must carry Host (and no Content-Length: it is added).
+
+    A line break in the path or a header would start a header or a request of its own: refused.
+    """
     lines = [f"{method} {path} HTTP/1.1"]
     lines.extend(f"{name}: {value}" for name, value in headers.items())
+    if LINE_BREAK_OR_NUL.search("".join(lines)):
+        raise ValueError("a request line or header contains a line break or NUL")
     lines.append(f"Content-Length: {len(body)}")
     head = "\r\n".join(lines) + "\r\n\r\n"
     return head.encode("latin-1") + body

@@ -107,6 +107,17 @@ def test_format_request_is_one_block_with_the_body_length(http11):
         b"POST /p/q HTTP/1.1\r\nHost: example.com\r\nA: 1\r\nContent-Length: 4\r\n\r\nbody")
 
 
+@pytest.mark.parametrize("path, headers", [
+    ("/x", {"Host": "h", "X-Id": "a\r\nX-Admin: yes"}),
+    ("/x", {"Host": "h\n"}),
+    ("/x HTTP/1.1\r\nHost: evil", {"Host": "h"}),
+    ("/x", {"Host": "h", "X-Id": "nul\x00"}),
+])
+def test_line_breaks_cannot_smuggle_headers_or_requests(http11, path, headers):
+    with pytest.raises(ValueError, match="line break or NUL"):
+        http11.format_request("POST", path, headers, b"")
+
+
 def test_answers_reuse_one_connection_and_headers_are_lower_case(http11, serve):
     server = serve([OK, OK])
     conn = connect(http11, server)
