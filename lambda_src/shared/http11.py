@@ -76,6 +76,7 @@ class Connection:
             raise ConnectFailed(f"cannot connect to {self.host}:{self.port}: {error}") from error
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)  # notice a vanished peer
             if self._ssl_context is not None:
                 sock = self._ssl_context.wrap_socket(sock, server_hostname=self.host)
             sock.settimeout(self._read_timeout)
