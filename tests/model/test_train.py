@@ -3,11 +3,12 @@
 import gzip
 import json
 import os
+from dataclasses import replace
 
 import pytest
 import torch
 
-from model import train, word_prior
+from model import glove, train, word_prior
 
 from .conftest import FIXTURE, ROOT, SHIPPED
 
@@ -66,7 +67,25 @@ def test_words_training_never_saw_carry_the_word_prior(trained):
     assert state["embedding.weight"].shape[1] == embed_dim + len(train.LABELS)
     assert not row[:embed_dim].any() and row[embed_dim:].abs().sum() > 0
     metadata = json.loads((trained / "metadata.json").read_text())
-    assert metadata["word_prior"]["sha256"] == word_prior.SHA256
+    minilm, glove_source = metadata["word_prior"]["sources"]
+    assert minilm["sha256"] == word_prior.SHA256 and glove_source["sha256"] == glove.SHA256
+
+
+def test_training_targets_mix_the_hard_label_with_the_teacher():
+    rows = [(0, "a"), (2, "b")]
+
+    class FixedTeacher:
+        def soft_labels(self, got_rows, num_class, l2):
+            assert got_rows == rows and num_class == 4 and l2 == 0.01
+            return torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25]])
+
+    hp = train.VARIANTS["model-a"]
+    assert hp.teacher_weight == 0.5
+    mixed = train.training_targets(rows, hp, FixedTeacher())
+    assert torch.allclose(mixed, torch.tensor([[0.55, 0.1, 0.15, 0.2],
+                                               [0.125, 0.125, 0.625, 0.125]]))
+    hard = train.training_targets(rows, replace(hp, teacher_weight=0.0), None)
+    assert hard.tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]]
 
 
 def test_weights_are_a_compact_state_dict(trained):

