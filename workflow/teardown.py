@@ -12,6 +12,8 @@ import argparse
 import json
 import sys
 
+from botocore.exceptions import ClientError, WaiterError
+
 from workflow.context import Context, WorkflowError, add_common_arguments, cli, load_context
 from workflow.outputs import describe_stack
 
@@ -47,6 +49,9 @@ def empty_bucket(s3, bucket: str) -> int:
     return removed
 
 
+DELETE_ATTEMPTS = 3
+
+
 def teardown(ctx: Context) -> tuple[list[str], list[str]]:
     """Delete the stacks; return what was deliberately kept and what is scheduled for deletion."""
     cfn, s3 = ctx.target.client("cloudformation"), ctx.target.client("s3")
@@ -68,32 +73,54 @@ def teardown(ctx: Context) -> tuple[list[str], list[str]]:
             for r in resources
             if r.get("ResourceType") == KMS_KEY and r.get("PhysicalResourceId")
         ]
+        owned = []
         for res in resources:
             if res.get("ResourceType") != BUCKET or not res.get("PhysicalResourceId"):
                 continue
-            bucket = res["PhysicalResourceId"]
             if res["LogicalResourceId"] in retained:
-                kept.append(f"bucket {bucket} ({spec.stack_name}, DeletionPolicy Retain)")
-                continue
+                kept.append(
+                    f"bucket {res['PhysicalResourceId']} ({spec.stack_name}, DeletionPolicy Retain)"
+                )
+            else:
+                owned.append(res["PhysicalResourceId"])
+        delete_stack(cfn, s3, spec.stack_name, owned)
+    return kept, scheduled
+
+
+def delete_stack(cfn, s3, stack_name: str, buckets: list[str]) -> None:
+    """Empty ``buckets`` and delete the stack, again if a bucket filled up in between.
+
+    A running endpoint keeps writing data capture files until CloudFormation deletes it, which
+    happens after the buckets were emptied: the deletion then stops at a bucket that is not
+    empty. By the next attempt the writer is gone, so emptying once more lets it finish.
+    """
+    for attempt in range(1, DELETE_ATTEMPTS + 1):
+        for bucket in buckets:
             try:
                 print(
-                    f"[-] {spec.stack_name}: emptied s3://{bucket} "
+                    f"[-] {stack_name}: emptied s3://{bucket} "
                     f"({empty_bucket(s3, bucket)} object versions)"
                 )
             except s3.exceptions.NoSuchBucket:
                 pass
-        print(f"[-] delete {spec.stack_name}", flush=True)
-        cfn.delete_stack(StackName=spec.stack_name)
-        cfn.get_waiter("stack_delete_complete").wait(
-            StackName=spec.stack_name, WaiterConfig={"Delay": 2, "MaxAttempts": 900}
-        )
-        remaining = describe_stack(cfn, spec.stack_name)
-        status = remaining["StackStatus"] if remaining else "DELETE_COMPLETE"
-        if status != "DELETE_COMPLETE":
-            raise WorkflowError(
-                f"{spec.stack_name} ended {status}; see `aws cloudformation describe-stack-events`"
+        print(f"[-] delete {stack_name}", flush=True)
+        failure = None
+        try:
+            cfn.delete_stack(StackName=stack_name)
+            cfn.get_waiter("stack_delete_complete").wait(
+                StackName=stack_name, WaiterConfig={"Delay": 2, "MaxAttempts": 900}
             )
-    return kept, scheduled
+        except (ClientError, WaiterError) as exc:
+            failure = exc
+        remaining = describe_stack(cfn, stack_name)
+        if remaining is None or remaining["StackStatus"] == "DELETE_COMPLETE":
+            return
+        reason = f"{remaining['StackStatus']}" + (f" ({failure})" if failure else "")
+        if attempt == DELETE_ATTEMPTS:
+            raise WorkflowError(
+                f"{stack_name} ended {reason}; see `aws cloudformation describe-stack-events`"
+            )
+        print(f"[!] {stack_name}: {reason}; emptying its buckets again", flush=True)
 
 
 @cli("teardown")

@@ -219,3 +219,74 @@ def test_describe_stack_is_none_only_for_a_missing_stack():
         assert stack_outputs(cfn, "s") == {"K": "V"}
         with pytest.raises(ClientError, match="Rate exceeded"):
             describe_stack(cfn, "s")
+
+
+class FilledAgainStack:
+    """A stack whose bucket receives one more object after it was emptied (capture still on)."""
+
+    def __init__(self, refills: int):
+        self.refills = refills
+        self.objects = ["a", "b"]
+        self.deleted = False
+        self.attempts = 0
+        from botocore.exceptions import ClientError
+
+        self.error = ClientError
+        self.exceptions = type(
+            "Exceptions", (), {"NoSuchBucket": KeyError, "ClientError": ClientError}
+        )
+
+    # s3
+    def get_paginator(self, name):
+        stack = self
+
+        class Pages:
+            def paginate(self, Bucket):
+                yield {"Versions": [{"Key": k, "VersionId": "v"} for k in stack.objects]}
+
+        return Pages()
+
+    def delete_objects(self, Bucket, Delete):
+        gone = {item["Key"] for item in Delete["Objects"]}
+        self.objects = [key for key in self.objects if key not in gone]
+        if self.refills:
+            self.refills -= 1
+            self.objects.append("late-capture-file")
+
+    # cloudformation
+    def delete_stack(self, StackName):
+        self.attempts += 1
+        if self.objects:
+            raise self.error(
+                {"Error": {"Code": "ValidationError", "Message": "The bucket is not empty"}},
+                "DeleteStack",
+            )
+        self.deleted = True
+
+    def get_waiter(self, name):
+        return type("Waiter", (), {"wait": lambda *args, **kwargs: None})()
+
+    def describe_stacks(self, StackName):
+        if self.deleted:
+            missing = {"Code": "ValidationError", "Message": f"Stack {StackName} does not exist"}
+            raise self.error({"Error": missing}, "DescribeStacks")
+        return {"Stacks": [{"StackName": StackName, "StackStatus": "DELETE_FAILED"}]}
+
+
+def test_teardown_empties_a_bucket_again_when_capture_refilled_it(capsys):
+    from workflow.teardown import delete_stack
+
+    stack = FilledAgainStack(refills=1)
+    delete_stack(stack, stack, "serving", ["capture"])
+    assert stack.deleted and stack.attempts == 2
+    assert "DELETE_FAILED" in capsys.readouterr().out
+
+
+def test_teardown_gives_up_naming_the_stack_after_its_attempts():
+    from workflow.context import WorkflowError
+    from workflow.teardown import DELETE_ATTEMPTS, delete_stack
+
+    stack = FilledAgainStack(refills=99)
+    with pytest.raises(WorkflowError, match="serving ended DELETE_FAILED .*bucket is not empty"):
+        delete_stack(stack, stack, "serving", ["capture"])
+    assert stack.attempts == DELETE_ATTEMPTS
