@@ -103,7 +103,12 @@ def build(cfg) -> Template:
             timeout_s=load.tester_timeout_seconds,
             # One run per tester at a time: a tester is one load generator of known rate.
             reserved=1,
-            environment=environment,
+            # Its place in the fleet, so that the testers' schedules interleave evenly.
+            environment={
+                **environment,
+                "TESTER_INDEX": str(index),
+                "TESTER_COUNT": str(load.tester_count),
+            },
             log_group_ref=group,
             key=key,
             extra={

@@ -21,7 +21,7 @@ from api_client import ApiConnection
 from botocore.exceptions import BotoCoreError, ClientError
 from load_message import RUN_ID, LoadTest, MessageError, message_from_event, parse_load_test
 from metric_publisher import metric_data, publish
-from open_loop import run_open_loop, schedule
+from open_loop import fleet_start_delay, run_open_loop, schedule
 from run_summary import judge, summarize
 from tester_config import AWS_CLIENT_CONFIG, TesterSettings
 
@@ -59,6 +59,7 @@ def _results_key(run_id: str, context) -> str:
 
 def _run(settings: TesterSettings, test: LoadTest, auth, duration_s: float, context) -> dict:
     function_name = _function_name(context)
+    time.sleep(fleet_start_delay(test, settings.fleet_position, settings.fleet_size, time.time()))
     started_at = time.time()
     jsonlog.log("INFO", "load-test-start", runId=test.run_id, durationSec=duration_s,
                 ratePerSec=test.rate_per_sec, intervalSec=test.interval_sec, cases=len(test.cases))

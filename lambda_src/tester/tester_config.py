@@ -8,6 +8,7 @@ import awsclients
 import envconfig
 
 AUTH_MODES = ("api_key", "iam")
+MAX_FLEET_SIZE = 50  # config.json's load_testing.tester_count allows 1-50
 # API Gateway, CloudWatch and S3 calls: short connects, three tries in all.
 AWS_CLIENT_CONFIG = awsclients.client_config(connect_timeout=2, read_timeout=10, total_attempts=3)
 
@@ -21,6 +22,8 @@ class TesterSettings:
     metric_namespace: str
     stage: str
     results_bucket: str
+    fleet_position: int  # this tester's number in the fleet, 1..fleet_size
+    fleet_size: int
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> "TesterSettings":
@@ -31,6 +34,7 @@ class TesterSettings:
                 f"environment variable API_URL={api_url!r}: expected an http(s) stage URL "
                 f"without a query, like https://<id>.execute-api.<region>.amazonaws.com/<stage>")
         auth_mode = envconfig.choice(env, "AUTH_MODE", AUTH_MODES)
+        fleet_size = envconfig.integer(env, "TESTER_COUNT", 1, MAX_FLEET_SIZE)
         return cls(
             api_url=api_url,
             api_resource_path=envconfig.text(env, "API_RESOURCE_PATH").strip("/"),
@@ -39,4 +43,6 @@ class TesterSettings:
             metric_namespace=envconfig.text(env, "METRIC_NAMESPACE"),
             stage=envconfig.text(env, "STAGE"),
             results_bucket=envconfig.text(env, "RESULTS_BUCKET"),
+            fleet_position=envconfig.integer(env, "TESTER_INDEX", 1, fleet_size),
+            fleet_size=fleet_size,
         )

@@ -367,8 +367,17 @@ def test_testers(cfg, templates):
         "METRIC_NAMESPACE",
         "STAGE",
         "RESULTS_BUCKET",
+        "TESTER_INDEX",
+        "TESTER_COUNT",
     }
     assert env["API_URL"] == {"Fn::ImportValue": "TextClassificationDemo-api-hosting-ApiUrl"}
+    positions = [
+        (fn["Properties"]["Environment"]["Variables"]["TESTER_INDEX"],
+         fn["Properties"]["Environment"]["Variables"]["TESTER_COUNT"])
+        for _, fn in sorted(functions.items())
+    ]
+    count = str(cfg.load_test.tester_count)
+    assert positions == [(str(i), count) for i in range(1, cfg.load_test.tester_count + 1)]
     assert functions["Tester001"]["Properties"]["Timeout"] == cfg.load_test.tester_timeout_seconds
     for index in range(1, cfg.load_test.tester_count + 1):
         permission = doc["Resources"][f"Tester{index:03d}TopicPermission"]["Properties"]

@@ -89,7 +89,8 @@ def tester_env(tester, api, monkeypatch):
     for name, value in {"API_URL": f"http://127.0.0.1:{api.server_port}/Demo",
                         "API_RESOURCE_PATH": "text", "AUTH_MODE": "api_key",
                         "API_KEY_ID": "unused", "METRIC_NAMESPACE": NAMESPACE,
-                        "STAGE": "Demo", "RESULTS_BUCKET": BUCKET}.items():
+                        "STAGE": "Demo", "RESULTS_BUCKET": BUCKET, "TESTER_INDEX": "1",
+                        "TESTER_COUNT": "1"}.items():
         monkeypatch.setenv(name, value)
     api.seen.clear()
     yield monkeypatch
@@ -491,6 +492,8 @@ def test_bad_sns_events_are_rejected(tester, tester_env, api, sns_event, fragmen
     ("AUTH_MODE", "basic", "AUTH_MODE='basic': expected one of api_key, iam"),
     ("API_URL", "ftp://example.com/Demo", "API_URL='ftp://example.com/Demo'"),
     ("RESULTS_BUCKET", "", "RESULTS_BUCKET is missing"),
+    ("TESTER_INDEX", "2", "TESTER_INDEX='2': expected an integer in [1, 1]"),
+    ("TESTER_COUNT", "0", "TESTER_COUNT='0': expected an integer in [1, 50]"),
 ])
 def test_bad_environment_is_rejected_naming_the_variable(tester, tester_env, api, key, value,
                                                          fragment):
@@ -535,3 +538,39 @@ def test_failing_to_store_the_summary_raises_for_a_retry(tester, aws, api, monke
     monkeypatch.setenv("RESULTS_BUCKET", "no-such-results-bucket")
     with pytest.raises(Exception, match="NoSuchBucket"):
         tester.handler.handler(message([("tc-001", "fast")], rate=5, duration=0.2), context())
+
+
+@pytest.mark.parametrize("position, fleet, rate, now, expected", [
+    (1, 2, 100, 1000.0, 0.0),  # on tester 1's grid point
+    (1, 2, 100, 1000.004, 0.006),
+    (2, 2, 100, 1000.0, 0.005),  # half an interval after tester 1
+    (2, 2, 100, 1000.007, 0.008),
+    (3, 4, 100, 1000.0, 0.005),  # 3 of 4: two quarters of an interval after tester 1
+    (1, 2, 0.5, 1000.3, 0.0),  # slower than one per second: no waiting
+    (1, 2, None, 1000.3, 0.0),  # interval mode: no waiting
+])
+def test_fleet_schedules_interleave_on_a_shared_wall_clock_grid(tester, position, fleet, rate,
+                                                                now, expected):
+    test = tester.load_message.LoadTest(
+        run_id="r", cases=(), duration_sec=1, rate_per_sec=rate,
+        interval_sec=None if rate else 1.0, request_timeout_sec=1)
+    delay = tester.open_loop.fleet_start_delay(test, position, fleet, now)
+    assert delay == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_tester_starts_its_requests_on_its_place_in_the_fleet(tester, aws, api, monkeypatch):
+    monkeypatch.setenv("TESTER_INDEX", "2")
+    monkeypatch.setenv("TESTER_COUNT", "2")
+    sent_at = []
+    real_exchange = tester.http11.Connection.exchange
+
+    def timed_exchange(connection, request):
+        sent_at.append(time.time())
+        return real_exchange(connection, request)
+
+    monkeypatch.setattr(tester.http11.Connection, "exchange", timed_exchange)
+    tester.handler.handler(message([("tc-001", "fast")], rate=20, duration=0.3), context())
+    assert len(sent_at) == 6
+    # 20 req/s each: tester 2 of 2 sends 25 ms after the fleet's grid points (every 50 ms)
+    phases = [(at % 0.05) * 1000 for at in sent_at]
+    assert all(24 <= phase <= 32 for phase in phases), phases
