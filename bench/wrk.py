@@ -10,8 +10,9 @@ Paced runs (``rate``): wrk 4 has no ``-R``, so the script's ``delay()`` hook hol
 until its slot on a fixed schedule (monotonic clock through LuaJIT's FFI). Each wrk thread keeps
 its own schedule of ``rate / threads`` requests per second, shared by that thread's connections;
 a connection takes the next slot when its previous response is complete, so with enough
-connections this is an open loop at fixed intervals, one independent schedule per thread (as
-each tester Lambda keeps its own). The wait is not part of the measured latency.
+connections this is an open loop at fixed intervals, one schedule per thread (as each tester
+Lambda keeps its own), the threads interleaved (thread k starts k / threads of an interval
+later, as the testers do). The wait is not part of the measured latency.
 """
 
 from __future__ import annotations
@@ -35,6 +36,9 @@ for line in io.lines(os.getenv("BENCH_BODIES")) do
   if line ~= "" then bodies[#bodies + 1] = line end
 end
 local rate = tonumber(os.getenv("BENCH_RATE") or "0") or 0
+local threads = tonumber(os.getenv("BENCH_THREADS") or "1") or 1
+local created = 0
+position = 0  -- this thread's place among the threads, set by setup()
 local api_key = os.getenv("BENCH_API_KEY") or ""
 local next_body = 0
 
@@ -46,6 +50,11 @@ if api_key ~= "" then wrk.headers["x-api-key"] = api_key end
 request = function()
   next_body = next_body % #bodies + 1
   return wrk.format(nil, nil, nil, bodies[next_body])
+end
+
+setup = function(thread)
+  thread:set("position", created)
+  created = created + 1
 end
 
 if rate > 0 then
@@ -61,7 +70,10 @@ if rate > 0 then
   end
   delay = function()
     local now = now_ms()
-    next_due = next_due or now
+    if not next_due then  -- the threads interleave: thread k starts k / threads of an interval in
+      local offset = interval_ms * position / threads
+      next_due = math.ceil((now - offset) / interval_ms) * interval_ms + offset
+    end
     local wait = next_due - now
     next_due = next_due + interval_ms
     if wait > 0 then return wait end
@@ -155,7 +167,8 @@ def run(load: Load, connections: int, seconds: float, rate: float = 0.0,
                          f"{threads}, {seconds}")
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(LUA_SCRIPT)
-    env = dict(os.environ, BENCH_BODIES=str(load.bodies), BENCH_RATE=f"{rate / threads:.3f}")
+    env = dict(os.environ, BENCH_BODIES=str(load.bodies), BENCH_RATE=f"{rate / threads:.3f}",
+               BENCH_THREADS=str(threads))
     env["BENCH_API_KEY"] = load.api_key or ""
     command = [wrk, f"-t{threads}", f"-c{connections}", f"-d{max(1, round(seconds))}s",
                f"--timeout={REQUEST_TIMEOUT}", "-s", script.name, load.url]
