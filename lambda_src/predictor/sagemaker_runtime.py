@@ -73,21 +73,18 @@ class RuntimeClient:
     _signer: Signer = field(init=False)
 
     def __post_init__(self):
-        parts = urlsplit(self.endpoint_url)
-        https = parts.scheme == "https"
-        self._host_header = parts.netloc
-        self._base_path = parts.path.rstrip("/")
-        self._connection = http11.Connection(
-            parts.hostname, parts.port or (443 if https else 80),
-            connect_timeout=self.connect_timeout, read_timeout=self.read_timeout,
-            ssl_context=(self.ssl_context or ssl.create_default_context()) if https else None)
+        self._base_path = urlsplit(self.endpoint_url).path.rstrip("/")
+        self._connection = http11.Connection.to_url(
+            self.endpoint_url, connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout, ssl_context=self.ssl_context)
         self._signer = Signer(self.region, self.signing_name)
 
     def invoke_endpoint(self, endpoint_name: str, body: bytes, content_type: str, accept: str,
                         inference_id: str) -> Invocation:
         path = f"{self._base_path}/endpoints/{quote(endpoint_name, safe='')}/invocations"
-        headers = {"Host": self._host_header, "Content-Type": content_type, "Accept": accept,
-                   "X-Amzn-SageMaker-Inference-Id": inference_id, "User-Agent": USER_AGENT}
+        headers = {"Host": self._connection.host_header, "Content-Type": content_type,
+                   "Accept": accept, "X-Amzn-SageMaker-Inference-Id": inference_id,
+                   "User-Agent": USER_AGENT}
         for attempt in range(1, self.total_attempts + 1):
             last_attempt = attempt == self.total_attempts
             signed = self._signer.signed_headers(self.credentials(), "POST", path, headers, body)

@@ -11,6 +11,7 @@ import socket
 import ssl
 from dataclasses import dataclass
 from typing import Dict, Mapping, Optional
+from urllib.parse import urlsplit
 
 MAX_LINE = 65536  # as http.client
 MAX_HEADERS = 100
@@ -59,12 +60,27 @@ class Connection:
     def __init__(self, host: str, port: int, *, connect_timeout: float, read_timeout: float,
                  ssl_context: Optional[ssl.SSLContext] = None):
         self.host, self.port = host, port
+        self.host_header = f"{host}:{port}"  # a valid Host value; to_url keeps the URL's own
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._ssl_context = ssl_context
         self._sock: Optional[socket.socket] = None
         self._reader = None
         self._reused = False
+
+    @classmethod
+    def to_url(cls, url: str, *, connect_timeout: float, read_timeout: float,
+               ssl_context: Optional[ssl.SSLContext] = None) -> "Connection":
+        """A connection to the host of an http(s) URL; https verifies with ``ssl_context`` or
+        the system's CAs. ``host_header`` is the URL's host[:port], as the Host header wants."""
+        parts = urlsplit(url)
+        https = parts.scheme == "https"
+        connection = cls(
+            parts.hostname, parts.port or (443 if https else 80), connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            ssl_context=(ssl_context or ssl.create_default_context()) if https else None)
+        connection.host_header = parts.netloc
+        return connection
 
     def connect(self) -> None:
         """Open the connection unless it is open; raises ConnectFailed."""
@@ -95,17 +111,13 @@ class Connection:
         self.connect()
         reused, self._reused = self._reused, True
         try:
-            self._sock.sendall(request)
-            status_line = self._reader.readline(MAX_LINE + 1)
-        except PEER_CLOSED as error:
-            self.close()
-            if reused:
-                raise StaleConnection(f"the reused connection was closed: {error}") from error
-            raise
-        except BaseException:
-            self.close()
-            raise
-        try:
+            try:
+                self._sock.sendall(request)
+                status_line = self._reader.readline(MAX_LINE + 1)
+            except PEER_CLOSED as error:
+                if reused:
+                    raise StaleConnection(f"the reused connection was closed: {error}") from error
+                raise
             if not status_line:
                 raise (StaleConnection if reused else ProtocolError)(
                     "the connection closed before an answer")

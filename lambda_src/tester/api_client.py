@@ -4,7 +4,6 @@ The request is formatted and the connection opened before the clock starts, so a
 what wrk would measure: from writing the request to reading the last byte of the answer.
 """
 
-import ssl
 import time
 from dataclasses import dataclass
 from typing import Optional
@@ -25,16 +24,12 @@ class Reply:
 
 class ApiConnection:
     def __init__(self, base_url: str, timeout_sec: float):
-        parts = urlsplit(base_url)
-        https = parts.scheme == "https"
-        self._host_header = parts.netloc
-        self._conn = http11.Connection(
-            parts.hostname, parts.port or (443 if https else 80), connect_timeout=timeout_sec,
-            read_timeout=timeout_sec, ssl_context=ssl.create_default_context() if https else None)
+        self._conn = http11.Connection.to_url(base_url, connect_timeout=timeout_sec,
+                                              read_timeout=timeout_sec)
 
     def post(self, url: str, body: bytes, headers: dict) -> Reply:
         request = http11.format_request(
-            "POST", urlsplit(url).path, {"Host": self._host_header, **headers}, body)
+            "POST", urlsplit(url).path, {"Host": self._conn.host_header, **headers}, body)
         for _ in range(2):  # again only if the reused connection had gone stale
             try:
                 self._conn.connect()

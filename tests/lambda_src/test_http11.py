@@ -201,3 +201,18 @@ def test_silence_is_a_timeout_and_a_closed_port_cannot_connect(http11, serve):
     closed = http11.Connection("127.0.0.1", port, connect_timeout=0.5, read_timeout=0.5)
     with pytest.raises(http11.ConnectFailed):
         closed.exchange(request(http11))
+
+
+RUNTIME_HOST = "runtime.sagemaker.eu-west-1.amazonaws.com"
+
+
+@pytest.mark.parametrize("url, host, port, host_header, tls", [
+    (f"https://{RUNTIME_HOST}", RUNTIME_HOST, 443, RUNTIME_HOST, True),
+    ("http://127.0.0.1:4567/Demo", "127.0.0.1", 4567, "127.0.0.1:4567", False),
+    ("http://example.com/x", "example.com", 80, "example.com", False),
+])
+def test_a_connection_to_a_url_takes_its_host_port_and_scheme(http11, url, host, port, host_header,
+                                                              tls):
+    conn = http11.Connection.to_url(url, connect_timeout=1, read_timeout=1)
+    assert (conn.host, conn.port, conn.host_header) == (host, port, host_header)
+    assert (conn._ssl_context is not None) == tls
