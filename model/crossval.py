@@ -23,7 +23,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from model.teacher import Teacher
-from model.train import VARIANTS, fit, read_dataset
+from model.train import VARIANTS, fit, read_data_option
 
 SEED = 12345
 
@@ -58,10 +58,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.folds < 2:
         parser.error(f"--folds must be >= 2, got {args.folds}")
-    try:
-        data = read_dataset(args.data)
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        print(f"error: cannot read --data {args.data}: {err}", file=sys.stderr)
+    data = read_data_option(args.data)
+    if data is None:
         return 2
     hp = VARIANTS[args.variant]
     result = {"variant": args.variant, "folds": args.folds, "seed": SEED,

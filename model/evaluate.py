@@ -20,7 +20,7 @@ from pathlib import Path
 from types import ModuleType
 
 from model import CODE_DIR
-from model.train import LABELS, read_dataset
+from model.train import LABELS, read_data_option
 
 
 def import_handler(code_dir: Path) -> ModuleType:
@@ -76,11 +76,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="model.tar.gz or artifact directory")
     parser.add_argument("--data", type=Path, required=True, help="AG_NEWS CSV or CSV.gz")
     args = parser.parse_args(argv)
-    try:
-        rows = read_dataset(args.data).rows
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        print(f"error: cannot read --data {args.data}: {err}", file=sys.stderr)
+    data = read_data_option(args.data)
+    if data is None:
         return 2
+    rows = data.rows
     with tempfile.TemporaryDirectory() as tmp:
         if args.model.is_dir():
             model_dir, code_dir = args.model, CODE_DIR

@@ -109,6 +109,15 @@ def read_dataset(path: Path) -> Dataset:
     return Dataset(rows, hashlib.sha256(raw).hexdigest())
 
 
+def read_data_option(path: Path) -> Dataset | None:
+    """``--data`` for a command line: the dataset, or None after saying on stderr why not."""
+    try:
+        return read_dataset(path)
+    except (OSError, ValueError, UnicodeDecodeError) as err:
+        print(f"error: cannot read --data {path}: {err}", file=sys.stderr)
+        return None
+
+
 def split(rows: list, valid_fraction: float, seed: int) -> tuple[list, list]:
     shuffled = list(rows)
     random.Random(seed).shuffle(shuffled)
@@ -378,10 +387,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("give --variant and --out, or --all")
     if args.epochs is not None and args.epochs < 1:
         parser.error(f"--epochs must be >= 1, got {args.epochs}")
-    try:
-        data = read_dataset(args.data)
-    except (OSError, ValueError, UnicodeDecodeError) as err:
-        print(f"error: cannot read --data {args.data}: {err}", file=sys.stderr)
+    data = read_data_option(args.data)
+    if data is None:
         return 2
     try:
         if args.all:
