@@ -69,7 +69,9 @@ LIMITS = limits_from_env()
 class LoadedModel(NamedTuple):
     """What ``model_fn`` returns: the folded classifier table plus everything to drive it."""
 
-    table: torch.Tensor  # (vocabulary, labels) logits per n-gram: text_classifier.folded_table
+    # Per n-gram row: its logits (text_classifier.folded_table), then a 1 that counts it. One
+    # more row, at vocab.pad_index, is all zeros: it adds nothing to a bag, not even a count.
+    table: torch.Tensor  # (vocabulary + 1, labels + 1)
     vocab: Vocabulary
     labels: tuple[str, ...]
     device: torch.device
@@ -81,7 +83,7 @@ class Request(NamedTuple):
 
 
 class Prediction(NamedTuple):
-    probabilities: list[list[float]]
+    probabilities: list[list[float]]  # per sentence, per label; float32 values (see output_fn)
     labels: tuple[str, ...]
     single: bool
 
@@ -111,7 +113,8 @@ def model_fn(model_dir: str) -> LoadedModel:
         raise ValueError(f"model.pth has {table.shape[1]} outputs "
                          f"but metadata.json names {len(labels)} labels")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    table = table.to(device)
+    table = torch.cat([torch.cat([table, torch.ones(len(table), 1)], 1),
+                       torch.zeros(1, table.shape[1] + 1)]).to(device)
     LOG.info("loaded %s: %d vocabulary entries, %d labels, on %s, limits %s, in %.3f s",
              root, len(vocab), len(labels), device, LIMITS, time.perf_counter() - started)
     return LoadedModel(table, vocab, labels, device)
@@ -202,33 +205,46 @@ def input_fn(body: bytes | bytearray | str, content_type: str | None) -> Request
 
 
 def _softmax(logits: list[float]) -> list[float]:
+    """Softmax in plain Python, cheaper than tensor operations for one row, with the result
+    rounded to float32 like the batch path's."""
     top = max(logits)
     exps = [exp(value - top) for value in logits]
     total = sum(exps)
-    return [value / total for value in exps]
+    return array("f", [value / total for value in exps]).tolist()
+
+
+def _no_words(data: Request, index: int) -> InvalidInput:
+    where = "sentence" if data.single else f"sentence {index}"
+    return InvalidInput(f"{where} has no words to classify")
 
 
 def predict_fn(data: Request, model: LoadedModel) -> Prediction:
-    """Classify every sentence of the request in one forward pass."""
-    encode = model.vocab.encode
-    flat, offsets = [], []
-    for index, text in enumerate(data.texts):
-        ids = encode(text)
-        if not ids:
-            where = "sentence" if data.single else f"sentence {index}"
-            raise InvalidInput(f"{where} has no words to classify")
-        offsets.append(len(flat))
-        flat += ids
-    # int64 arrays: several times cheaper than torch.tensor() on a list of ints. The table
-    # needs no gradient, so no autograd context is needed either.
-    ids = torch.frombuffer(array("q", flat), dtype=torch.long).to(model.device)
-    if len(offsets) == 1:  # one bag: a row sum is cheaper than embedding_bag or mean
-        count = len(flat)
-        logits = [[total / count for total in model.table.index_select(0, ids).sum(0).tolist()]]
-    else:
-        starts = torch.frombuffer(array("q", offsets), dtype=torch.long).to(model.device)
-        logits = embedding_bag(ids, model.table, starts, mode="mean").tolist()
-    return Prediction([_softmax(row) for row in logits], model.labels, data.single)
+    """Classify every sentence of the request in one forward pass: each sentence's logits are
+    the mean of its n-grams' rows, a bag sum divided by the bag's count column."""
+    lookup = model.vocab.lookup(data.texts)
+    if not lookup.stream_length:
+        raise _no_words(data, 0)
+    # The table needs no gradient, so no autograd context is needed either.
+    ids = torch.frombuffer(lookup.ids, dtype=torch.long).to(model.device)
+    if len(data.texts) == 1:  # one bag: a row sum is cheaper than embedding_bag
+        *sums, count = model.table.index_select(0, ids).sum(0).tolist()  # no pads: count > 0
+        return Prediction([_softmax([total / count for total in sums])], model.labels, data.single)
+    # One bag per sentence and stream; a sentence's streams are summed afterwards.
+    streams = len(lookup.ids) // lookup.stream_length
+    starts = torch.tensor([offset + stream * lookup.stream_length for stream in range(streams)
+                           for offset in lookup.offsets], device=model.device)
+    sums = embedding_bag(ids, model.table, starts, mode="sum").view(streams, len(data.texts), -1)
+    sums = sums.sum(0)  # (sentences, labels + 1)
+    counts = sums[:, -1:]
+    empty = (counts == 0).nonzero()
+    if len(empty):
+        raise _no_words(data, int(empty[0, 0]))
+    return Prediction((sums[:, :-1] / counts).softmax(1).tolist(), model.labels, data.single)
+
+
+# Probabilities are shown rounded to 4 decimals: the text of each of the 10,001 possible values,
+# as json.dumps writes the float round(p, 4).
+_ROUNDED_TEXT = [repr(tenthousandths / 10000) for tenthousandths in range(10001)]
 
 
 @lru_cache(maxsize=8)
@@ -240,10 +256,13 @@ def _json_parts(labels: tuple[str, ...]) -> tuple[list[str], list[str]]:
 
 
 def _result_json(probabilities: list[float], heads: list[str], keys: list[str]) -> str:
-    """One result object as JSON text, built from parts: the same text ``json.dumps`` gives."""
-    best = probabilities.index(max(probabilities))
-    shares = ", ".join([key + repr(round(p, 4)) for key, p in zip(keys, probabilities)])
-    return heads[best] + shares + "}}"
+    """One result object as JSON text, built from parts: the text ``json.dumps`` gives for the
+    label of the largest probability and each probability rounded to 4 decimals."""
+    # A float32 times 10**4 is exact as a Python float, so round() (half to even) gives exactly
+    # round(p, 4)'s digits, which round the exact value half to even too.
+    return (heads[probabilities.index(max(probabilities))]
+            + ", ".join([key + _ROUNDED_TEXT[round(p * 10000)]
+                         for key, p in zip(keys, probabilities)]) + "}}")
 
 
 def output_fn(prediction: Prediction, accept: str | None) -> tuple[str, str]:

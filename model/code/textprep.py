@@ -14,10 +14,11 @@ final ``\\s+`` substitution does.
 from __future__ import annotations
 
 import json
+from array import array
 from collections import Counter
 from itertools import repeat
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 UNK_TOKEN = "<unk>"
 VOCAB_FORMAT = "agnews-vocab/1"
@@ -39,12 +40,52 @@ def tokenize(text: str) -> list[str]:
     return text.split()
 
 
+# Separates a batch's texts so that they are tokenized in one pass. Lowercasing and every rule
+# act on single characters (a NUL ends the final-sigma context just as a text's end does), so
+# the tokens are each text's own, with this one between texts. A batch whose texts hold it
+# themselves is tokenized text by text.
+_BOUNDARY = "\x00"
+
+
+def _tokens_of(texts: list[str]) -> tuple[list[str], list[int]]:
+    """The tokens of ``texts`` in order with a boundary token between consecutive texts, and
+    the boundary tokens' positions."""
+    joined = _BOUNDARY.join(texts)
+    boundaries = []
+    if joined.count(_BOUNDARY) == len(texts) - 1:
+        tokens = tokenize(joined.replace(_BOUNDARY, f" {_BOUNDARY} "))
+        position = -1
+        for _ in range(len(texts) - 1):
+            position = tokens.index(_BOUNDARY, position + 1)
+            boundaries.append(position)
+        return tokens, boundaries
+    tokens = []
+    for index, text in enumerate(texts):
+        if index:
+            boundaries.append(len(tokens))
+            tokens.append(_BOUNDARY)
+        tokens += tokenize(text)
+    return tokens, boundaries
+
+
 def ngrams(tokens: list[str], n: int) -> list[str]:
     """All 1..n-grams in torchtext ``ngrams_iterator`` order: unigrams, then bigrams, ..."""
     grams = list(tokens)
     for size in range(2, n + 1):
         grams.extend(map(" ".join, zip(*(tokens[i:] for i in range(size)))))
     return grams
+
+
+class Lookup(NamedTuple):
+    """Vocabulary rows for the n-grams of a batch of texts, as ``ngram_size`` streams of
+    ``stream_length`` rows each: unigrams, then bigrams, ... In every stream, text ``i``'s rows
+    begin at ``offsets[i]``: position ``j`` holds the n-gram that starts at the ``j``-th token.
+    Positions whose n-gram would span two texts or run past the end hold
+    ``Vocabulary.pad_index``, a row that must add nothing to a bag."""
+
+    ids: array
+    stream_length: int
+    offsets: list[int]
 
 
 class Vocabulary:
@@ -79,14 +120,34 @@ class Vocabulary:
     def __len__(self) -> int:
         return len(self.tokens)
 
+    @property
+    def pad_index(self) -> int:
+        """One past the last row: where ``lookup`` puts n-grams that would span two texts."""
+        return len(self.tokens)
+
     def encode(self, text: str) -> list[int]:
-        """Row indices for the n-grams of ``text``, in ``ngrams`` order (the serving hot path)."""
-        unigrams = list(map(self._unigrams.get, tokenize(text), repeat(0)))
-        ids = unigrams.copy()
+        """Row indices for the n-grams of ``text``, in ``ngrams`` order."""
+        pad = self.pad_index
+        return [row for row in self.lookup([text]).ids if row != pad]
+
+    def lookup(self, texts: list[str]) -> "Lookup":
+        """Row indices for the n-grams of every text, for bag sums over a batch (the serving hot
+        path). The batch's tokens are looked up as one sequence, which costs far less per text
+        than one lookup per text."""
+        tokens, boundaries = _tokens_of(texts)
+        pad = self.pad_index
+        unigrams = list(map(self._unigrams.get, tokens, repeat(0)))
+        for position in boundaries:
+            unigrams[position] = pad
+        ids = array("q", unigrams)
         for size in range(2, self.ngram_size + 1):
             keys = zip(*[unigrams[i:] for i in range(size)])
-            ids.extend(map(self._ngrams.get, keys, repeat(0)))
-        return ids
+            grams = list(map(self._ngrams.get, keys, repeat(0)))
+            grams += [pad] * (len(unigrams) - len(grams))  # every stream as long as the first
+            for position in boundaries:
+                grams[max(position - size + 1, 0):position + 1] = [pad] * min(size, position + 1)
+            ids.extend(grams)
+        return Lookup(ids, len(unigrams), [0, *boundaries] if texts else [])
 
     @classmethod
     def build(cls, texts: Iterable[str], ngram_size: int, min_freq: int) -> "Vocabulary":

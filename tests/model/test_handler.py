@@ -8,9 +8,12 @@ import json
 import shutil
 import sys
 import types
+from array import array
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from model import CODE_DIR
 
@@ -115,13 +118,34 @@ def test_bad_input_is_a_client_error_naming_the_problem(handler, body, content_t
     assert str(error) == error.message
 
 
-@pytest.mark.parametrize("body", ['{"sentence": "\\"\\"\\""}', '{"sentences": ["ok", ";:<br />"]}'])
-def test_text_without_any_token_is_rejected_not_crashed(handler, shipped, body):
+@pytest.mark.parametrize("body, message", [
+    ('{"sentence": "\\"\\"\\""}', "sentence has no words to classify"),
+    ('{"sentences": ["ok", ";:<br />", "fine", ":"]}', "sentence 1 has no words to classify"),
+    ('{"sentences": ["\\"", ";"]}', "sentence 0 has no words to classify")])
+def test_text_without_any_token_is_rejected_not_crashed(handler, shipped, body, message):
     data = handler.input_fn(body, "application/json")
-    with pytest.raises(request_error(handler)) as caught:
-        handler.predict_fn(data, shipped["model-a"])
-    assert caught.value.status_code == 400
-    assert "no words to classify" in caught.value.message
+    for model in shipped.values():
+        with pytest.raises(request_error(handler)) as caught:
+            handler.predict_fn(data, model)
+        assert caught.value.status_code == 400
+        assert caught.value.message == message
+
+
+FLOAT32_PROBABILITIES = st.lists(st.floats(0, 1, width=32), min_size=4, max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(FLOAT32_PROBABILITIES, min_size=1, max_size=5) |
+       st.just([[0.03125, 0.00005, 0.99995, 0.5]]))  # decimal ties and float32 near-ties
+def test_output_is_the_json_of_the_rounded_probabilities(handler, rows):
+    labels = ("World", "Sports", "Business", "Sci/Tech")
+    rows = [array("f", row).tolist() for row in rows]
+    text, media_type = handler.output_fn(handler.Prediction(rows, labels, False), "*/*")
+    assert media_type == "application/json"
+    assert text == json.dumps([
+        {"success": "true", "label": row.index(max(row)) + 1,
+         "labelName": labels[row.index(max(row))],
+         "probabilities": {name: round(p, 4) for name, p in zip(labels, row)}} for row in rows])
 
 
 @pytest.mark.parametrize("accept", ["text/html", "text/csv", "application/x-npy"])

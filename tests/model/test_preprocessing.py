@@ -3,6 +3,7 @@ straightforward transcriptions of torchtext's algorithm."""
 
 import json
 import re
+from array import array
 from pathlib import Path
 
 import pytest
@@ -79,6 +80,46 @@ VOCAB = Vocabulary.build(["The cat sat. The cat ran! <unk> cat <unk> cat",
 def test_encode_equals_looking_up_every_ngram_string(text):
     index = {token: i for i, token in enumerate(VOCAB.tokens)}
     assert VOCAB.encode(text) == [index.get(g, 0) for g in ngrams(tokenize(text), 3)]
+
+
+def expected_rows(text, size):
+    """Rows of the ``size``-grams of ``text``, looked up by their strings."""
+    index = {token: i for i, token in enumerate(VOCAB.tokens)}
+    tokens = tokenize(text)
+    return [index.get(" ".join(tokens[i:i + size]), 0) for i in range(len(tokens) - size + 1)]
+
+
+# Words of VOCAB, characters that change tokenization or lowercasing across a text's edge (final
+# sigma, dotted capital I, quotes around "<br />"), and the NUL that lookup() joins texts with.
+BATCH_TEXTS = st.lists(st.lists(st.sampled_from(
+    ["the ", "cat ", "dog ", "sat", "ran", ".", " ", "Σ", "İ", '"', "<br", " />", "\x00", "x"]),
+    max_size=12).map("".join), min_size=1, max_size=6)
+
+
+@settings(max_examples=300, deadline=None)
+@given(BATCH_TEXTS)
+def test_a_batch_lookup_gives_every_text_its_own_ngrams(texts):
+    lookup = VOCAB.lookup(texts)
+    length = lookup.stream_length
+    assert len(lookup.ids) == VOCAB.ngram_size * length
+    assert lookup.offsets == sorted(lookup.offsets) and len(lookup.offsets) == len(texts)
+    bounds = [*lookup.offsets, length]
+    for size in range(1, VOCAB.ngram_size + 1):
+        stream = lookup.ids[(size - 1) * length:size * length]
+        for i, text in enumerate(texts):
+            rows = [row for row in stream[bounds[i]:bounds[i + 1]] if row != VOCAB.pad_index]
+            assert rows == expected_rows(text, size), (size, i)
+
+
+def test_lookup_pads_ngrams_across_texts_and_past_the_end():
+    lookup = VOCAB.lookup(["the cat sat", "dog"])
+    pad, cat, the, sat, dog, the_cat = (VOCAB.pad_index, *map(
+        VOCAB.tokens.index, ["cat", "the", "sat", "dog", "the cat"]))
+    assert lookup == (array("q", [the, cat, sat, pad, dog,  # the boundary between texts: a pad
+                                  the_cat, 0, pad, pad, pad,  # "cat sat" is not in VOCAB
+                                  0, pad, pad, pad, pad]),  # nor is "the cat sat"
+                      5, [0, 3])
+    assert VOCAB.encode("the cat sat") == [the, cat, sat, the_cat, 0, 0]
 
 
 def test_vocabulary_is_frequency_cut_and_ordered():
