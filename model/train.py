@@ -145,14 +145,19 @@ def collate(batch, token_dropout: float = 0.0, generator: torch.Generator | None
     return torch.cat(bags), offsets, labels
 
 
-def accuracy(model: nn.Module, encoded, batch_size: int = 256) -> float:
+def classified_right(model: nn.Module, encoded, batch_size: int = 256) -> list[bool]:
+    """Per encoded row, in order: does the model give it its label?"""
     model.eval()
-    correct = 0
+    right = []
     with torch.inference_mode():
         for start in range(0, len(encoded), batch_size):
             ids, offsets, labels = collate(encoded[start:start + batch_size])
-            correct += (model(ids, offsets).argmax(1) == labels).sum().item()
-    return correct / len(encoded)
+            right += (model(ids, offsets).argmax(1) == labels).tolist()
+    return right
+
+
+def accuracy(model: nn.Module, encoded, batch_size: int = 256) -> float:
+    return sum(classified_right(model, encoded, batch_size)) / len(encoded)
 
 
 def build_model(train_rows, hp: HyperParameters):
@@ -274,7 +279,7 @@ def write_artifacts(out: Path, variant: str, hp: HyperParameters, data: Dataset,
 
 
 def cross_validation_rows(metadata: dict, out: Path) -> list[tuple[str, str]]:
-    """The card row for ``crossval.json`` (written by ``model.crossval``) when it measured this
+    """The card rows for ``crossval.json`` (written by ``model.crossval``) when it measured this
     recipe on this data; none otherwise."""
     path = out / "crossval.json"
     if not path.is_file():
@@ -284,12 +289,20 @@ def cross_validation_rows(metadata: dict, out: Path) -> list[tuple[str, str]]:
             result.get("data", {}).get("sha256") != metadata["data"]["sha256"]:
         return []
     recipe, without, gain = result["recipe"], result["without_prior"], result["gain"]
-    return [("cross-validation",
+    rows = [("cross-validation",
              f"{result['folds']} seeded folds of the same file: {recipe['mean']:.2%} ± "
              f"{recipe['stdev']:.2%}; without the word prior and teacher {without['mean']:.2%} ± "
              f"{without['stdev']:.2%} (paired gain {gain['mean'] * 100:+.2f} ± "
              f"{gain['stdev'] * 100:.2f} points); `crossval.json`, from "
              "`python -m model.crossval`")]
+    if "by_source" in recipe:
+        first, rest = recipe["by_source"]["first"], recipe["by_source"]["rest"]
+        rows.append(("cross-validation by source",
+                     f"the same folds, pooled: rows {first['rows'] + 1:,}-"
+                     f"{first['rows'] + rest['rows']:,} of the file **{rest['accuracy']:.2%}**, "
+                     f"rows 1-{first['rows']:,} {first['accuracy']:.2%} (`--source-rows "
+                     f"{first['rows']}`: rows from two sources, see model/README.md)"))
+    return rows
 
 
 def model_card(metadata: dict, out: Path) -> str:
