@@ -224,13 +224,12 @@ def predict_fn(data: Request, model: LoadedModel) -> Prediction:
     lookup = model.vocab.lookup(data.texts)
     if not lookup.stream_length:
         raise _no_words(data, 0)
-    # The table needs no gradient, so no autograd context is needed either.
-    ids = torch.frombuffer(lookup.ids, dtype=torch.long).to(model.device)
+    ids = lookup.ids.to(model.device)  # the table needs no gradient: no autograd context either
     if len(data.texts) == 1:  # one bag: a row sum is cheaper than embedding_bag
         *sums, count = model.table.index_select(0, ids).sum(0).tolist()  # no pads: count > 0
         return Prediction([_softmax([total / count for total in sums])], model.labels, data.single)
     # One bag per sentence and stream; a sentence's streams are summed afterwards.
-    streams = len(lookup.ids) // lookup.stream_length
+    streams = len(ids) // lookup.stream_length
     starts = torch.tensor([offset + stream * lookup.stream_length for stream in range(streams)
                            for offset in lookup.offsets], device=model.device)
     sums = embedding_bag(ids, model.table, starts, mode="sum").view(streams, len(data.texts), -1)

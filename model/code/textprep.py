@@ -17,8 +17,11 @@ import json
 from array import array
 from collections import Counter
 from itertools import repeat
+from operator import add, mul
 from pathlib import Path
 from typing import Iterable, NamedTuple
+
+import torch
 
 UNK_TOKEN = "<unk>"
 VOCAB_FORMAT = "agnews-vocab/1"
@@ -83,7 +86,7 @@ class Lookup(NamedTuple):
     Positions whose n-gram would span two texts or run past the end hold
     ``Vocabulary.pad_index``, a row that must add nothing to a bag."""
 
-    ids: array
+    ids: torch.Tensor  # int64
     stream_length: int
     offsets: list[int]
 
@@ -101,53 +104,87 @@ class Vocabulary:
         self.tokens = tokens
         self.ngram_size = ngram_size
         self.unk_index = 0
-        # An n-gram is looked up by the tuple of its tokens' unigram rows: zip() makes those
-        # tuples in C from the unigram rows a request needs anyway, and small-int tuples hash
-        # and compare much faster than new strings. This needs every token of an n-gram to be a
-        # vocabulary unigram (true for any frequency cut: a token is at least as frequent as
-        # each n-gram containing it); a 0 (``<unk>``) in a key makes a key no entry has.
         self._unigrams = {token: i for i, token in enumerate(tokens) if " " not in token}
-        self._ngrams = {}
+        # An n-gram's key is (row of its first n-1 tokens) * radix + (row of its last token), so
+        # a text's n-gram keys come from its (n-1)-gram rows and unigram rows by arithmetic,
+        # with no new strings. That needs every n-gram's (n-1)-gram prefix and last token to be
+        # entries, true for any frequency cut: a prefix or a token is at least as frequent as
+        # each n-gram containing it. A key with an unknown (0) or padding part matches nothing.
+        self._radix = len(tokens) + 1
+        index = {token: i for i, token in enumerate(tokens)}
+        keyed = []
         for i, token in enumerate(tokens):
             if " " in token:
-                parts = token.split(" ")
-                if not 2 <= len(parts) <= ngram_size or UNK_TOKEN in parts or \
-                        not all(part in self._unigrams for part in parts):
+                # Checking the prefix and the last token checks every token: a prefix that is an
+                # n-gram is itself checked as one. Row 0 is <unk>, never part of an n-gram.
+                prefix, last = token.rsplit(" ", 1)
+                prefix_row, last_row = index.get(prefix), self._unigrams.get(last)
+                if not prefix_row or not last_row or token.count(" ") >= ngram_size:
                     raise ValueError(f"vocabulary entry {token!r} is not an n-gram (n <= "
-                                     f"{ngram_size}) of known tokens")
-                self._ngrams[tuple(self._unigrams[part] for part in parts)] = i
+                                     f"{ngram_size}) of known tokens whose first n-1 tokens are "
+                                     "an entry too")
+                keyed.append((prefix_row * self._radix + last_row, i))
+        keyed.sort()
+        # One text: a dict lookup per n-gram. A batch: one search over the sorted keys, since a
+        # tensor operation costs microseconds however small and a dict lookup ~0.1 us each.
+        self._ngram_rows = dict(keyed)
+        sentinel = self._radix * self._radix  # above every key, so a search never runs off
+        self._sorted_keys = torch.tensor([key for key, _ in keyed] + [sentinel])
+        self._sorted_rows = torch.tensor([row for _, row in keyed] + [0])
 
     def __len__(self) -> int:
         return len(self.tokens)
 
     @property
     def pad_index(self) -> int:
-        """One past the last row: where ``lookup`` puts n-grams that would span two texts."""
+        """One past the last row: ``lookup``'s row for a text boundary, and for n-grams that
+        would span two texts or run past the last token."""
         return len(self.tokens)
 
     def encode(self, text: str) -> list[int]:
         """Row indices for the n-grams of ``text``, in ``ngrams`` order."""
         pad = self.pad_index
-        return [row for row in self.lookup([text]).ids if row != pad]
+        return [row for row in self.lookup([text]).ids.tolist() if row != pad]
 
     def lookup(self, texts: list[str]) -> "Lookup":
         """Row indices for the n-grams of every text, for bag sums over a batch (the serving hot
-        path). The batch's tokens are looked up as one sequence, which costs far less per text
+        path). A batch's tokens are looked up as one sequence, which costs far less per text
         than one lookup per text."""
         tokens, boundaries = _tokens_of(texts)
         pad = self.pad_index
         unigrams = list(map(self._unigrams.get, tokens, repeat(0)))
-        for position in boundaries:
-            unigrams[position] = pad
-        ids = array("q", unigrams)
-        for size in range(2, self.ngram_size + 1):
-            keys = zip(*[unigrams[i:] for i in range(size)])
-            grams = list(map(self._ngrams.get, keys, repeat(0)))
-            grams += [pad] * (len(unigrams) - len(grams))  # every stream as long as the first
+        if boundaries:
             for position in boundaries:
-                grams[max(position - size + 1, 0):position + 1] = [pad] * min(size, position + 1)
-            ids.extend(grams)
+                unigrams[position] = pad
+            ids = self._rows_of_many(torch.frombuffer(array("q", unigrams), dtype=torch.long))
+        else:
+            ids = torch.frombuffer(self._rows_of_one(unigrams), dtype=torch.long) \
+                if unigrams else torch.zeros(0, dtype=torch.long)
         return Lookup(ids, len(unigrams), [0, *boundaries] if texts else [])
+
+    def _rows_of_one(self, unigrams: list[int]) -> array:
+        """The streams for one text's unigram rows: dict lookups, padded at the end."""
+        ids, prefixes, pad = array("q", unigrams), unigrams, self.pad_index
+        for size in range(2, self.ngram_size + 1):
+            keys = map(add, map(mul, prefixes, repeat(self._radix)), unigrams[size - 1:])
+            prefixes = list(map(self._ngram_rows.get, keys, repeat(0)))
+            ids.extend(prefixes)
+            ids.extend([pad] * min(size - 1, len(unigrams)))
+        return ids
+
+    def _rows_of_many(self, unigrams: torch.Tensor) -> torch.Tensor:
+        """The streams for a batch's unigram rows (``pad_index`` between texts): a search of
+        the sorted keys; an n-gram with a pad in it (across two texts) is a pad."""
+        pad, length = self.pad_index, len(unigrams)
+        streams, prefixes = [unigrams], unigrams
+        for size in range(2, self.ngram_size + 1):
+            prefixes, last = prefixes[:max(length - size + 1, 0)], unigrams[size - 1:]
+            keys = torch.add(last, prefixes, alpha=self._radix)
+            found = torch.searchsorted(self._sorted_keys, keys)
+            rows = self._sorted_rows[found].mul_(self._sorted_keys[found] == keys)
+            prefixes = rows.masked_fill_((prefixes == pad) | (last == pad), pad)
+            streams += [prefixes, torch.full((min(size - 1, length),), pad)]
+        return torch.cat(streams)
 
     @classmethod
     def build(cls, texts: Iterable[str], ngram_size: int, min_freq: int) -> "Vocabulary":
