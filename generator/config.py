@@ -53,6 +53,7 @@ LABELS = (1, 2, 3, 4)
 # Longest prefix that survives CloudFormation's truncation of generated physical names.
 CICD_MAX_PREFIX = 24
 MAX_VARIANTS = 10  # SageMaker's limit of production variants per endpoint config
+MAX_TESTERS = 50  # load_test.tester_count's upper bound; the tester function checks it too
 
 _ALNUM = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -607,7 +608,7 @@ def _load_test(n: _Node, max_chars: int) -> LoadTest:
     ]
     _unique([(c.id, f"{p}.id") for c, p in cases], "test case ids")
     load = LoadTest(
-        tester_count=n.integer("tester_count", 1, 50),
+        tester_count=n.integer("tester_count", 1, MAX_TESTERS),
         rate_per_second=n.number("rate_per_second", 0, 1000),
         duration_seconds=n.integer("duration_seconds", 1),
         request_timeout_seconds=n.integer("request_timeout_seconds", 1, 60),

@@ -7,8 +7,10 @@ from urllib.parse import urlsplit
 import awsclients
 import envconfig
 
+# The zip cannot import the generator: these repeat generator/config.py's AUTH_MODES and
+# MAX_TESTERS (load_test.tester_count's bound), and a test keeps them equal.
 AUTH_MODES = ("api_key", "iam")
-MAX_FLEET_SIZE = 50  # config.json's load_testing.tester_count allows 1-50
+MAX_FLEET_SIZE = 50
 # API Gateway, CloudWatch and S3 calls: short connects, three tries in all.
 AWS_CLIENT_CONFIG = awsclients.client_config(connect_timeout=2, read_timeout=10, total_attempts=3)
 

@@ -12,6 +12,8 @@ from botocore.stub import Stubber
 from lambda_testkit import event, load_function
 from moto import mock_aws
 
+from generator import config
+
 BUCKET = "textclassification-load-test-results"
 NAMESPACE = "TextClassification"
 ANSWER = {"success": "true", "label": 1, "labelName": "World"}
@@ -486,6 +488,12 @@ def test_bad_messages_are_rejected_with_the_key_path_and_no_request(tester, test
 def test_bad_sns_events_are_rejected(tester, tester_env, api, sns_event, fragment):
     result = tester.handler.handler(sns_event, context())
     assert result["status"] == "rejected" and fragment in result["error"]["message"]
+
+
+def test_tester_accepts_exactly_what_the_config_allows(tester):
+    # The zip cannot import the generator, so the tester repeats these; they must not drift.
+    assert tester.tester_config.AUTH_MODES == config.AUTH_MODES
+    assert tester.tester_config.MAX_FLEET_SIZE == config.MAX_TESTERS
 
 
 @pytest.mark.parametrize("key, value, fragment", [
