@@ -115,7 +115,7 @@ def delete_stack(cfn, s3, stack_name: str, buckets: list[str]) -> None:
         remaining = describe_stack(cfn, stack_name)
         if remaining is None or remaining["StackStatus"] == "DELETE_COMPLETE":
             return
-        reason = f"{remaining['StackStatus']}" + (f" ({failure})" if failure else "")
+        reason = remaining["StackStatus"] + (f" ({failure})" if failure else "")
         if attempt == DELETE_ATTEMPTS:
             raise WorkflowError(
                 f"{stack_name} ended {reason}; see `aws cloudformation describe-stack-events`"
