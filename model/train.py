@@ -77,8 +77,8 @@ class HyperParameters:
 
 
 VARIANTS = {
-    "model-a": HyperParameters(embed_dim=32, ngrams=2, min_freq=2, epochs=7, batch_size=32,
-                               lr=0.01, lr_gamma=0.8, token_dropout=0.3,
+    "model-a": HyperParameters(embed_dim=32, ngrams=2, min_freq=2, epochs=10, batch_size=32,
+                               lr=0.005, lr_gamma=0.8, token_dropout=0.3,
                                init_range=0.05, word_prior=True, teacher_weight=0.5),
     "model-b": HyperParameters(embed_dim=16, ngrams=3, min_freq=2, epochs=7, batch_size=32,
                                lr=0.01, lr_gamma=0.8, token_dropout=0.3,
