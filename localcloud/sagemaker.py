@@ -312,7 +312,8 @@ class _ResetAsEndReader(asyncio.StreamReader):
             super().set_exception(exc)
 
 
-async def _open_connection(host: str, port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _open_connection(host: str,
+                           port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     loop = asyncio.get_running_loop()
     reader = _ResetAsEndReader(loop=loop)
     protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
