@@ -15,7 +15,8 @@ With ``word_prior`` set (both variants), frozen MiniLM and GloVe word vectors
 embeddings, folded into a plain ``TextClassifier`` before saving; with ``teacher_weight`` set, the
 training targets mix the hard label with the soft labels of a MiniLM sentence-embedding teacher
 (``model/teacher.py``). Both are training only (packages that ``make install`` installs): the
-artifacts and the serving code are unchanged in form.
+artifacts and the serving code are unchanged in form. With ``weighted_bag`` (both variants) the
+bag is a mean weighted by a learned weight per entry, saved as ``bag_weight`` beside the weights.
 
 Output in ``--out``: ``model.pth`` (state_dict; fp16 when that keeps validation accuracy),
 ``vocab.json``, ``metadata.json`` (hyperparameters, vocabulary size, validation accuracy, data
