@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from model import CODE_DIR
 from model.evaluate import import_handler
@@ -12,6 +13,13 @@ from model.evaluate import import_handler
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = Path(__file__).resolve().parent / "fixtures" / "ag_news_sample.csv"
 SHIPPED = ("model-a", "model-b")
+
+
+def served_logits(table: torch.Tensor, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """What serving computes from a folded table (``text_classifier.folded_table``): bag sums
+    divided by the sums' weight column."""
+    sums = torch.nn.functional.embedding_bag(ids, table, offsets, mode="sum")
+    return sums[:, :-1] / sums[:, -1:]
 
 
 @pytest.fixture(scope="session")

@@ -8,11 +8,7 @@ from model import use_serving_code
 use_serving_code()
 from text_classifier import TextClassifier, folded_table  # noqa: E402
 
-
-def served_logits(table: torch.Tensor, ids: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
-    """What serving computes from a folded table: bag sums over the sums' weight column."""
-    sums = torch.nn.functional.embedding_bag(ids, table, offsets, mode="sum")
-    return sums[:, :-1] / sums[:, -1:]
+from .conftest import served_logits  # noqa: E402
 
 
 @pytest.mark.parametrize("weighted", [False, True])
