@@ -10,8 +10,8 @@ not averages of percentiles), prints the totals, per case and per variant, and w
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
-import math
 import subprocess
 import sys
 import time
@@ -23,6 +23,20 @@ from pathlib import Path
 from workflow.context import Context, WorkflowError, add_common_arguments, cli, load_context
 from workflow.deploy import aws_cli
 from workflow.outputs import stack_outputs
+from workflow.pack import LAMBDA_SRC, SHARED
+
+
+def _lambda_shared_module(name: str):
+    """A module of ``lambda_src/shared``, which the Lambda zips carry at their root rather than
+    as a package: loaded from its file, so the report and the testers run the same code."""
+    spec = importlib.util.spec_from_file_location(f"lambda_shared.{name}",
+                                                  LAMBDA_SRC / SHARED / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+percentiles = _lambda_shared_module("latency_stats").percentiles
 
 TESTING_STACK = "api-testing"
 RESULTS_PREFIX = "load-tests"
@@ -54,18 +68,6 @@ def build_message(
             for case in load.cases
         ],
     }
-
-
-def percentiles(values: list[float]) -> dict[str, float | None]:
-    """Nearest-rank p50/p90/p99 and max (the testers use the same definition)."""
-    ordered = sorted(values)
-    if not ordered:
-        return {"p50": None, "p90": None, "p99": None, "max": None}
-
-    def rank(p: float) -> float:
-        return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)], 3)
-
-    return {"p50": rank(50), "p90": rank(90), "p99": rank(99), "max": round(ordered[-1], 3)}
 
 
 def merge(summaries: dict[str, dict]) -> dict:

@@ -1,11 +1,11 @@
 """Judging each reply against its case, and the run summary (overall, per case, per variant)."""
 
 import json
-import math
 from collections import Counter
 from dataclasses import dataclass
-from typing import Dict, Iterable, List, Optional
+from typing import Dict, List, Optional
 
+from latency_stats import percentiles
 from open_loop import RunStats, Shot
 
 UNKNOWN_VARIANT = "unknown"
@@ -53,18 +53,6 @@ def judge(shot: Shot) -> Outcome:
     lag_ms = max(0.0, (shot.sent_s - shot.due_s) * 1000)
     return Outcome(shot.sent_s, lag_ms, shot.case.case_id, reply.status, reply.latency_ms,
                    variant, passed)
-
-
-def percentiles(values: Iterable[float]) -> Dict[str, Optional[float]]:
-    """Nearest-rank p50/p90/p99 and max, in the unit given; None when there are no values."""
-    ordered = sorted(values)
-    if not ordered:
-        return {"p50": None, "p90": None, "p99": None, "max": None}
-
-    def rank(p: float) -> float:
-        return round(ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)], 3)
-
-    return {"p50": rank(50), "p90": rank(90), "p99": rank(99), "max": round(ordered[-1], 3)}
 
 
 def group_summary(outcomes: List[Outcome], duration_s: float) -> dict:
