@@ -22,7 +22,7 @@ import json
 import random
 import statistics
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 from model.teacher import Teacher
@@ -94,10 +94,8 @@ def main(argv: list[str] | None = None) -> int:
               "data": {"file": args.data.name, "rows": len(data.rows), "sha256": data.sha256},
               "hyperparameters": asdict(hp),
               "recipe": cross_validate(data.rows, hp, args.folds, Teacher(), args.source_rows),
-              "without_prior": cross_validate(
-                  data.rows, replace(hp, word_prior=False, weighted_bag=False,
-                                     teacher_weight=0.0), args.folds,
-                  source_rows=args.source_rows)}
+              "without_prior": cross_validate(data.rows, hp.plain(), args.folds,
+                                              source_rows=args.source_rows)}
     gains = [a - b for a, b in zip(result["recipe"]["folds"], result["without_prior"]["folds"])]
     result["gain"] = summary(gains)
     text = json.dumps(result, indent=2) + "\n"

@@ -14,7 +14,8 @@ With ``word_prior`` set (both variants), frozen MiniLM and GloVe word vectors
 (``model/word_prior.py``, ``model/glove.py``) feed a per-word logit network beside the n-gram
 embeddings, folded into a plain ``TextClassifier`` before saving; with ``teacher_weight`` set, the
 training targets mix the hard label with the soft labels of a MiniLM sentence-embedding teacher
-(``model/teacher.py``). Both are training only (packages that ``make install`` installs): the
+(``model/teacher.py``), or, with ``teacher_overrule``, take its soft labels alone for rows whose
+label it contradicts. Both are training only (packages that ``make install`` installs): the
 artifacts and the serving code are unchanged in form. With ``weighted_bag`` (both variants) the
 bag is a mean weighted by a learned weight per entry, saved as ``bag_weight`` beside the weights.
 
@@ -33,7 +34,7 @@ import io
 import json
 import random
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -76,19 +77,33 @@ class HyperParameters:
     # (model/teacher.py), and its regression's L2 weight; 0 trains on the hard labels alone.
     teacher_weight: float = 0.0
     teacher_l2: float = 0.01
+    # A training row to which the teacher, fitted on that very row, still gives another label
+    # a probability above this learns the teacher's soft labels alone: such labels are mostly
+    # noise or ambiguity. None keeps every row's hard label in its target.
+    teacher_overrule: float | None = None
     valid_fraction: float = 0.1
     seed: int = 20261124
 
     def __post_init__(self):
         if self.weighted_bag and not self.word_prior:
             raise ValueError("HyperParameters: weighted_bag needs word_prior=True")
+        if self.teacher_overrule is not None and not (self.teacher_weight and
+                                                      0 < self.teacher_overrule < 1):
+            raise ValueError("HyperParameters: teacher_overrule must be a probability in (0, 1) "
+                             f"and needs teacher_weight > 0, got {self.teacher_overrule} with "
+                             f"teacher_weight {self.teacher_weight}")
+
+    def plain(self) -> "HyperParameters":
+        """The same recipe as a plain n-gram model: no word prior, pooling weights or teacher."""
+        return replace(self, word_prior=False, weighted_bag=False, teacher_weight=0.0,
+                       teacher_overrule=None)
 
 
 VARIANTS = {
     "model-a": HyperParameters(embed_dim=32, ngrams=2, min_freq=2, epochs=10, batch_size=32,
                                lr=0.005, lr_gamma=0.8, token_dropout=0.3,
                                init_range=0.05, word_prior=True, weighted_bag=True,
-                               teacher_weight=0.5),
+                               teacher_weight=0.5, teacher_overrule=0.8),
     "model-b": HyperParameters(embed_dim=16, ngrams=3, min_freq=2, epochs=7, batch_size=32,
                                lr=0.01, lr_gamma=0.8, token_dropout=0.3,
                                init_range=0.05, word_prior=True, weighted_bag=True,
@@ -193,13 +208,18 @@ def build_model(train_rows, hp: HyperParameters):
 
 
 def training_targets(train_rows, hp: HyperParameters, teacher: Teacher | None) -> torch.Tensor:
-    """Per training row, the hard label's one-hot row mixed with the teacher's soft labels."""
+    """Per training row, the hard label's one-hot row mixed with the teacher's soft labels, or
+    the soft labels alone where the teacher overrules the label (``teacher_overrule``)."""
     hard = nn.functional.one_hot(torch.tensor([label for label, _ in train_rows]),
                                  len(LABELS)).float()
     if not hp.teacher_weight:
         return hard
     soft = (teacher or Teacher()).soft_labels(train_rows, len(LABELS), hp.teacher_l2)
-    return (1 - hp.teacher_weight) * hard + hp.teacher_weight * soft
+    targets = (1 - hp.teacher_weight) * hard + hp.teacher_weight * soft
+    if hp.teacher_overrule is not None:
+        overruled = (soft * (1 - hard)).amax(1) > hp.teacher_overrule
+        targets[overruled] = soft[overruled]
+    return targets
 
 
 def fit(train_rows, valid_rows, hp: HyperParameters, log=print, teacher: Teacher | None = None):
@@ -276,8 +296,8 @@ def write_artifacts(out: Path, variant: str, hp: HyperParameters, data: Dataset,
                                     {"source": glove.SOURCE, "package": glove.PACKAGE,
                                      "sha256": glove.SHA256}],
                         "hidden": hp.prior_hidden} if hp.word_prior else None),
-        "teacher": ({"source": TEACHER_SOURCE, "weight": hp.teacher_weight, "l2": hp.teacher_l2}
-                    if hp.teacher_weight else None),
+        "teacher": ({"source": TEACHER_SOURCE, "weight": hp.teacher_weight, "l2": hp.teacher_l2,
+                     "overrule": hp.teacher_overrule} if hp.teacher_weight else None),
         "tokenizer": "basic_english",
         "vocab_size": len(vocab),
         "weights_dtype": dtype,
@@ -350,7 +370,11 @@ def model_card(metadata: dict, out: Path) -> str:
                           "training only, folded into the table")] if prior else []),
         *([("teacher", f"training targets mix the hard label with {teacher['weight']:.0%} of the "
                        f"soft labels of an {teacher['source']}, fitted on the training split "
-                       f"(L2 weight {teacher['l2']}); training only")] if teacher else []),
+                       f"(L2 weight {teacher['l2']})"
+                       + (f"; rows to which it gives another label more than "
+                          f"{teacher['overrule']:.0%} learn its soft labels alone"
+                          if teacher["overrule"] is not None else "")
+                       + "; training only")] if teacher else []),
         ("validation accuracy", f"**{valid['accuracy']:.2%}**"),
         *cross_validation_rows(metadata, out),
         ("size", f"model.pth {sizes['model.pth']:.2f} MB, vocab.json {sizes['vocab.json']:.2f} MB"),

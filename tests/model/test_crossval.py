@@ -34,8 +34,7 @@ def test_bad_arguments_are_usage_errors(argv, message, capsys):
 
 def test_accuracy_by_source_pools_the_folds():
     rows = train.read_dataset(FIXTURE).rows
-    hp = replace(train.VARIANTS["model-a"], word_prior=False, weighted_bag=False,
-                 teacher_weight=0.0, epochs=2)
+    hp = replace(train.VARIANTS["model-a"].plain(), epochs=2)
     result = crossval.cross_validate(rows, hp, 3, source_rows=100)
     first, rest = result["by_source"]["first"], result["by_source"]["rest"]
     assert (first["rows"], rest["rows"]) == (100, 300)

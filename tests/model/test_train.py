@@ -84,8 +84,33 @@ def test_training_targets_mix_the_hard_label_with_the_teacher():
     mixed = train.training_targets(rows, hp, FixedTeacher())
     assert torch.allclose(mixed, torch.tensor([[0.55, 0.1, 0.15, 0.2],
                                                [0.125, 0.125, 0.625, 0.125]]))
-    hard = train.training_targets(rows, replace(hp, teacher_weight=0.0), None)
+    hard = train.training_targets(rows, replace(hp, teacher_weight=0.0,
+                                                teacher_overrule=None), None)
     assert hard.tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]]
+
+
+def test_the_teacher_overrules_labels_it_contradicts_above_the_threshold():
+    rows = [(0, "a"), (1, "b"), (2, "c")]
+    soft = torch.tensor([[0.05, 0.9, 0.03, 0.02],   # another label above 0.8: overruled
+                         [0.1, 0.15, 0.7, 0.05],    # another label, but at 0.7: kept
+                         [0.0, 0.0, 0.95, 0.05]])   # agrees with its label: kept
+
+    class FixedTeacher:
+        def soft_labels(self, got_rows, num_class, l2):
+            return soft
+
+    hp = replace(train.VARIANTS["model-a"], teacher_overrule=0.8)
+    targets = train.training_targets(rows, hp, FixedTeacher())
+    hard = torch.eye(4)[[0, 1, 2]]
+    assert torch.equal(targets[0], soft[0])
+    assert torch.allclose(targets[1:], 0.5 * hard[1:] + 0.5 * soft[1:])
+
+
+@pytest.mark.parametrize("changes", [{"teacher_overrule": 1.0}, {"teacher_overrule": 0.0},
+                                     {"teacher_overrule": 0.8, "teacher_weight": 0.0}])
+def test_teacher_overrule_is_a_probability_and_needs_the_teacher(changes):
+    with pytest.raises(ValueError, match="teacher_overrule must be a probability"):
+        replace(train.VARIANTS["model-a"], **changes)
 
 
 def test_weights_are_a_compact_state_dict(trained):
