@@ -409,7 +409,7 @@ def train_variant(data: Dataset, data_arg: Path, variant: str, out: Path,
     Variants trained with one ``teacher`` share its sentence embeddings."""
     hp = VARIANTS[variant]
     if epochs is not None:
-        hp = HyperParameters(**{**asdict(hp), "epochs": epochs})
+        hp = replace(hp, epochs=epochs)
     command = (f"python -m model.train --data {data_arg.as_posix()} --variant {variant} "
                f"--out {recorded_out or out.as_posix()}")
     if epochs:

@@ -171,3 +171,6 @@ def test_shipped_artifacts_record_their_training(name):
     assert f"--variant {name} --out model/{name}" in metadata["command"]
     card = (folder / "MODEL_CARD.md").read_text()
     assert metadata["command"] in card and f"{metadata['validation']['accuracy']:.2%}" in card
+    overrule = metadata["hyperparameters"]["teacher_overrule"]
+    assert (f"another label more than {overrule:.0%} learn its soft labels alone" in card
+            if overrule is not None else "learn its soft labels alone" not in card)
