@@ -71,21 +71,27 @@ def test_words_training_never_saw_carry_the_word_prior(trained):
     assert minilm["sha256"] == word_prior.SHA256 and glove_source["sha256"] == glove.SHA256
 
 
+class FixedTeacher:
+    """A teacher whose soft labels are given, for the rows it is given."""
+
+    def __init__(self, rows, soft):
+        self.rows, self.soft = rows, soft
+
+    def soft_labels(self, got_rows, num_class, l2):
+        assert got_rows == self.rows and num_class == 4 and l2 == 0.01
+        return self.soft
+
+
 def test_training_targets_mix_the_hard_label_with_the_teacher():
     rows = [(0, "a"), (2, "b")]
-
-    class FixedTeacher:
-        def soft_labels(self, got_rows, num_class, l2):
-            assert got_rows == rows and num_class == 4 and l2 == 0.01
-            return torch.tensor([[0.1, 0.2, 0.3, 0.4], [0.25, 0.25, 0.25, 0.25]])
-
+    teacher = FixedTeacher(rows, torch.tensor([[0.1, 0.2, 0.3, 0.4],
+                                               [0.25, 0.25, 0.25, 0.25]]))
     hp = train.VARIANTS["model-a"]
     assert hp.teacher_weight == 0.5
-    mixed = train.training_targets(rows, hp, FixedTeacher())
+    mixed = train.training_targets(rows, hp, teacher)
     assert torch.allclose(mixed, torch.tensor([[0.55, 0.1, 0.15, 0.2],
                                                [0.125, 0.125, 0.625, 0.125]]))
-    hard = train.training_targets(rows, replace(hp, teacher_weight=0.0,
-                                                teacher_overrule=None), None)
+    hard = train.training_targets(rows, hp.plain(), None)
     assert hard.tolist() == [[1, 0, 0, 0], [0, 0, 1, 0]]
 
 
@@ -94,13 +100,8 @@ def test_the_teacher_overrules_labels_it_contradicts_above_the_threshold():
     soft = torch.tensor([[0.05, 0.9, 0.03, 0.02],   # another label above 0.8: overruled
                          [0.1, 0.15, 0.7, 0.05],    # another label, but at 0.7: kept
                          [0.0, 0.0, 0.95, 0.05]])   # agrees with its label: kept
-
-    class FixedTeacher:
-        def soft_labels(self, got_rows, num_class, l2):
-            return soft
-
     hp = replace(train.VARIANTS["model-a"], teacher_overrule=0.8)
-    targets = train.training_targets(rows, hp, FixedTeacher())
+    targets = train.training_targets(rows, hp, FixedTeacher(rows, soft))
     hard = torch.eye(4)[[0, 1, 2]]
     assert torch.equal(targets[0], soft[0])
     assert torch.allclose(targets[1:], 0.5 * hard[1:] + 0.5 * soft[1:])
