@@ -16,8 +16,8 @@ from __future__ import annotations
 import json
 from array import array
 from collections import Counter
-from itertools import repeat
-from operator import add, mul
+from itertools import compress, repeat
+from operator import add, contains, itemgetter, mul, not_
 from pathlib import Path
 from typing import Iterable, NamedTuple
 
@@ -79,6 +79,16 @@ def ngrams(tokens: list[str], n: int) -> list[str]:
     return grams
 
 
+def _tensor(values: array) -> torch.Tensor:
+    """An int64 tensor of ``values`` (an ``array("q")``) without a Python object per value."""
+    return torch.frombuffer(values, dtype=torch.long) if values else torch.zeros(0, dtype=torch.long)
+
+
+def _parts(ngrams: list[str], part: int) -> Iterable[str]:
+    """Each n-gram's first n-1 tokens (``part`` 0) or last token (``part`` 2), one at a time."""
+    return map(itemgetter(part), map(str.rpartition, ngrams, repeat(" ")))
+
+
 class Lookup(NamedTuple):
     """Vocabulary rows for the n-grams of a batch of texts, as ``ngram_size`` streams of
     ``stream_length`` rows each: unigrams, then bigrams, ... In every stream, text ``i``'s rows
@@ -97,40 +107,46 @@ class Vocabulary:
     def __init__(self, tokens: list[str], ngram_size: int):
         if not tokens or tokens[0] != UNK_TOKEN:
             raise ValueError(f"vocabulary must start with {UNK_TOKEN!r}")
-        if len(set(tokens)) != len(tokens):
-            raise ValueError("vocabulary has duplicate entries")
         if not isinstance(ngram_size, int) or ngram_size < 1:
             raise ValueError(f"ngrams must be an integer >= 1, got {ngram_size!r}")
+        # Built with maps and tensor arithmetic, not a loop of statements per entry, so that
+        # model_fn's load time grows slowly with the vocabulary.
+        index = dict(zip(tokens, range(len(tokens))))
+        if len(index) != len(tokens):
+            raise ValueError("vocabulary has duplicate entries")
         self.tokens = tokens
         self.ngram_size = ngram_size
         self.unk_index = 0
-        self._unigrams = {token: i for i, token in enumerate(tokens) if " " not in token}
+        is_ngram = list(map(contains, tokens, repeat(" ")))
+        self._unigrams = dict(compress(index.items(), map(not_, is_ngram)))
         # An n-gram's key is (row of its first n-1 tokens) * radix + (row of its last token), so
         # a text's n-gram keys come from its (n-1)-gram rows and unigram rows by arithmetic,
         # with no new strings. That needs every n-gram's (n-1)-gram prefix and last token to be
         # entries, true for any frequency cut: a prefix or a token is at least as frequent as
         # each n-gram containing it. A key with an unknown (0) or padding part matches nothing.
         self._radix = len(tokens) + 1
-        index = {token: i for i, token in enumerate(tokens)}
-        keyed = []
-        for i, token in enumerate(tokens):
-            if " " in token:
-                # Checking the prefix and the last token checks every token: a prefix that is an
-                # n-gram is itself checked as one. Row 0 is <unk>, never part of an n-gram.
-                prefix, last = token.rsplit(" ", 1)
-                prefix_row, last_row = index.get(prefix), self._unigrams.get(last)
-                if not prefix_row or not last_row or token.count(" ") >= ngram_size:
-                    raise ValueError(f"vocabulary entry {token!r} is not an n-gram (n <= "
-                                     f"{ngram_size}) of known tokens whose first n-1 tokens are "
-                                     "an entry too")
-                keyed.append((prefix_row * self._radix + last_row, i))
-        keyed.sort()
+        grams = list(compress(tokens, is_ngram))
+        # Row 0 is <unk>, never part of an n-gram: 0 marks a prefix or last token that is no entry.
+        # Each part is looked up as soon as it is split off and then freed: keeping every part
+        # alive at once costs more in fresh memory than splitting twice does.
+        prefix_rows = array("q", map(index.get, _parts(grams, 0), repeat(0)))
+        last_rows = array("q", map(self._unigrams.get, _parts(grams, 2), repeat(0)))
+        if 0 in prefix_rows or 0 in last_rows or \
+                max(map(str.count, grams, repeat(" ")), default=0) >= ngram_size:
+            # Checking the prefix and the last token checks every token: a prefix that is an
+            # n-gram is itself checked as one.
+            bad = next(gram for gram, prefix_row, last_row in zip(grams, prefix_rows, last_rows)
+                       if not prefix_row or not last_row or gram.count(" ") >= ngram_size)
+            raise ValueError(f"vocabulary entry {bad!r} is not an n-gram (n <= {ngram_size}) of "
+                             "known tokens whose first n-1 tokens are an entry too")
+        keys, order = torch.add(_tensor(last_rows), _tensor(prefix_rows), alpha=self._radix).sort()
+        rows = _tensor(array("q", compress(range(len(tokens)), is_ngram)))[order]
         # One text: a dict lookup per n-gram. A batch: one search over the sorted keys, since a
         # tensor operation costs microseconds however small and a dict lookup ~0.1 us each.
-        self._ngram_rows = dict(keyed)
+        self._ngram_rows = dict(zip(keys.tolist(), rows.tolist()))
         sentinel = self._radix * self._radix  # above every key, so a search never runs off
-        self._sorted_keys = torch.tensor([key for key, _ in keyed] + [sentinel])
-        self._sorted_rows = torch.tensor([row for _, row in keyed] + [0])
+        self._sorted_keys = torch.cat([keys, torch.tensor([sentinel])])
+        self._sorted_rows = torch.cat([rows, torch.tensor([0])])
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -158,8 +174,7 @@ class Vocabulary:
                 unigrams[position] = pad
             ids = self._rows_of_many(torch.frombuffer(array("q", unigrams), dtype=torch.long))
         else:
-            ids = torch.frombuffer(self._rows_of_one(unigrams), dtype=torch.long) \
-                if unigrams else torch.zeros(0, dtype=torch.long)
+            ids = _tensor(self._rows_of_one(unigrams))
         return Lookup(ids, len(unigrams), [0, *boundaries] if texts else [])
 
     def _rows_of_one(self, unigrams: list[int]) -> array:
