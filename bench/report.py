@@ -72,6 +72,19 @@ def _verdict(ok: bool) -> str:
 def targets(results: dict) -> list[tuple[str, str, str, str]]:
     """(what, measured, target, verdict) for every target whose section ran."""
     rows = []
+    inference = results.get("inference")
+    if inference:
+        ratio, batched = inference["ratio_single"]["median"], \
+            inference["batched_per_sentence_us"]["median"]
+        load = inference["model_fn_first_ms"]["median"]
+        rows += [
+            ("handler single request vs reference algorithm, cheaper by", f"{ratio:.2f}x",
+             ">= 2x", _verdict(ratio >= 2)),
+            ("handler batch of 64, per sentence", f"{batched:.1f} us", "<= 30 us",
+             _verdict(batched <= 30)),
+            ("`model_fn`, first load in a fresh process", f"{load:.0f} ms", "< 300 ms",
+             _verdict(load < 300)),
+        ]
     hop = results.get("http")
     if hop:
         ratio = hop["ratio_req_per_s"]
@@ -150,7 +163,9 @@ def markdown(results: dict) -> str:
             ("handler, batch of 64, per sentence", _fmt(inference["batched_per_sentence_us"])),
             ("ratio reference / handler, single", _fmt(inference["ratio_single"], 2)),
             ("ratio reference / batched per sentence", _fmt(inference["ratio_batched"], 2)),
-        ]) + [""]
+        ]) + ["", f"`model_fn`: {_fmt(inference['model_fn_first_ms'])} ms for the first load in "
+                  f"a fresh process, as a new serving worker pays it; "
+                  f"{_fmt(inference['model_fn_ms'])} ms for a repeat.", ""]
     if results.get("http"):
         hop = results["http"]
         lines += [f"### Model hop over HTTP (`{hop['archive']}`, {hop['workers']} workers each)",

@@ -16,6 +16,10 @@ def figures(rps, p50, p99, errors=0):
 
 def results():
     return {
+        "inference": {"reference_single_us": spread(290), "single_us": spread(150),
+                      "batched_per_sentence_us": spread(24), "ratio_single": spread(1.93),
+                      "ratio_batched": spread(12.1), "model_fn_first_ms": spread(95.0),
+                      "model_fn_ms": spread(70.0)},
         "http": {"archive": "build/model-a.tar.gz", "workers": 2,
                  "servers": {"model_server": {"c1": figures(2400, 0.4, 0.9),
                                               "c16": figures(2500, 6, 12), "ready_s": 1.0},
@@ -40,6 +44,9 @@ def results():
 
 def test_targets_give_a_verdict_for_each_goal():
     verdicts = {what: verdict for what, _, _, verdict in report.targets(results())}
+    assert verdicts["handler single request vs reference algorithm, cheaper by"] == "NOT MET"
+    assert verdicts["handler batch of 64, per sentence"] == "met"
+    assert verdicts["`model_fn`, first load in a fresh process"] == "met"
     assert verdicts["model server / TorchServe req/s, 16 connections"] == "NOT MET"
     assert verdicts["model server / TorchServe req/s, 1 connection"] == "met"
     assert verdicts["model server p99 below TorchServe's, 16 connection(s)"] == "NOT MET"
@@ -86,5 +93,6 @@ def test_full_markdown_renders_every_section():
     for needle in ("2 CPUs (AMD EPYC)", "TorchServe + SageMaker toolkit", "| 16 | 1200 (1200-1200)",
                    "load tester (2 testers, open loop)", "no-op `make deploy`", "NOT MET",
                    "Lambda workers 900 us, daemon 600 us, wrk 40 us; total 1540 us",
-                   "at most 1299 req/s"):
+                   "at most 1299 req/s", "| handler, batch of 64, per sentence | 24.0 (24.0-24.0) |",
+                   "`model_fn`: 95.0 (95.0-95.0) ms for the first load in a fresh process"):
         assert needle in text
