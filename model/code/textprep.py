@@ -81,7 +81,9 @@ def ngrams(tokens: list[str], n: int) -> list[str]:
 
 def _tensor(values: array) -> torch.Tensor:
     """An int64 tensor of ``values`` (an ``array("q")``) without a Python object per value."""
-    return torch.frombuffer(values, dtype=torch.long) if values else torch.zeros(0, dtype=torch.long)
+    if not values:
+        return torch.zeros(0, dtype=torch.long)
+    return torch.frombuffer(values, dtype=torch.long)
 
 
 def _parts(ngrams: list[str], part: int) -> Iterable[str]:
@@ -172,7 +174,7 @@ class Vocabulary:
         if boundaries:
             for position in boundaries:
                 unigrams[position] = pad
-            ids = self._rows_of_many(torch.frombuffer(array("q", unigrams), dtype=torch.long))
+            ids = self._rows_of_many(_tensor(array("q", unigrams)))
         else:
             ids = _tensor(self._rows_of_one(unigrams))
         return Lookup(ids, len(unigrams), [0, *boundaries] if texts else [])
