@@ -93,6 +93,7 @@ def test_full_markdown_renders_every_section():
     for needle in ("2 CPUs (AMD EPYC)", "TorchServe + SageMaker toolkit", "| 16 | 1200 (1200-1200)",
                    "load tester (2 testers, open loop)", "no-op `make deploy`", "NOT MET",
                    "Lambda workers 900 us, daemon 600 us, wrk 40 us; total 1540 us",
-                   "at most 1299 req/s", "| handler, batch of 64, per sentence | 24.0 (24.0-24.0) |",
+                   "at most 1299 req/s",
+                   "| handler, batch of 64, per sentence | 24.0 (24.0-24.0) |",
                    "`model_fn`: 95.0 (95.0-95.0) ms for the first load in a fresh process"):
         assert needle in text
