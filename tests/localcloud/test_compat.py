@@ -8,12 +8,15 @@ import subprocess
 import threading
 import uuid
 import zipfile
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import boto3
 import moto
 import pytest
 from botocore.exceptions import ClientError
+from moto.cloudwatch.models import cloudwatch_backends
+from moto.core import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
 
 from localcloud import compat
@@ -1469,6 +1472,48 @@ def test_delete_of_a_non_empty_bucket_fails_then_succeeds_once_emptied(cfn, clie
     s3.delete_object(Bucket=name, Key="k")
     cfn.delete_stack(StackName=name)
     assert not _stacks_named(cfn, name)
+
+
+def test_metric_values_are_stored_as_one_datum_with_the_same_statistics(client):
+    cloudwatch, namespace = client("cloudwatch"), unique("Values")
+    minute = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    dimensions = [{"Name": "TestCase", "Value": "tc-001"}]
+
+    def response_time(**samples):
+        return {"MetricName": "ResponseTime", "Dimensions": dimensions, "Timestamp": minute,
+                "Unit": "Milliseconds", **samples}  # fmt: skip
+
+    cloudwatch.put_metric_data(
+        Namespace=namespace,
+        MetricData=[
+            response_time(Values=[1.5, 2.0, 10.0, 99.0], Counts=[3, 1, 2, 0]),
+            response_time(Values=[4.0, 0.5]),  # no Counts: once each
+            response_time(Value=8.0),
+            {"MetricName": "Unsent", "Timestamp": minute, "Values": [1.0], "Counts": [0]},
+        ],
+    )
+    stored = [d for d in cloudwatch_backends[DEFAULT_ACCOUNT_ID][REGION].metric_data
+              if d.namespace == namespace]  # fmt: skip
+    assert [type(d).__name__ for d in stored] == ["MetricAggregatedDatum"] * 2 + ["MetricDatum"]
+
+    (point,) = cloudwatch.get_metric_statistics(
+        Namespace=namespace,
+        MetricName="ResponseTime",
+        Dimensions=dimensions,
+        StartTime=minute - timedelta(minutes=1),
+        EndTime=minute + timedelta(minutes=1),
+        Period=60,
+        Statistics=["SampleCount", "Sum", "Minimum", "Maximum", "Average"],
+    )["Datapoints"]
+    # 1.5 three times, 2.0, 10.0 twice (99.0 counted 0 times), 4.0, 0.5, 8.0
+    statistics = [point[name] for name in ("SampleCount", "Sum", "Minimum", "Maximum")]
+    assert statistics == [9.0, 39.0, 0.5, 10.0]
+    assert point["Average"] == pytest.approx(39.0 / 9)
+
+    with pytest.raises(ClientError, match=r"MetricData\.member\.1\.Values and .* same size"):
+        cloudwatch.put_metric_data(
+            Namespace=namespace, MetricData=[response_time(Values=[1.0, 2.0], Counts=[1])]
+        )
 
 
 def test_parameter_used_only_in_sub_updates_the_resource(cfn, client):
