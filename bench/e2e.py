@@ -10,7 +10,9 @@
    after, wrk offers the same load: the same bodies, one wrk thread per tester, each on its own
    fixed schedule of ``R / testers`` per second (``bench.wrk`` pacing; 8 connections per thread
    so that a slow answer never delays the next slot, as the testers' extra workers ensure). The
-   two p50s must agree within 10%. Tester and wrk runs alternate (``runs`` pairs) and the
+   two p50s must agree within 10%. As wrk's runs follow its warm-up, the tester runs follow one
+   of the testers (``warmup`` seconds at the same rate, not counted), so that neither generator's
+   first run pays its start-up. Tester and wrk runs alternate (``runs`` pairs) and the
    difference is taken within each pair, then the median over pairs (:func:`paired_difference`):
    at this rate the system is busy enough that a change in the rest of the machine's load moves
    the latency of a single run by tens of percent.
@@ -121,6 +123,9 @@ def run(ctx, bodies: Path, runs: int, seconds: float, warmup: float, reports: Pa
     testing = ctx.manifest.stack(loadtest.TESTING_STACK).stack_name
     testers = len(stack_outputs(ctx.target.client("cloudformation"), testing)
                   ["TesterFunctionNames"].split(","))
+    if warmup:  # wrk's runs follow its warm-up; the testers' workers start warm too
+        log(f"[bench] load tester warm-up: {warmup:g} s")
+        loadtest.run(ctx, warmup, rate / testers, reports)
     tester_runs, wrk_runs = [], []
     for index in range(runs):  # alternating, so that a change in machine load hits both
         log(f"[bench] load tester run {index + 1}/{runs}: {testers} testers x "
