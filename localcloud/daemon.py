@@ -425,7 +425,7 @@ async def _serve(home_dir: Path, reg: str, control: _ControlPlane, data_socket) 
         gateway.Gateway(apigateway.ApiGatewayDataPlane(runtime), endpoints)
     )
     serving = asyncio.ensure_future(server.serve(sockets=[data_socket]))
-    # What start-up built (moto, its routes and models: about 150,000 objects) lives as long as
+    # What start-up built (moto, its routes and models: about 145,000 objects) lives as long as
     # the daemon. Frozen, full collections skip it, which shortens each of their pauses of the
     # event loop by as much.
     gc.collect()
