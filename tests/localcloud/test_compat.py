@@ -1480,8 +1480,8 @@ def test_metric_values_are_stored_as_one_datum_with_the_same_statistics(client):
     dimensions = [{"Name": "TestCase", "Value": "tc-001"}]
 
     def response_time(**samples):
-        return {"MetricName": "ResponseTime", "Dimensions": dimensions, "Timestamp": minute,
-                "Unit": "Milliseconds", **samples}  # fmt: skip
+        shared = {"Dimensions": dimensions, "Timestamp": minute, "Unit": "Milliseconds"}
+        return {"MetricName": "ResponseTime", **shared, **samples}
 
     cloudwatch.put_metric_data(
         Namespace=namespace,
@@ -1492,9 +1492,10 @@ def test_metric_values_are_stored_as_one_datum_with_the_same_statistics(client):
             {"MetricName": "Unsent", "Timestamp": minute, "Values": [1.0], "Counts": [0]},
         ],
     )
-    stored = [d for d in cloudwatch_backends[DEFAULT_ACCOUNT_ID][REGION].metric_data
-              if d.namespace == namespace]  # fmt: skip
-    assert [type(d).__name__ for d in stored] == ["MetricAggregatedDatum"] * 2 + ["MetricDatum"]
+    backend = cloudwatch_backends[DEFAULT_ACCOUNT_ID][REGION]
+    stored = [datum for datum in backend.metric_data if datum.namespace == namespace]
+    kinds = [type(datum).__name__ for datum in stored]
+    assert kinds == ["MetricAggregatedDatum", "MetricAggregatedDatum", "MetricDatum"]
 
     (point,) = cloudwatch.get_metric_statistics(
         Namespace=namespace,
