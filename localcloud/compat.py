@@ -2084,12 +2084,12 @@ def _aggregated(metric: dict[str, Any]) -> dict[str, Any] | None:
 
 def fix_metric_values_aggregated() -> None:
     # moto defect: PutMetricData with Values/Counts stores one MetricDatum, with Dimension objects
-    # of its own, per counted sample: a tester's 10 s load test at 500 req/s adds about 22,000
+    # of its own, per counted sample: a tester's 10 s load test at 500 req/s adds about 22,000 data
     # (120,000 objects). The daemon's heap grows with every test, and each full garbage collection
     # walks it all and stops the event loop for 170-260 ms: requests queue past the predictor's
     # reserved concurrency (throttled: API Gateway's 500) and latency spikes. Every statistic moto
-    # computes (SampleCount, Sum, Average, Minimum, Maximum; no percentiles) comes out the same
-    # from one aggregated datum per member, so Values/Counts are stored as StatisticValues.
+    # computes (SampleCount, Sum, Average, Minimum, Maximum; no percentiles) comes out the same from
+    # one aggregated datum per member, so Values/Counts are stored as StatisticValues.
     from moto.cloudwatch.models import CloudWatchBackend
 
     original = CloudWatchBackend.put_metric_data
