@@ -13,6 +13,8 @@ import time
 
 import pytest
 
+from localcloud import model_server
+
 HANDLER = """
     import json, os
     from helper import Refused  # a sibling module in code/, as model archives ship them
@@ -230,6 +232,34 @@ def test_a_handler_without_the_required_functions_fails_with_a_clear_log(tmp_pat
     assert proc.wait(15) != 0
     log_text = proc.log_path.read_text()
     assert "does not define input_fn, predict_fn, output_fn" in log_text
+
+
+def test_parse_args_takes_port_0_and_the_container_worker_count(tmp_path, monkeypatch):
+    model_dir = write_model(tmp_path / "model")
+    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "3")
+    args = model_server.parse_args(["--model-dir", str(model_dir), "--port", "0"])
+    assert (args.port, args.workers, args.host) == (0, 3, "127.0.0.1")
+    monkeypatch.delenv("SAGEMAKER_MODEL_SERVER_WORKERS")
+    args = model_server.parse_args(["--model-dir", str(model_dir), "--port", "80", "--workers=2"])
+    assert (args.port, args.workers) == (80, 2)
+    assert model_server.parse_args(["--model-dir", str(model_dir), "--port", "80"]).workers == 1
+
+
+@pytest.mark.parametrize(
+    "extra, env, message",
+    [
+        (["--port", "-1"], None, "--port -1: must be 0-65535"),
+        (["--port", "65536"], None, "--port 65536: must be 0-65535"),
+        (["--port", "0", "--workers", "0"], None, "invalid _positive value: '0'"),
+        (["--port", "0"], "0", "SAGEMAKER_MODEL_SERVER_WORKERS='0': must be a positive integer"),
+    ],
+)
+def test_parse_args_names_the_bad_value(tmp_path, monkeypatch, capsys, extra, env, message):
+    if env is not None:
+        monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", env)
+    with pytest.raises(SystemExit) as exit_info:
+        model_server.parse_args(["--model-dir", str(write_model(tmp_path / "model"))] + extra)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_a_missing_model_dir_is_refused_with_the_argument_named(tmp_path):
