@@ -16,8 +16,9 @@ and :meth:`LambdaRuntime.submit_event`. :func:`install_moto_hooks` routes moto's
 
 Lambda semantics kept: the configured timeout (the worker is killed and restarted, the caller
 gets ``Sandbox.Timedout``), reserved concurrency (0 throttles every call; otherwise synchronous
-calls beyond it are throttled), asynchronous retries (``MaximumRetryAttempts``, default 2),
-updated code or configuration replaces the pool, a deleted function stops its workers.
+calls beyond it, waiting ones included, are throttled, with a warning per burst), asynchronous
+retries (``MaximumRetryAttempts``, default 2), updated code or configuration replaces the pool,
+a deleted function stops its workers.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ ASYNC_RETRY_DELAYS = (1.0, 2.0)  # Lambda waits minutes; locally a retry should 
 WORKER_INIT_TIMEOUT = 60.0  # import of the handler module (Lambda allows 10 s; this box is shared)
 ACQUIRE_TIMEOUT = 120.0  # a caller waiting longer than this for a free worker gives up
 RECONCILE_SECONDS = 0.5  # how soon a deleted function's workers stop (checks are cheap)
+THROTTLE_LOG_SECONDS = 5.0  # a throttled function is logged at most this often, with a count
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 PASSED_THROUGH_ENV = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR")
 
@@ -108,6 +110,28 @@ class InvokeResult(NamedTuple):
 
 class Throttled(Exception):
     """The function's reserved concurrency is used up (Lambda's TooManyRequestsException)."""
+
+
+class ThrottleWarnings:
+    """A warning per burst of throttles, not per call: at most one per function every
+    ``interval`` seconds, counting the calls throttled since the previous one."""
+
+    def __init__(self, interval: float = THROTTLE_LOG_SECONDS) -> None:
+        self.interval = interval
+        self._last: dict[str, tuple[float, int]] = {}  # function -> (logged at, throttled since)
+
+    def note(self, fn_name: str, reason: str, now: float | None = None) -> str | None:
+        """Count one throttled call; the warning logged for it, if any."""
+        now = time.monotonic() if now is None else now
+        logged_at, since = self._last.get(fn_name, (None, 0))
+        if logged_at is not None and now - logged_at < self.interval:
+            self._last[fn_name] = (logged_at, since + 1)
+            return None
+        self._last[fn_name] = (now, 0)
+        more = f" ({since} more throttled since the previous warning)" if since else ""
+        message = f"Lambda throttled a call of {reason}{more}"
+        log.warning("%s", message)
+        return message
 
 
 class _WorkerGone(Exception):
@@ -267,7 +291,7 @@ class WorkerPool:
         if self.max_size == 0 or (
             synchronous and self.reserved is not None and self.in_flight >= self.reserved
         ):
-            raise Throttled(self.fn_name)
+            raise Throttled(self.throttle_reason())
         request_id = new_request_id()
         self.in_flight += 1
         try:
@@ -291,6 +315,18 @@ class WorkerPool:
             self.in_flight -= 1
             if self.retired and self.in_flight == 0:
                 self.runtime.stop_pool_later(self)
+
+    def throttle_reason(self) -> str:
+        """Why a call is throttled now. Calls waiting for a free local worker count as running:
+        on Lambda each would have its own execution environment at once, but their wait is this
+        machine's, so a saturated machine throttles at a rate Lambda would serve."""
+        if self.reserved == 0:
+            return f"{self.fn_name}: reserved concurrency is 0"
+        running = sum(1 for worker in self.workers if worker.pending is not None)
+        return (
+            f"{self.fn_name}: reserved concurrency {self.reserved} used up: {running} running, "
+            f"{self.in_flight - running} waiting for one of {self.max_size} local workers"
+        )
 
     async def _acquire(self) -> Worker:
         deadline = time.monotonic() + ACQUIRE_TIMEOUT
@@ -364,6 +400,7 @@ class LambdaRuntime:
         self._socket_dir: Path | None = None
         self._reconciler: asyncio.Task | None = None
         self._functions: dict[str, tuple[Any, int]] = {}
+        self.throttle_warnings = ThrottleWarnings()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -402,8 +439,9 @@ class LambdaRuntime:
         dims = {"FunctionName": pool.fn_name}
         try:
             result = await pool.invoke(payload, synchronous)
-        except Throttled:
+        except Throttled as exc:
             metrics.record("AWS/Lambda", "Throttles", 1, "Count", dims)
+            self.throttle_warnings.note(pool.fn_name, str(exc))
             raise
         metrics.record_many(
             "AWS/Lambda",

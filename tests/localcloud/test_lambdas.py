@@ -1,10 +1,12 @@
 import json
+import logging
+import threading
 import time
 
 import boto3
 import pytest
 
-from localcloud.lambdas import Throttled, sns_event
+from localcloud.lambdas import Throttled, ThrottleWarnings, sns_event
 
 from .conftest import REGION
 
@@ -162,6 +164,47 @@ def test_reserved_concurrency_zero_throttles(runtime, create_function):
     fn = create_function("off", "def handler(e, c):\n    return 1\n", reserved=0)
     with pytest.raises(Throttled):
         runtime.invoke_blocking(fn, b"{}")
+
+
+def test_calls_past_the_reserved_concurrency_are_throttled_naming_why(
+    runtime, create_function, caplog
+):
+    fn = create_function(
+        "single",
+        "import time\ndef handler(e, c):\n    time.sleep(e['sleep'])\n    return 1\n",
+        reserved=1,
+    )
+    _result(runtime.invoke_blocking(fn, b'{"sleep": 0}'))  # the one worker is warm
+    slow = threading.Thread(target=runtime.invoke_blocking, args=(fn, b'{"sleep": 1.5}'))
+    slow.start()
+    deadline = time.time() + 10
+    while not any(worker.pending for pool in runtime.pools.values() for worker in pool.workers):
+        assert time.time() < deadline, "the slow call never reached the worker"
+        time.sleep(0.01)
+    caplog.set_level(logging.WARNING, logger="localcloud.lambdas")
+    for _ in range(3):
+        with pytest.raises(Throttled) as throttled:
+            runtime.invoke_blocking(fn, b'{"sleep": 0}')
+    slow.join()
+    reason = (
+        "single: reserved concurrency 1 used up: 1 running, 0 waiting for one of 1 local workers"
+    )
+    assert str(throttled.value) == reason
+    warnings = [r.getMessage() for r in caplog.records if "throttled" in r.getMessage()]
+    assert warnings == [f"Lambda throttled a call of {reason}"]  # one per burst
+    _result(runtime.invoke_blocking(fn, b'{"sleep": 0}'))  # free again once the slow call ended
+
+
+def test_throttle_warnings_are_one_per_burst_with_the_count_since_the_last():
+    warnings = ThrottleWarnings(interval=5.0)
+    assert warnings.note("f", "f: why", now=100.0) == "Lambda throttled a call of f: why"
+    assert warnings.note("f", "f: why", now=101.0) is None
+    assert warnings.note("g", "g: why", now=101.0) == "Lambda throttled a call of g: why"
+    assert warnings.note("f", "f: why", now=104.9) is None
+    assert warnings.note("f", "f: later", now=105.0) == (
+        "Lambda throttled a call of f: later (2 more throttled since the previous warning)"
+    )
+    assert warnings.note("f", "f: why", now=111.0) == "Lambda throttled a call of f: why"
 
 
 def test_deleted_function_stops_its_workers(runtime, create_function, lambda_client):
