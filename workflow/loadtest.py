@@ -146,6 +146,28 @@ def render(report: dict) -> str:
     return "\n".join(lines)
 
 
+def server_error_hint(totals: dict, local: bool, home: Path | None = None) -> str | None:
+    """Where to read why answers were 5xx (None when none were): the tester sees only the
+    status, and a Lambda throttle reaches it as API Gateway's bare 500."""
+    count = sum(n for status, n in totals["errors_by_status"].items() if status.startswith("5"))
+    if not count:
+        return None
+    if local:
+        from localcloud import daemon
+
+        home = home or daemon.home()
+        where = (
+            f"{home / daemon.LOG_FILE} (Lambda throttles, failed integrations) and the "
+            f"functions' logs in {home / 'logs' / 'lambda'}"
+        )
+    else:
+        where = (
+            "the predictor's CloudWatch log group and its AWS/Lambda Throttles metric "
+            "(a throttled call leaves no log line)"
+        )
+    return f"{count} answers were 5xx: {where} say why"
+
+
 def plot(report: dict, out: Path) -> list[Path]:
     """Latency over time (one series per variant) and a latency histogram."""
     import matplotlib
@@ -274,6 +296,9 @@ def run(ctx: Context, duration: float | None, rate: float | None, reports: Path)
     (reports / "load-test.json").write_text(json.dumps(report, indent=2) + "\n")
     images = plot(report, reports)
     print(render(report))
+    hint = server_error_hint(report["totals"], ctx.target.is_local)
+    if hint:
+        print(hint)
     print(f"report: {reports / 'load-test.json'}, {', '.join(str(p) for p in images)}")
     return report
 

@@ -2,7 +2,7 @@
 
 import json
 
-from workflow.loadtest import merge, percentiles, plot, render
+from workflow.loadtest import merge, percentiles, plot, render, server_error_hint
 
 
 def summary(samples, wrong=0, errors=None):
@@ -60,3 +60,17 @@ def test_report_files_are_written(tmp_path):
     assert [p.name for p in images] == ["latency-over-time.png", "latency-histogram.png"]
     assert all(p.read_bytes()[:4] == b"\x89PNG" for p in images)
     json.dumps(report)  # the report is plain JSON
+
+
+def test_server_errors_point_at_the_logs_that_say_why(tmp_path):
+    totals = {"errors_by_status": {"429": 3, "500": 2, "504": 1, "connection": 4}}
+    local = server_error_hint(totals, local=True, home=tmp_path)
+    assert local == (
+        f"3 answers were 5xx: {tmp_path / 'localcloud.log'} (Lambda throttles, failed "
+        f"integrations) and the functions' logs in {tmp_path / 'logs' / 'lambda'} say why"
+    )
+    assert server_error_hint(totals, local=False).startswith(
+        "3 answers were 5xx: the predictor's CloudWatch log group and its AWS/Lambda Throttles"
+    )
+    assert server_error_hint({"errors_by_status": {"429": 3, "connection": 1}}, local=True) is None
+    assert server_error_hint({"errors_by_status": {}}, local=False) is None
