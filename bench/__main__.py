@@ -194,7 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     if agreement:
         errors += agreement["tester"]["errors"] + agreement["wrk_paced"]["errors"]
     if errors:
-        print(f"bench: {errors} requests failed during the load runs (see the report)",
+        print(f"bench: {errors} requests failed during the load runs (see the report; the "
+              f"end-to-end runs' local cloud log is {WORK / 'logs' / 'localcloud-1.log'})",
               file=sys.stderr)
         failed = True
     # A partial run must not replace the page's figures with a subset of them.

@@ -8,7 +8,8 @@ throttle raised to the configuration's maxima, because the shipped 200 req/s wou
 end-to-end measurement at 16 connections. Nothing else differs. Every deploy round gets a new
 local cloud (its own ``LOCALCLOUD_HOME`` and ports) and starts from a clean ``build/`` and
 ``templates_out/``, so "full deploy" includes packing, generating, starting the local cloud and
-deploying every stack; the round ends with ``make teardown`` and ``python -m localcloud down``.
+deploying every stack; the round ends with ``make teardown`` and ``python -m localcloud down``,
+and the local cloud's log is kept as ``<logs>/localcloud-<round>.log``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from bench import wrk
-from localcloud import urls
+from localcloud import daemon, urls
 
 ROOT = Path(__file__).resolve().parents[1]
 MAKE_TIMEOUT = 900
@@ -108,6 +109,15 @@ class Cloud(Tree):
         return self.timed("localcloud-down", [str(self.tree / ".venv" / "bin" / "python"), "-m",
                                               "localcloud", "down"])
 
+    def keep_log(self, round_number: int) -> Path | None:
+        """Copy the daemon's log (throttles, failed integrations) out of the home before it is
+        removed: ``<logs>/localcloud-<round>.log``."""
+        source = self.home / daemon.LOG_FILE
+        if not source.is_file():
+            return None
+        self.logs.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.copy2(source, self.logs / f"localcloud-{round_number}.log"))
+
     @contextmanager
     def environment(self) -> Iterator[None]:
         """This process pointed at the cloud (the workflow and localcloud modules read these)."""
@@ -154,5 +164,6 @@ def run(tree: Path, logs: Path, runs: int, on_deployed: Callable[[Cloud], dict] 
             log(f"[bench] teardown round {index + 1}/{runs}: {times['teardown'][-1]:.1f} s")
         finally:
             times["down"].append(cloud.down())
+            cloud.keep_log(index + 1)
             shutil.rmtree(cloud.home, ignore_errors=True)
     return {"seconds": {k: wrk.spread(v) for k, v in times.items() if v}, **extra}

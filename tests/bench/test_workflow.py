@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 
 from bench import workflow
@@ -46,3 +47,15 @@ def test_make_tree_copies_the_working_tree_without_generated_files(tmp_path):
         workflow.BENCH_THROTTLE
     original = json.loads((root / "config.json").read_text())
     assert original["api_hosting"]["throttle"]["rate_limit"] == 200
+
+
+def test_a_round_keeps_the_local_cloud_log_before_its_home_is_removed(tmp_path):
+    cloud = workflow.Cloud(tmp_path / "tree", tmp_path / "logs")
+    try:
+        assert cloud.keep_log(1) is None  # no daemon ever wrote one
+        (cloud.home / "localcloud.log").write_text("WARNING Lambda throttled a call of fn\n")
+        kept = cloud.keep_log(2)
+        assert kept == tmp_path / "logs" / "localcloud-2.log"
+        assert kept.read_text() == "WARNING Lambda throttled a call of fn\n"
+    finally:
+        shutil.rmtree(cloud.home)
