@@ -112,24 +112,59 @@ class Throttled(Exception):
     """The function's reserved concurrency is used up (Lambda's TooManyRequestsException)."""
 
 
-class ThrottleWarnings:
-    """A warning per burst of throttles, not per call: at most one per function every
-    ``interval`` seconds, counting the calls throttled since the previous one."""
+@dataclass
+class _ThrottleBurst:
+    logged_at: float
+    unlogged: int = 0  # calls throttled since the last warning
+    latest: str = ""  # the reason given to the latest of them
+    flush_pending: bool = False
 
-    def __init__(self, interval: float = THROTTLE_LOG_SECONDS) -> None:
+
+class ThrottleWarnings:
+    """A warning per burst of throttles, not per call: the first call of a function throttled
+    is logged at once; the calls after it within ``interval`` seconds are counted, and their
+    count is logged when the interval ends (``call_later(delay, callback)`` schedules that)."""
+
+    def __init__(self, interval: float = THROTTLE_LOG_SECONDS, call_later=None) -> None:
         self.interval = interval
-        self._last: dict[str, tuple[float, int]] = {}  # function -> (logged at, throttled since)
+        self.call_later = call_later
+        self._bursts: dict[str, _ThrottleBurst] = {}
 
     def note(self, fn_name: str, reason: str, now: float | None = None) -> str | None:
         """Count one throttled call; the warning logged for it, if any."""
         now = time.monotonic() if now is None else now
-        logged_at, since = self._last.get(fn_name, (None, 0))
-        if logged_at is not None and now - logged_at < self.interval:
-            self._last[fn_name] = (logged_at, since + 1)
+        burst = self._bursts.get(fn_name)
+        if burst is None or now - burst.logged_at >= self.interval:
+            earlier = burst.unlogged if burst else 0
+            burst = self._bursts.setdefault(fn_name, _ThrottleBurst(now))
+            burst.logged_at, burst.unlogged = now, 0
+            more = f" ({earlier} more since the previous warning)" if earlier else ""
+            return self._warn(f"Lambda throttled a call of {reason}{more}")
+        burst.unlogged += 1
+        burst.latest = reason
+        if self.call_later is not None and not burst.flush_pending:
+            burst.flush_pending = True
+            self.call_later(burst.logged_at + self.interval - now, lambda: self.flush(fn_name))
+        return None
+
+    def flush(self, fn_name: str, now: float | None = None) -> str | None:
+        """Log how many calls were throttled since the last warning, if any were."""
+        burst = self._bursts.get(fn_name)
+        if burst is None:
             return None
-        self._last[fn_name] = (now, 0)
-        more = f" ({since} more throttled since the previous warning)" if since else ""
-        message = f"Lambda throttled a call of {reason}{more}"
+        burst.flush_pending = False
+        if not burst.unlogged:
+            return None
+        message = (
+            f"Lambda throttled {burst.unlogged} more calls since the previous warning; "
+            f"the latest: {burst.latest}"
+        )
+        burst.logged_at = time.monotonic() if now is None else now
+        burst.unlogged = 0
+        return self._warn(message)
+
+    @staticmethod
+    def _warn(message: str) -> str:
         log.warning("%s", message)
         return message
 
@@ -400,12 +435,13 @@ class LambdaRuntime:
         self._socket_dir: Path | None = None
         self._reconciler: asyncio.Task | None = None
         self._functions: dict[str, tuple[Any, int]] = {}
-        self.throttle_warnings = ThrottleWarnings()
+        self.throttle_warnings = ThrottleWarnings()  # given the loop's timer by start()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     async def start(self) -> None:
         self.loop = asyncio.get_running_loop()
+        self.throttle_warnings.call_later = self.loop.call_later
         run_dir = self.home / "run"
         run_dir.mkdir(parents=True, exist_ok=True)
         os.chmod(run_dir, 0o700)

@@ -182,6 +182,7 @@ def test_calls_past_the_reserved_concurrency_are_throttled_naming_why(
         assert time.time() < deadline, "the slow call never reached the worker"
         time.sleep(0.01)
     caplog.set_level(logging.WARNING, logger="localcloud.lambdas")
+    runtime.throttle_warnings.interval = 0.5
     for _ in range(3):
         with pytest.raises(Throttled) as throttled:
             runtime.invoke_blocking(fn, b'{"sleep": 0}')
@@ -191,20 +192,31 @@ def test_calls_past_the_reserved_concurrency_are_throttled_naming_why(
     )
     assert str(throttled.value) == reason
     warnings = [r.getMessage() for r in caplog.records if "throttled" in r.getMessage()]
-    assert warnings == [f"Lambda throttled a call of {reason}"]  # one per burst
+    assert warnings == [  # the burst's first call at once, the rest as a count after the interval
+        f"Lambda throttled a call of {reason}",
+        f"Lambda throttled 2 more calls since the previous warning; the latest: {reason}",
+    ]
     _result(runtime.invoke_blocking(fn, b'{"sleep": 0}'))  # free again once the slow call ended
 
 
-def test_throttle_warnings_are_one_per_burst_with_the_count_since_the_last():
-    warnings = ThrottleWarnings(interval=5.0)
+def test_throttle_warnings_log_a_burst_once_then_its_count_when_the_interval_ends():
+    timers = []
+    warnings = ThrottleWarnings(5.0, call_later=lambda delay, fire: timers.append((delay, fire)))
     assert warnings.note("f", "f: why", now=100.0) == "Lambda throttled a call of f: why"
     assert warnings.note("f", "f: why", now=101.0) is None
     assert warnings.note("g", "g: why", now=101.0) == "Lambda throttled a call of g: why"
-    assert warnings.note("f", "f: why", now=104.9) is None
-    assert warnings.note("f", "f: later", now=105.0) == (
-        "Lambda throttled a call of f: later (2 more throttled since the previous warning)"
+    assert warnings.note("f", "f: later", now=104.0) is None
+    assert [delay for delay, _ in timers] == [4.0]  # one timer per interval, not per call
+    assert warnings.flush("f", now=105.0) == (
+        "Lambda throttled 2 more calls since the previous warning; the latest: f: later"
     )
-    assert warnings.note("f", "f: why", now=111.0) == "Lambda throttled a call of f: why"
+    assert warnings.flush("f", now=105.0) is None  # nothing new since
+    assert warnings.note("f", "f: why", now=106.0) is None  # within 5 s of the last warning
+    assert len(timers) == 2
+    assert warnings.note("f", "f: again", now=111.0) == (
+        "Lambda throttled a call of f: again (1 more since the previous warning)"
+    )  # the timer had not fired yet: the count is not lost
+    assert warnings.flush("h") is None
 
 
 def test_deleted_function_stops_its_workers(runtime, create_function, lambda_client):
