@@ -60,7 +60,7 @@ ASYNC_RETRY_DELAYS = (1.0, 2.0)  # Lambda waits minutes; locally a retry should 
 WORKER_INIT_TIMEOUT = 60.0  # import of the handler module (Lambda allows 10 s; this box is shared)
 ACQUIRE_TIMEOUT = 120.0  # a caller waiting longer than this for a free worker gives up
 RECONCILE_SECONDS = 0.5  # how soon a deleted function's workers stop (checks are cheap)
-THROTTLE_LOG_SECONDS = 5.0  # a throttled function is logged at most this often, with a count
+THROTTLE_LOG_SECONDS = 5.0  # a function's throttles are logged at most this often (then as a count)
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 PASSED_THROUGH_ENV = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR")
 
