@@ -137,44 +137,6 @@ def test_launcher_script_needs_nothing_from_the_source_tree(tmp_path):
     assert "no code/inference.py" in result.stderr
 
 
-@pytest.fixture
-def model_dir(tmp_path):
-    (tmp_path / "code").mkdir()
-    (tmp_path / "code" / "inference.py").write_text("")
-    return tmp_path
-
-
-def test_parse_args_defaults_workers_from_the_container_environment(model_dir, monkeypatch):
-    monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "3")
-    assert torchserve.parse_args(["--model-dir", str(model_dir), "--port", "9001"]).workers == 3
-    monkeypatch.delenv("SAGEMAKER_MODEL_SERVER_WORKERS")
-    assert torchserve.parse_args(["--model-dir", str(model_dir), "--port", "9001"]).workers == 1
-    assert (
-        torchserve.parse_args(
-            ["--model-dir", str(model_dir), "--port", "9001", "--workers", "2"]
-        ).workers
-        == 2
-    )
-
-
-@pytest.mark.parametrize(
-    "extra, env, message",
-    [
-        (["--port", "0"], None, "must be 1-65535"),
-        (["--port", "70000"], None, "must be 1-65535"),
-        (["--port", "9001", "--workers", "0"], None, "invalid _positive value"),
-        (["--port", "9001"], "two", "SAGEMAKER_MODEL_SERVER_WORKERS='two'"),
-    ],
-)
-def test_parse_args_names_the_bad_value(model_dir, monkeypatch, capsys, extra, env, message):
-    if env is not None:
-        monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", env)
-    with pytest.raises(SystemExit) as exit_info:
-        torchserve.parse_args(["--model-dir", str(model_dir)] + extra)
-    assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
-
-
 class _Invocations(BaseHTTPRequestHandler):
     """Answers POST /invocations with the status the test sets, after checking the request."""
 

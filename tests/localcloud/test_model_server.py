@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from localcloud import model_server
+from localcloud import model_server, torchserve
 
 HANDLER = """
     import json, os
@@ -234,32 +234,48 @@ def test_a_handler_without_the_required_functions_fails_with_a_clear_log(tmp_pat
     assert "does not define input_fn, predict_fn, output_fn" in log_text
 
 
-def test_parse_args_takes_port_0_and_the_container_worker_count(tmp_path, monkeypatch):
-    model_dir = write_model(tmp_path / "model")
+# Both servers run as isolated (-I) scripts that import nothing from the source tree, so each
+# has its own copy of the argument checks: these tests hold the two copies to one behaviour.
+SERVERS = pytest.mark.parametrize(
+    "server, lowest_port", [(model_server, 0), (torchserve, 1)], ids=["model_server", "torchserve"]
+)
+
+
+@SERVERS
+def test_parse_args_takes_the_worker_count_from_the_flag_or_the_container(
+    server, lowest_port, tmp_path, monkeypatch
+):
+    model_dir = str(write_model(tmp_path / "model"))
     monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", "3")
-    args = model_server.parse_args(["--model-dir", str(model_dir), "--port", "0"])
-    assert (args.port, args.workers, args.host) == (0, 3, "127.0.0.1")
+    args = server.parse_args(["--model-dir", model_dir, "--port", str(lowest_port)])
+    assert (args.port, args.workers) == (lowest_port, 3)
     monkeypatch.delenv("SAGEMAKER_MODEL_SERVER_WORKERS")
-    args = model_server.parse_args(["--model-dir", str(model_dir), "--port", "80", "--workers=2"])
-    assert (args.port, args.workers) == (80, 2)
-    assert model_server.parse_args(["--model-dir", str(model_dir), "--port", "80"]).workers == 1
+    assert server.parse_args(["--model-dir", model_dir, "--port", "80"]).workers == 1
+    assert server.parse_args(["--model-dir", model_dir, "--port", "80", "--workers=2"]).workers == 2
 
 
+@SERVERS
 @pytest.mark.parametrize(
-    "extra, env, message",
+    "port, workers, env, message",
     [
-        (["--port", "-1"], None, "--port -1: must be 0-65535"),
-        (["--port", "65536"], None, "--port 65536: must be 0-65535"),
-        (["--port", "0", "--workers", "0"], None, "invalid _positive value: '0'"),
-        (["--port", "0"], "0", "SAGEMAKER_MODEL_SERVER_WORKERS='0': must be a positive integer"),
+        ("below", None, None, "must be {lowest}-65535"),
+        ("65536", None, None, "--port 65536: must be {lowest}-65535"),
+        ("80", "0", None, "invalid _positive value: '0'"),
+        ("80", None, "two", "SAGEMAKER_MODEL_SERVER_WORKERS='two': must be a positive integer"),
     ],
 )
-def test_parse_args_names_the_bad_value(tmp_path, monkeypatch, capsys, extra, env, message):
+def test_parse_args_names_the_bad_value(
+    server, lowest_port, port, workers, env, message, tmp_path, monkeypatch, capsys
+):
     if env is not None:
         monkeypatch.setenv("SAGEMAKER_MODEL_SERVER_WORKERS", env)
+    argv = ["--model-dir", str(write_model(tmp_path / "model"))]
+    argv += ["--port", str(lowest_port - 1) if port == "below" else port]
+    argv += ["--workers", workers] if workers else []
     with pytest.raises(SystemExit) as exit_info:
-        model_server.parse_args(["--model-dir", str(write_model(tmp_path / "model"))] + extra)
-    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+        server.parse_args(argv)
+    assert exit_info.value.code == 2
+    assert message.format(lowest=lowest_port) in capsys.readouterr().err
 
 
 def test_a_missing_model_dir_is_refused_with_the_argument_named(tmp_path):
