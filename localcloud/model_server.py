@@ -304,6 +304,9 @@ def _stop_children(children: list[int]) -> None:
             pass
 
 
+# The same argument checks as localcloud.torchserve's: each runs isolated (-I),
+# importing nothing from the source tree, so each has its own copy;
+# tests/localcloud/test_model_server.py holds the two to one behaviour.
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:

@@ -376,6 +376,9 @@ def serve(model_dir: Path, port: int, workers: int) -> int:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+# The same argument checks as localcloud.model_server's: each runs isolated (-I),
+# importing nothing from the source tree, so each has its own copy;
+# tests/localcloud/test_model_server.py holds the two to one behaviour.
 def _positive(text: str) -> int:
     value = int(text)
     if value < 1:
