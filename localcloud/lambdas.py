@@ -112,6 +112,11 @@ class Throttled(Exception):
     """The function's reserved concurrency is used up (Lambda's TooManyRequestsException)."""
 
 
+def function_logs_dir(home: Path) -> Path:
+    """Where the local cloud at ``home`` writes each function's output (``<function>.log``)."""
+    return Path(home) / "logs" / "lambda"
+
+
 @dataclass
 class _ThrottleBurst:
     logged_at: float
@@ -422,7 +427,7 @@ class LambdaRuntime:
     ) -> None:
         self.home = Path(home)
         self.functions_dir = self.home / "state" / "functions"
-        self.logs_dir = self.home / "logs" / "lambda"
+        self.logs_dir = function_logs_dir(self.home)
         self.registry = registry
         self.region = region
         self.loop: asyncio.AbstractEventLoop | None = None

@@ -154,11 +154,12 @@ def server_error_hint(totals: dict, local: bool, home: Path | None = None) -> st
         return None
     if local:
         from localcloud import daemon
+        from localcloud.lambdas import function_logs_dir
 
         home = home or daemon.home()
         where = (
             f"{home / daemon.LOG_FILE} (Lambda throttles, failed integrations) and the "
-            f"functions' logs in {home / 'logs' / 'lambda'}"
+            f"functions' logs in {function_logs_dir(home)}"
         )
     else:
         where = (
