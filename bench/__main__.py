@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SECTIONS = ("inference", "http", "workflow", "e2e")
 REPORTS = ROOT / "build" / "reports"
 WORK = ROOT / "build" / "bench"
+LOGS = WORK / "logs"
 INFERENCE_CALLS = 4000
 
 
@@ -80,7 +81,7 @@ def run_http(cfg, args, bodies: Path) -> dict:
                                             cfg.model_serving.max_text_chars,
                                             model.server_workers)
     return http.run(archive, bodies, env, args.runs, args.seconds, args.warmup,
-                    WORK / "logs", log=_log)
+                    LOGS, log=_log)
 
 
 def run_deployments(cfg, args, sections: set[str]) -> dict:
@@ -100,7 +101,7 @@ def run_deployments(cfg, args, sections: set[str]) -> dict:
                                WORK / "load-test", daemon_pid=daemon_pid, log=_log)}
 
     rounds = args.runs if "workflow" in sections else 1
-    timed = flow.run(tree, WORK / "logs", rounds, on_deployed, log=_log)
+    timed = flow.run(tree, LOGS, rounds, on_deployed, log=_log)
     out = {}
     if "e2e" in timed:
         out["e2e"] = timed.pop("e2e")
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         errors += agreement["tester"]["errors"] + agreement["wrk_paced"]["errors"]
     if errors:
         print(f"bench: {errors} requests failed during the load runs (see the report; the "
-              f"end-to-end runs' local cloud log is {WORK / 'logs' / 'localcloud-1.log'})",
+              f"end-to-end runs' local cloud log is {flow.kept_log(LOGS, 1)})",
               file=sys.stderr)
         failed = True
     # A partial run must not replace the page's figures with a subset of them.

@@ -68,6 +68,11 @@ def make_tree(dest: Path, root: Path = ROOT) -> Path:
     return dest
 
 
+def kept_log(logs: Path, round_number: int) -> Path:
+    """Where a deploy round's local cloud log is kept once its home is removed."""
+    return logs / f"localcloud-{round_number}.log"
+
+
 class Tree:
     """Commands run in the scratch tree, each timed, with its output in ``<logs>/<name>.log``."""
 
@@ -111,12 +116,12 @@ class Cloud(Tree):
 
     def keep_log(self, round_number: int) -> Path | None:
         """Copy the daemon's log (throttles, failed integrations) out of the home before it is
-        removed: ``<logs>/localcloud-<round>.log``."""
+        removed, to :func:`kept_log`."""
         source = self.home / daemon.LOG_FILE
         if not source.is_file():
             return None
         self.logs.mkdir(parents=True, exist_ok=True)
-        return Path(shutil.copy2(source, self.logs / f"localcloud-{round_number}.log"))
+        return Path(shutil.copy2(source, kept_log(self.logs, round_number)))
 
     @contextmanager
     def environment(self) -> Iterator[None]:
