@@ -43,6 +43,9 @@ created, updated and deleted through moto's own service backend, with AWS's Ref/
   ApiGateway::RestApi, ::Method, ::Deployment, Lambda::Permission, Lambda::Version, KMS::Key.
   Every type has a moto service backend; none is emulated outside moto.
   fix_missing_deletes_and_updates  ApiGateway::Resource deletes; Logs::LogGroup updates in place.
+  fix_lambda_reserved_concurrency_update
+                               an updated Lambda::Function takes its new
+                               ReservedConcurrentExecutions (or none, when it is removed).
   fix_sagemaker_names          ModelName, EndpointConfigName, EndpointName are honoured.
   fix_non_empty_bucket_delete  deleting a bucket that still holds objects fails the stack delete
                                (DELETE_FAILED) instead of silently leaving the bucket behind.
@@ -2018,6 +2021,37 @@ def fix_missing_deletes_and_updates() -> None:
     LogGroup.update_from_cloudformation_json = classmethod(update_log_group)
 
 
+def fix_lambda_reserved_concurrency_update() -> None:
+    # moto defect: LambdaFunction.update_from_cloudformation_json applies the new configuration and
+    # code but not ReservedConcurrentExecutions, so a changed or removed reserved concurrency keeps
+    # its old value, and the local Lambda runtime keeps throttling at it. CloudFormation on AWS
+    # puts the function's concurrency, or deletes it when the property is gone.
+    from moto.awslambda.models import LambdaFunction, lambda_backends
+
+    original = LambdaFunction.update_from_cloudformation_json.__func__
+
+    def update_function(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        function = original(
+            cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+        )
+        reserved = (cloudformation_json.get("Properties") or {}).get("ReservedConcurrentExecutions")
+        backend = lambda_backends[account_id][region_name]
+        if reserved is None:
+            backend.delete_function_concurrency(function.function_name)
+        else:
+            backend.put_function_concurrency(function.function_name, reserved)
+        return function
+
+    LambdaFunction.update_from_cloudformation_json = classmethod(update_function)
+
+
 # Request context the local cloud vouches for: its loopback HTTP endpoint stands in for AWS's TLS.
 _REQUEST_CONTEXT = {"aws:securetransport": "true"}
 
@@ -2149,6 +2183,7 @@ _FIXES: tuple[Callable[[], None], ...] = (
     fix_unsupported_types_fail,
     fix_resource_types,
     fix_missing_deletes_and_updates,
+    fix_lambda_reserved_concurrency_update,
     fix_sagemaker_names,
     fix_bool_conditions,
     fix_non_empty_bucket_delete,

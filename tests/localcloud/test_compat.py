@@ -1630,3 +1630,48 @@ def test_exports_in_use_can_be_neither_deleted_nor_changed(cfn, client):
     cfn.delete_stack(StackName=importer)  # in reverse dependency order both go
     cfn.delete_stack(StackName=exporter)
     assert not _stacks_named(cfn, exporter) and f"{prefix}-bucket" not in exports(cfn)
+
+
+def reserved_concurrency_template(name, reserved):
+    function = {
+        "FunctionName": name,
+        "Runtime": "python3.12",
+        "Handler": "handler.handler",
+        "Role": {"Fn::GetAtt": ["Role", "Arn"]},
+        # S3 code, as the project's functions have: moto cannot update an inline ZipFile
+        "Code": {"S3Bucket": name, "S3Key": "code.zip"},
+    }
+    if reserved is not None:
+        function["ReservedConcurrentExecutions"] = reserved
+    return {
+        "Resources": {
+            "Role": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {"AssumeRolePolicyDocument": _trust("lambda.amazonaws.com")},
+            },
+            "Function": {"Type": "AWS::Lambda::Function", "Properties": function},
+        }
+    }
+
+
+def test_an_update_applies_a_changed_or_removed_reserved_concurrency(cfn, client):
+    name = unique("reserved")
+    awslambda = client("lambda")
+    client("s3").create_bucket(Bucket=name)
+    client("s3").put_object(Bucket=name, Key="code.zip", Body=_zip_bytes())
+
+    def reserved():
+        return awslambda.get_function_concurrency(FunctionName=name).get(
+            "ReservedConcurrentExecutions"
+        )
+
+    deploy(cfn, name, reserved_concurrency_template(name, 5))
+    assert reserved() == 5
+    deploy(cfn, name, reserved_concurrency_template(name, 50))
+    assert stack(cfn, name)["StackStatus"] == "UPDATE_COMPLETE"
+    assert reserved() == 50
+    deploy(cfn, name, reserved_concurrency_template(name, None))
+    assert reserved() is None
+    deploy(cfn, name, reserved_concurrency_template(name, 0))
+    assert reserved() == 0
+    cfn.delete_stack(StackName=name)
