@@ -54,6 +54,10 @@ LABELS = (1, 2, 3, 4)
 CICD_MAX_PREFIX = 24
 MAX_VARIANTS = 10  # SageMaker's limit of production variants per endpoint config
 MAX_TESTERS = 50  # load_test.tester_count's upper bound; the tester function checks it too
+# Upper bounds of api_hosting.throttle and api_hosting.predictor.reserved_concurrency.
+MAX_API_RATE_LIMIT = 10000
+MAX_API_BURST_LIMIT = 5000
+MAX_RESERVED_CONCURRENCY = 1000
 
 _ALNUM = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -508,8 +512,8 @@ def _api_hosting(n: _Node) -> ApiHosting:
         n.node("predictor"),
     )
     throttle = Throttle(
-        rate_limit=throttle_node.number("rate_limit", 0, 10000),
-        burst_limit=throttle_node.integer("burst_limit", 1, 5000),
+        rate_limit=throttle_node.number("rate_limit", 0, MAX_API_RATE_LIMIT),
+        burst_limit=throttle_node.integer("burst_limit", 1, MAX_API_BURST_LIMIT),
     )
     throttle_node.done()
     quota = Quota(
@@ -519,7 +523,9 @@ def _api_hosting(n: _Node) -> ApiHosting:
     predictor = Predictor(
         memory_mb=predictor_node.integer("memory_mb", 128, 10240),
         timeout_seconds=predictor_node.integer("timeout_seconds", 1, API_INTEGRATION_TIMEOUT_S - 1),
-        reserved_concurrency=predictor_node.integer("reserved_concurrency", 1, 1000),
+        reserved_concurrency=predictor_node.integer(
+            "reserved_concurrency", 1, MAX_RESERVED_CONCURRENCY
+        ),
         log_request_text=predictor_node.boolean("log_request_text"),
     )
     predictor_node.done()

@@ -6,18 +6,38 @@ import json
 import shutil
 import subprocess
 
+import pytest
+
 from bench import workflow
+from generator import config as config_module
 
 
-def test_bench_config_changes_only_the_throttle():
+def test_bench_config_raises_only_the_throttle_and_the_predictors_reserved_concurrency():
     config = {"api_hosting": {"throttle": {"rate_limit": 200, "burst_limit": 400},
+                              "predictor": {"reserved_concurrency": 50, "memory_mb": 512},
                               "auth": "api_key"},
               "load_test": {"rate_per_second": 10}}
     changed = workflow.bench_config(config)
     assert changed["api_hosting"]["throttle"] == workflow.BENCH_THROTTLE
+    assert changed["api_hosting"]["predictor"] == {
+        "reserved_concurrency": workflow.BENCH_RESERVED_CONCURRENCY, "memory_mb": 512}
     assert changed["api_hosting"]["auth"] == "api_key"
     assert changed["load_test"] == config["load_test"]
-    assert config["api_hosting"]["throttle"]["rate_limit"] == 200  # the original is untouched
+    # the original is untouched
+    assert config["api_hosting"]["throttle"]["rate_limit"] == 200
+    assert config["api_hosting"]["predictor"]["reserved_concurrency"] == 50
+
+
+def test_the_bench_config_of_the_shipped_config_is_valid_and_at_its_upper_bounds():
+    shipped = json.loads(config_module.DEFAULT_PATH.read_text())
+    api = config_module.parse(workflow.bench_config(shipped)).api_hosting
+    assert (api.throttle.rate_limit, api.throttle.burst_limit) == (
+        config_module.MAX_API_RATE_LIMIT, config_module.MAX_API_BURST_LIMIT)
+    assert api.predictor.reserved_concurrency == config_module.MAX_RESERVED_CONCURRENCY
+    over = workflow.bench_config(shipped)
+    over["api_hosting"]["predictor"]["reserved_concurrency"] += 1
+    with pytest.raises(config_module.ConfigError, match="reserved_concurrency"):
+        config_module.parse(over)
 
 
 def test_make_tree_copies_the_working_tree_without_generated_files(tmp_path):
@@ -26,7 +46,8 @@ def test_make_tree_copies_the_working_tree_without_generated_files(tmp_path):
     (root / "pkg").mkdir()
     (root / ".gitignore").write_text("build/\n.venv/\n")
     (root / "config.json").write_text(json.dumps(
-        {"api_hosting": {"throttle": {"rate_limit": 200, "burst_limit": 400}}}))
+        {"api_hosting": {"throttle": {"rate_limit": 200, "burst_limit": 400},
+                         "predictor": {"reserved_concurrency": 50}}}))
     (root / "pkg" / "tracked.py").write_text("x = 1\n")
     (root / "build").mkdir()
     (root / "build" / "pack.json").write_text("{}")
@@ -43,8 +64,9 @@ def test_make_tree_copies_the_working_tree_without_generated_files(tmp_path):
     assert (tree / "pkg" / "new.py").is_file()
     assert not (tree / "build").exists() and not (tree / "templates_out").exists()
     assert (tree / ".venv").resolve() == (root / ".venv").resolve()
-    assert json.loads((tree / "config.json").read_text())["api_hosting"]["throttle"] == \
-        workflow.BENCH_THROTTLE
+    api = json.loads((tree / "config.json").read_text())["api_hosting"]
+    assert api["throttle"] == workflow.BENCH_THROTTLE
+    assert api["predictor"]["reserved_concurrency"] == workflow.BENCH_RESERVED_CONCURRENCY
     original = json.loads((root / "config.json").read_text())
     assert original["api_hosting"]["throttle"]["rate_limit"] == 200
 
