@@ -49,6 +49,8 @@ created, updated and deleted through moto's own service backend, with AWS's Ref/
   fix_sagemaker_names          ModelName, EndpointConfigName, EndpointName are honoured.
   fix_non_empty_bucket_delete  deleting a bucket that still holds objects fails the stack delete
                                (DELETE_FAILED) instead of silently leaving the bucket behind.
+  fix_bucket_configuration     a bucket gets (and an update changes) its versioning, lifecycle
+                               rules, public access block and ownership controls.
 
 Service behaviour
   fix_bool_conditions          Bool policy conditions on aws:SecureTransport hold (the loopback
@@ -2155,6 +2157,110 @@ def fix_non_empty_bucket_delete() -> None:
     FakeBucket.delete_from_cloudformation_json = classmethod(delete_bucket)
 
 
+# CloudFormation's LifecycleRule actions -> the S3 API's (as moto parses its XML): action, fields.
+_LIFECYCLE_ACTIONS: dict[str, Callable[[Any], tuple[str, dict[str, Any]]]] = {
+    "ExpirationInDays": lambda days: ("Expiration", {"Days": days}),
+    "ExpirationDate": lambda date: ("Expiration", {"Date": date}),
+    "ExpiredObjectDeleteMarker": lambda flag: ("Expiration", {"ExpiredObjectDeleteMarker": flag}),
+    "NoncurrentVersionExpiration": lambda value: ("NoncurrentVersionExpiration", dict(value)),
+    "NoncurrentVersionExpirationInDays": lambda days: (
+        "NoncurrentVersionExpiration",
+        {"NoncurrentDays": days},
+    ),
+    "AbortIncompleteMultipartUpload": lambda value: ("AbortIncompleteMultipartUpload", dict(value)),
+}
+
+
+def _lifecycle_rules(configuration: dict[str, Any]) -> list[dict[str, Any]]:
+    """A LifecycleConfiguration's rules in the S3 API's form. A rule property this layer does not
+    translate (transitions, tag or size filters) fails the stack by name instead of being
+    dropped."""
+    rules = []
+    for number, rule in enumerate(configuration.get("Rules") or [], start=1):
+        unknown = sorted(set(rule) - {"Id", "Status", "Prefix", *_LIFECYCLE_ACTIONS})
+        if unknown:
+            raise ValidationError(
+                message=f"LifecycleConfiguration rule {number}: the local cloud does not "
+                f"support {', '.join(unknown)}"
+            )
+        api_rule: dict[str, Any] = {
+            "Status": rule["Status"],
+            "Filter": {"Prefix": rule.get("Prefix", "")},
+        }
+        if "Id" in rule:
+            api_rule["ID"] = rule["Id"]
+        for name, value in rule.items():
+            if name in _LIFECYCLE_ACTIONS:
+                action, fields = _LIFECYCLE_ACTIONS[name](value)
+                api_rule.setdefault(action, {}).update(fields)
+        rules.append(api_rule)
+    return rules
+
+
+def _configure_bucket(backend: Any, name: str, properties: dict[str, Any], update: bool) -> None:
+    """Apply the bucket configuration moto's CloudFormation model drops; on ``update``, a
+    configuration the template no longer has is removed (versioning, which a bucket cannot leave
+    once enabled, stays as it is)."""
+    versioning = properties.get("VersioningConfiguration")
+    if versioning:
+        backend.put_bucket_versioning(name, versioning["Status"])
+    lifecycle = properties.get("LifecycleConfiguration")
+    if lifecycle:
+        backend.put_bucket_lifecycle(name, _lifecycle_rules(lifecycle))
+    elif update:
+        backend.delete_bucket_lifecycle(name)
+    public_access_block = properties.get("PublicAccessBlockConfiguration")
+    if public_access_block:
+        backend.put_public_access_block(name, public_access_block)
+    elif update:
+        backend.delete_public_access_block(name)
+    ownership = properties.get("OwnershipControls")
+    if ownership:
+        backend.put_bucket_ownership_controls(name, ownership["Rules"][0]["ObjectOwnership"])
+    elif update:
+        backend.delete_bucket_ownership_controls(name)
+
+
+def fix_bucket_configuration() -> None:
+    # moto defect: FakeBucket's CloudFormation create and update apply BucketEncryption and Tags
+    # only. VersioningConfiguration, LifecycleConfiguration, PublicAccessBlockConfiguration and
+    # OwnershipControls are dropped: every bucket comes up unversioned, without lifecycle rules,
+    # public access block or ownership controls, and an update changes none of them.
+    from moto.s3.models import FakeBucket, s3_backends
+
+    original_create = FakeBucket.create_from_cloudformation_json.__func__
+    original_update = FakeBucket.update_from_cloudformation_json.__func__
+
+    def create_bucket(
+        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str,
+        region_name: str, **kwargs: Any,
+    ) -> Any:
+        bucket = original_create(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        )
+        backend = _partition_backend(s3_backends, account_id, region_name)
+        _configure_bucket(backend, bucket.name, cloudformation_json.get("Properties") or {},
+                          update=False)
+        return bucket
+
+    def update_bucket(
+        cls: Any, original_resource: Any, new_resource_name: str, cloudformation_json: Any,
+        account_id: str, region_name: str,
+    ) -> Any:
+        bucket = original_update(
+            cls, original_resource, new_resource_name, cloudformation_json, account_id,
+            region_name,
+        )
+        if bucket is original_resource:  # updated in place; a replacement was created configured
+            backend = _partition_backend(s3_backends, account_id, region_name)
+            _configure_bucket(backend, bucket.name, cloudformation_json.get("Properties") or {},
+                              update=True)
+        return bucket
+
+    FakeBucket.create_from_cloudformation_json = classmethod(create_bucket)
+    FakeBucket.update_from_cloudformation_json = classmethod(update_bucket)
+
+
 def fix_sagemaker_names() -> None:
     # moto defect: Model, EndpointConfig and Endpoint report no name property
     # (cloudformation_name_type() == ""), so ModelName, EndpointConfigName and EndpointName are
@@ -2187,5 +2293,6 @@ _FIXES: tuple[Callable[[], None], ...] = (
     fix_sagemaker_names,
     fix_bool_conditions,
     fix_non_empty_bucket_delete,
+    fix_bucket_configuration,
     fix_metric_values_aggregated,
 )

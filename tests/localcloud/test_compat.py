@@ -20,6 +20,7 @@ from moto.core import DEFAULT_ACCOUNT_ID
 from moto.server import ThreadedMotoServer
 
 from localcloud import compat
+from workflow.teardown import empty_bucket
 
 REPO = Path(__file__).resolve().parents[2]
 AWS_CLI = REPO / ".venv" / "bin" / "aws"
@@ -1318,8 +1319,7 @@ def test_project_templates_deploy_redeploy_and_tear_down(cfn, client):
     finally:
         for entry, _, _ in reversed(deployed):
             for name in _stack_buckets(cfn, entry["stack_name"]):
-                for item in s3.list_objects_v2(Bucket=name).get("Contents", []):
-                    s3.delete_object(Bucket=name, Key=item["Key"])
+                empty_bucket(s3, name)  # versioned buckets: every version and delete marker
             cfn.delete_stack(StackName=entry["stack_name"])
 
     live = {
@@ -1675,3 +1675,90 @@ def test_an_update_applies_a_changed_or_removed_reserved_concurrency(cfn, client
     deploy(cfn, name, reserved_concurrency_template(name, 0))
     assert reserved() == 0
     cfn.delete_stack(StackName=name)
+
+
+def configured_bucket_template(name, expiry_days, block_public_access=True):
+    properties = {
+        "BucketName": name,
+        "VersioningConfiguration": {"Status": "Enabled"},
+        "LifecycleConfiguration": {
+            "Rules": [
+                {
+                    "Id": "ExpireNoncurrentVersions",
+                    "Status": "Enabled",
+                    "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+                },
+                {
+                    "Id": "ExpireResults",
+                    "Status": "Enabled",
+                    "Prefix": "results/",
+                    "ExpirationInDays": expiry_days,
+                },
+            ]
+        },
+        "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+    }
+    if block_public_access:
+        properties["PublicAccessBlockConfiguration"] = {
+            "BlockPublicAcls": True,
+            "BlockPublicPolicy": True,
+            "IgnorePublicAcls": True,
+            "RestrictPublicBuckets": True,
+        }
+    return {"Resources": {"Bucket": {"Type": "AWS::S3::Bucket", "Properties": properties}}}
+
+
+def test_a_bucket_gets_and_updates_its_versioning_lifecycle_access_block_and_ownership(
+    cfn, client
+):
+    name = unique("configured")
+    s3 = client("s3")
+    deploy(cfn, name, configured_bucket_template(name, 30))
+    assert s3.get_bucket_versioning(Bucket=name)["Status"] == "Enabled"
+    assert s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"] == [
+        {
+            "ID": "ExpireNoncurrentVersions",
+            "Filter": {"Prefix": ""},
+            "Status": "Enabled",
+            "NoncurrentVersionExpiration": {"NoncurrentDays": 30},
+            "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 7},
+        },
+        {
+            "ID": "ExpireResults",
+            "Filter": {"Prefix": "results/"},
+            "Status": "Enabled",
+            "Expiration": {"Days": 30},
+        },
+    ]
+    assert s3.get_public_access_block(Bucket=name)["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "IgnorePublicAcls": True,
+        "BlockPublicPolicy": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert s3.get_bucket_ownership_controls(Bucket=name)["OwnershipControls"]["Rules"] == [
+        {"ObjectOwnership": "BucketOwnerEnforced"}
+    ]
+
+    # versioned: an overwritten object keeps its earlier version
+    s3.put_object(Bucket=name, Key="results/a", Body=b"1")
+    s3.put_object(Bucket=name, Key="results/a", Body=b"2")
+    assert len(s3.list_object_versions(Bucket=name)["Versions"]) == 2
+
+    deploy(cfn, name, configured_bucket_template(name, 7, block_public_access=False))
+    assert stack(cfn, name)["StackStatus"] == "UPDATE_COMPLETE"
+    rules = s3.get_bucket_lifecycle_configuration(Bucket=name)["Rules"]
+    assert rules[1]["Expiration"] == {"Days": 7}
+    with pytest.raises(ClientError, match="NoSuchPublicAccessBlockConfiguration"):
+        s3.get_public_access_block(Bucket=name)
+    assert s3.get_bucket_versioning(Bucket=name)["Status"] == "Enabled"
+
+
+def test_a_lifecycle_rule_property_the_local_cloud_cannot_apply_fails_the_stack_by_name(cfn):
+    name = unique("transition")
+    template = configured_bucket_template(name, 30)
+    rule = template["Resources"]["Bucket"]["Properties"]["LifecycleConfiguration"]["Rules"][1]
+    rule["Transitions"] = [{"StorageClass": "GLACIER", "TransitionInDays": 10}]
+    with pytest.raises(ClientError, match="rule 2: the local cloud does not support Transitions"):
+        deploy(cfn, name, template)
