@@ -46,6 +46,9 @@ created, updated and deleted through moto's own service backend, with AWS's Ref/
   fix_lambda_reserved_concurrency_update
                                an updated Lambda::Function takes its new
                                ReservedConcurrentExecutions (or none, when it is removed).
+  fix_role_policies            an IAM::Role's inline policies are stored as JSON, and an update
+                               applies its new trust policy and inline policies (a removed one
+                               is detached).
   fix_sagemaker_names          ModelName, EndpointConfigName, EndpointName are honoured.
   fix_non_empty_bucket_delete  deleting a bucket that still holds objects fails the stack delete
                                (DELETE_FAILED) instead of silently leaving the bucket behind.
@@ -2054,6 +2057,66 @@ def fix_lambda_reserved_concurrency_update() -> None:
     LambdaFunction.update_from_cloudformation_json = classmethod(update_function)
 
 
+def _policy_json(document: Any) -> str:
+    return document if isinstance(document, str) else json.dumps(document)
+
+
+def _put_inline_policies(role: Any, properties: dict[str, Any]) -> None:
+    """Attach the template's inline policies to ``role`` as JSON documents and detach the rest."""
+    policies = {p["PolicyName"]: p["PolicyDocument"] for p in properties.get("Policies", [])}
+    for name in set(role.policies) - set(policies):
+        role.delete_policy(name)
+    for name, document in policies.items():
+        role.put_policy(name, _policy_json(document))
+
+
+def fix_role_policies() -> None:
+    # moto defects: Role.create_from_cloudformation_json stores each inline policy as the decoded
+    # template object, so GetRolePolicy answers its Python repr ({'Version': ...}), which is not
+    # JSON; and Role.update_from_cloudformation_json updates the description only: a changed trust
+    # policy or inline policy keeps its old document, a new inline policy is never attached and a
+    # removed one stays. CloudFormation on AWS updates all three in place.
+    from moto.iam.models import Role, iam_backends
+
+    original_create = Role.create_from_cloudformation_json.__func__
+    original_update = Role.update_from_cloudformation_json.__func__
+
+    def create_role(
+        cls: Any,
+        resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+        **kwargs: Any,
+    ) -> Any:
+        role = original_create(
+            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
+        )
+        _put_inline_policies(role, cloudformation_json.get("Properties") or {})
+        return role
+
+    def update_role(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: dict[str, Any],
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        role = original_update(
+            cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+        )
+        properties = cloudformation_json.get("Properties") or {}
+        _partition_backend(iam_backends, account_id, region_name).update_assume_role_policy(
+            role.name, _policy_json(properties["AssumeRolePolicyDocument"])
+        )
+        _put_inline_policies(role, properties)
+        return role
+
+    Role.create_from_cloudformation_json = classmethod(create_role)
+    Role.update_from_cloudformation_json = classmethod(update_role)
+
+
 # Request context the local cloud vouches for: its loopback HTTP endpoint stands in for AWS's TLS.
 _REQUEST_CONTEXT = {"aws:securetransport": "true"}
 
@@ -2290,6 +2353,7 @@ _FIXES: tuple[Callable[[], None], ...] = (
     fix_resource_types,
     fix_missing_deletes_and_updates,
     fix_lambda_reserved_concurrency_update,
+    fix_role_policies,
     fix_sagemaker_names,
     fix_bool_conditions,
     fix_non_empty_bucket_delete,

@@ -1762,3 +1762,64 @@ def test_a_lifecycle_rule_property_the_local_cloud_cannot_apply_fails_the_stack_
     rule["Transitions"] = [{"StorageClass": "GLACIER", "TransitionInDays": 10}]
     with pytest.raises(ClientError, match="rule 2: the local cloud does not support Transitions"):
         deploy(cfn, name, template)
+
+
+def role_template(trusted_service, policies):
+    return {
+        "Resources": {
+            "Role": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "AssumeRolePolicyDocument": _trust(trusted_service),
+                    "Policies": [
+                        {
+                            "PolicyName": name,
+                            "PolicyDocument": {
+                                "Version": "2012-10-17",
+                                "Statement": [
+                                    {"Effect": "Allow", "Action": action, "Resource": "*"}
+                                ],
+                            },
+                        }
+                        for name, action in policies.items()
+                    ],
+                },
+            }
+        },
+        "Outputs": {"RoleName": {"Value": {"Ref": "Role"}}},
+    }
+
+
+def test_an_update_changes_a_roles_trust_policy_and_inline_policies(cfn, client):
+    name = unique("role")
+    iam = client("iam")
+
+    def actions(role):
+        return {
+            policy: iam.get_role_policy(RoleName=role, PolicyName=policy)["PolicyDocument"][
+                "Statement"
+            ][0]["Action"]
+            for policy in iam.list_role_policies(RoleName=role)["PolicyNames"]
+        }
+
+    def trusted(role):
+        document = iam.get_role(RoleName=role)["Role"]["AssumeRolePolicyDocument"]
+        return document["Statement"][0]["Principal"]["Service"]
+
+    deploy(cfn, name, role_template("lambda.amazonaws.com", {"Read": "s3:GetObject"}))
+    role = outputs(cfn, name)["RoleName"]
+    assert actions(role) == {"Read": "s3:GetObject"}
+    deploy(
+        cfn,
+        name,
+        role_template(
+            "sagemaker.amazonaws.com", {"Read": "s3:ListBucket", "Publish": "sns:Publish"}
+        ),
+    )
+    assert stack(cfn, name)["StackStatus"] == "UPDATE_COMPLETE"
+    assert outputs(cfn, name)["RoleName"] == role  # updated in place
+    assert actions(role) == {"Read": "s3:ListBucket", "Publish": "sns:Publish"}
+    assert trusted(role) == "sagemaker.amazonaws.com"
+    deploy(cfn, name, role_template("sagemaker.amazonaws.com", {"Publish": "sns:Publish"}))
+    assert actions(role) == {"Publish": "sns:Publish"}
+    cfn.delete_stack(StackName=name)
