@@ -66,6 +66,7 @@ Service behaviour
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import re
 import threading
@@ -868,6 +869,26 @@ def fix_unsupported_types_fail() -> None:
 # --------------------------------------------------------------------------------------------
 # Resource types moto's CloudFormation lacks (or implements without Ref, update or delete)
 # --------------------------------------------------------------------------------------------
+
+
+def _then_apply(
+    model_class: Any, method: str, step: Callable[[Any, dict[str, Any], str, str], None]
+) -> None:
+    """Make moto's CloudFormation classmethod ``method`` of ``model_class`` (create or update)
+    also run ``step(resource, properties, account_id, region_name)`` on the resource it returns:
+    for properties moto's model drops."""
+    original = getattr(model_class, method).__func__
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def method_then_step(cls: Any, *args: Any, **kwargs: Any) -> Any:
+        resource = original(cls, *args, **kwargs)
+        call = signature.bind(cls, *args, **kwargs).arguments
+        properties = call["cloudformation_json"].get("Properties") or {}
+        step(resource, properties, call["account_id"], call["region_name"])
+        return resource
+
+    setattr(model_class, method, classmethod(method_then_step))
 
 
 def _partition_backend(backends: Any, account_id: str, region_name: str) -> Any:
@@ -2033,28 +2054,17 @@ def fix_lambda_reserved_concurrency_update() -> None:
     # puts the function's concurrency, or deletes it when the property is gone.
     from moto.awslambda.models import LambdaFunction, lambda_backends
 
-    original = LambdaFunction.update_from_cloudformation_json.__func__
-
-    def update_function(
-        cls: Any,
-        original_resource: Any,
-        new_resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> Any:
-        function = original(
-            cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
-        )
-        reserved = (cloudformation_json.get("Properties") or {}).get("ReservedConcurrentExecutions")
+    def apply_reserved_concurrency(
+        function: Any, properties: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
         backend = lambda_backends[account_id][region_name]
+        reserved = properties.get("ReservedConcurrentExecutions")
         if reserved is None:
             backend.delete_function_concurrency(function.function_name)
         else:
             backend.put_function_concurrency(function.function_name, reserved)
-        return function
 
-    LambdaFunction.update_from_cloudformation_json = classmethod(update_function)
+    _then_apply(LambdaFunction, "update_from_cloudformation_json", apply_reserved_concurrency)
 
 
 def _policy_json(document: Any) -> str:
@@ -2078,43 +2088,19 @@ def fix_role_policies() -> None:
     # removed one stays. CloudFormation on AWS updates all three in place.
     from moto.iam.models import Role, iam_backends
 
-    original_create = Role.create_from_cloudformation_json.__func__
-    original_update = Role.update_from_cloudformation_json.__func__
+    def apply_policies(role: Any, properties: dict[str, Any], *_: str) -> None:
+        _put_inline_policies(role, properties)
 
-    def create_role(
-        cls: Any,
-        resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-        **kwargs: Any,
-    ) -> Any:
-        role = original_create(
-            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
-        )
-        _put_inline_policies(role, cloudformation_json.get("Properties") or {})
-        return role
-
-    def update_role(
-        cls: Any,
-        original_resource: Any,
-        new_resource_name: str,
-        cloudformation_json: dict[str, Any],
-        account_id: str,
-        region_name: str,
-    ) -> Any:
-        role = original_update(
-            cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
-        )
-        properties = cloudformation_json.get("Properties") or {}
+    def apply_trust_and_policies(
+        role: Any, properties: dict[str, Any], account_id: str, region_name: str
+    ) -> None:
         _partition_backend(iam_backends, account_id, region_name).update_assume_role_policy(
             role.name, _policy_json(properties["AssumeRolePolicyDocument"])
         )
         _put_inline_policies(role, properties)
-        return role
 
-    Role.create_from_cloudformation_json = classmethod(create_role)
-    Role.update_from_cloudformation_json = classmethod(update_role)
+    _then_apply(Role, "create_from_cloudformation_json", apply_policies)
+    _then_apply(Role, "update_from_cloudformation_json", apply_trust_and_policies)
 
 
 # Request context the local cloud vouches for: its loopback HTTP endpoint stands in for AWS's TLS.
@@ -2291,37 +2277,17 @@ def fix_bucket_configuration() -> None:
     # public access block or ownership controls, and an update changes none of them.
     from moto.s3.models import FakeBucket, s3_backends
 
-    original_create = FakeBucket.create_from_cloudformation_json.__func__
-    original_update = FakeBucket.update_from_cloudformation_json.__func__
+    def configure(update: bool) -> Callable[[Any, dict[str, Any], str, str], None]:
+        def apply(bucket: Any, properties: dict[str, Any], account_id: str, region: str) -> None:
+            backend = _partition_backend(s3_backends, account_id, region)
+            _configure_bucket(backend, bucket.name, properties, update)
 
-    def create_bucket(
-        cls: Any, resource_name: str, cloudformation_json: Any, account_id: str,
-        region_name: str, **kwargs: Any,
-    ) -> Any:
-        bucket = original_create(
-            cls, resource_name, cloudformation_json, account_id, region_name, **kwargs
-        )
-        backend = _partition_backend(s3_backends, account_id, region_name)
-        _configure_bucket(backend, bucket.name, cloudformation_json.get("Properties") or {},
-                          update=False)
-        return bucket
+        return apply
 
-    def update_bucket(
-        cls: Any, original_resource: Any, new_resource_name: str, cloudformation_json: Any,
-        account_id: str, region_name: str,
-    ) -> Any:
-        bucket = original_update(
-            cls, original_resource, new_resource_name, cloudformation_json, account_id,
-            region_name,
-        )
-        if bucket is original_resource:  # updated in place; a replacement was created configured
-            backend = _partition_backend(s3_backends, account_id, region_name)
-            _configure_bucket(backend, bucket.name, cloudformation_json.get("Properties") or {},
-                              update=True)
-        return bucket
-
-    FakeBucket.create_from_cloudformation_json = classmethod(create_bucket)
-    FakeBucket.update_from_cloudformation_json = classmethod(update_bucket)
+    # A bucket that an update replaces comes from the create, configured; configuring it again
+    # puts the same settings and finds nothing to remove.
+    _then_apply(FakeBucket, "create_from_cloudformation_json", configure(update=False))
+    _then_apply(FakeBucket, "update_from_cloudformation_json", configure(update=True))
 
 
 def fix_sagemaker_names() -> None:
