@@ -8,11 +8,11 @@ throttle and the predictor's reserved concurrency raised to the configuration's 
 shipped 200 req/s would cap the end-to-end measurement at 16 connections; the shipped reserved
 concurrency of 50 throttles calls that queue for the local workers when the testers and the
 stack saturate the machine's cores (docs/local-cloud.md), which is this machine's wait, not a
-latency to measure. Nothing else differs. Every deploy round gets a new
-local cloud (its own ``LOCALCLOUD_HOME`` and ports) and starts from a clean ``build/`` and
-``templates_out/``, so "full deploy" includes packing, generating, starting the local cloud and
-deploying every stack; the round ends with ``make teardown`` and ``python -m localcloud down``,
-and the local cloud's log is kept as ``<logs>/localcloud-<round>.log``.
+latency to measure. Nothing else differs. Every deploy round gets a new local cloud (its own
+``LOCALCLOUD_HOME`` and ports) and starts from a clean ``build/`` and ``templates_out/``, so
+"full deploy" includes packing, generating, starting the local cloud and deploying every stack;
+the round ends with ``make teardown`` and ``python -m localcloud down``, and the local cloud's
+log is kept as ``<logs>/localcloud-<round>.log``.
 """
 
 from __future__ import annotations
