@@ -46,6 +46,10 @@ created, updated and deleted through moto's own service backend, with AWS's Ref/
   fix_lambda_reserved_concurrency_update
                                an updated Lambda::Function takes its new
                                ReservedConcurrentExecutions (or none, when it is removed).
+  fix_lambda_dead_letter_config
+                               a Lambda::Function keeps its DeadLetterConfig (shown by
+                               GetFunctionConfiguration), where the local runtime parks failed
+                               asynchronous events.
   fix_role_policies            an IAM::Role's inline policies are stored as JSON, and an update
                                applies its new trust policy and inline policies (a removed one
                                is detached).
@@ -2067,6 +2071,31 @@ def fix_lambda_reserved_concurrency_update() -> None:
     _then_apply(LambdaFunction, "update_from_cloudformation_json", apply_reserved_concurrency)
 
 
+def fix_lambda_dead_letter_config() -> None:
+    # moto defect: LambdaFunction keeps no DeadLetterConfig (CloudFormation's create and update
+    # drop it, GetFunctionConfiguration never shows it), so nothing knows where Lambda parks an
+    # asynchronous event it gives up on. The function keeps it as ``dead_letter_config``, which
+    # the local Lambda runtime delivers to (localcloud.lambdas.park_failed_event).
+    from moto.awslambda.models import LambdaFunction
+
+    def keep_dead_letter_config(function: Any, properties: dict[str, Any], *_: str) -> None:
+        function.dead_letter_config = properties.get("DeadLetterConfig") or None
+
+    _then_apply(LambdaFunction, "create_from_cloudformation_json", keep_dead_letter_config)
+    _then_apply(LambdaFunction, "update_from_cloudformation_json", keep_dead_letter_config)
+    original = LambdaFunction.get_configuration
+
+    @functools.wraps(original)
+    def get_configuration(self: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        configuration = original(self, *args, **kwargs)
+        dead_letter_config = getattr(self, "dead_letter_config", None)
+        if dead_letter_config:
+            configuration["DeadLetterConfig"] = dict(dead_letter_config)
+        return configuration
+
+    LambdaFunction.get_configuration = get_configuration
+
+
 def _policy_json(document: Any) -> str:
     return document if isinstance(document, str) else json.dumps(document)
 
@@ -2319,6 +2348,7 @@ _FIXES: tuple[Callable[[], None], ...] = (
     fix_resource_types,
     fix_missing_deletes_and_updates,
     fix_lambda_reserved_concurrency_update,
+    fix_lambda_dead_letter_config,
     fix_role_policies,
     fix_sagemaker_names,
     fix_bool_conditions,

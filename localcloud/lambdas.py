@@ -17,8 +17,8 @@ and :meth:`LambdaRuntime.submit_event`. :func:`install_moto_hooks` routes moto's
 Lambda semantics kept: the configured timeout (the worker is killed and restarted, the caller
 gets ``Sandbox.Timedout``), reserved concurrency (0 throttles every call; otherwise synchronous
 calls beyond it, waiting ones included, are throttled, with a warning per burst), asynchronous
-retries (``MaximumRetryAttempts``, default 2), updated code or configuration replaces the pool,
-a deleted function stops its workers.
+retries (``MaximumRetryAttempts``, default 2) and then the function's dead-letter queue or topic,
+updated code or configuration replaces the pool, a deleted function stops its workers.
 """
 
 from __future__ import annotations
@@ -106,6 +106,7 @@ class InvokeResult(NamedTuple):
     payload: bytes  # the function's result, or Lambda's error document when error_type is set
     error_type: str | None  # None on success
     duration_ms: float
+    request_id: str = ""
 
 
 class Throttled(Exception):
@@ -190,6 +191,59 @@ def new_request_id() -> str:
 
 def _error_payload(error_type: str, message: str) -> bytes:
     return json.dumps({"errorType": error_type, "errorMessage": message}).encode()
+
+
+def _error_message(error_document: bytes) -> str:
+    """The ``errorMessage`` of Lambda's error document (the document itself if it has none)."""
+    try:
+        return str(json.loads(error_document)["errorMessage"])
+    except (ValueError, KeyError, TypeError):
+        return error_document.decode(errors="replace")
+
+
+# What Lambda puts in a failed asynchronous event's ErrorCode: the status of the invocation.
+FUNCTION_ERROR_CODE = 200  # the function ran and failed (X-Amz-Function-Error)
+THROTTLED_ERROR_CODE = 429
+DEAD_LETTER_MESSAGE_LIMIT = 1024  # Lambda sends the first 1 KB of the error message
+
+
+def park_failed_event(
+    fn: Any, payload: bytes, request_id: str, error_code: int, message: str
+) -> None:
+    """Send an asynchronous event that Lambda gives up on to the function's dead-letter queue
+    (``DeadLetterConfig.TargetArn``), with Lambda's RequestID, ErrorCode and ErrorMessage
+    attributes; without one the event is dropped, as on Lambda, and logged whole."""
+    target = (getattr(fn, "dead_letter_config", None) or {}).get("TargetArn")
+    if not target:
+        log.error("%s: asynchronous event dropped (no dead-letter queue): %s",
+                  fn.function_name, payload.decode(errors="replace"))
+        return
+    attributes = {
+        "RequestID": {"DataType": "String", "StringValue": request_id},
+        "ErrorCode": {"DataType": "Number", "StringValue": str(error_code)},
+        "ErrorMessage": {"DataType": "String",
+                         "StringValue": message[:DEAD_LETTER_MESSAGE_LIMIT] or "unknown"},
+    }
+    service, region, account, name = _arn_parts(target)
+    body = payload.decode(errors="replace")
+    try:
+        if service != "sqs":
+            raise ValueError("the local cloud delivers dead letters to SQS queues only")
+        from moto.sqs.models import sqs_backends
+
+        sqs_backends[account][region].send_message(name, body, message_attributes=attributes)
+    except Exception as exc:  # moto's errors share no base class; the event goes to the log
+        log.error("%s: asynchronous event could not reach its dead-letter target %s (%s): %s",
+                  fn.function_name, target, exc, body)
+        return
+    log.warning("%s: asynchronous event sent to its dead-letter queue %s (request %s)",
+                fn.function_name, target, request_id)
+
+
+def _arn_parts(arn: str) -> tuple[str, str, str, str]:
+    """(service, region, account, resource) of an ARN; empty strings where it has none."""
+    parts = arn.split(":", 5) + [""] * 6
+    return parts[2], parts[3], parts[4], parts[5]
 
 
 def _code_sha_hex(fn: Any) -> str:
@@ -344,11 +398,13 @@ class WorkerPool:
             except (OSError, RuntimeError, zipfile.BadZipFile) as exc:
                 message = f"RequestId: {request_id} Error: cannot unpack the function's code: {exc}"
                 return InvokeResult(
-                    _error_payload("Runtime.InvalidCode", message), "Runtime.InvalidCode", 0.0
+                    _error_payload("Runtime.InvalidCode", message), "Runtime.InvalidCode", 0.0,
+                    request_id,
                 )
             worker = await self._acquire()
             try:
-                return await worker.run(request_id, payload, self.timeout)
+                result = await worker.run(request_id, payload, self.timeout)
+                return result._replace(request_id=request_id)
             finally:
                 self.release(worker)
         finally:
@@ -522,6 +578,7 @@ class LambdaRuntime:
                 result = await self.invoke(fn, payload, synchronous=False)
             except Throttled as exc:
                 log.error("asynchronous invocation of %s throttled: %s", fn.function_name, exc)
+                park_failed_event(fn, payload, new_request_id(), THROTTLED_ERROR_CODE, str(exc))
                 return
             if result.error_type is None:
                 return
@@ -534,6 +591,9 @@ class LambdaRuntime:
             )
             if attempt < retries:
                 await asyncio.sleep(ASYNC_RETRY_DELAYS[min(attempt, len(ASYNC_RETRY_DELAYS) - 1)])
+        park_failed_event(
+            fn, payload, result.request_id, FUNCTION_ERROR_CODE, _error_message(result.payload)
+        )
 
     def function(self, arn: str) -> Any:
         """moto's function for ``arn`` (cached until moto's Lambda state changes)."""

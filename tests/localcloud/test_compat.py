@@ -1823,3 +1823,35 @@ def test_an_update_changes_a_roles_trust_policy_and_inline_policies(cfn, client)
     deploy(cfn, name, role_template("sagemaker.amazonaws.com", {"Publish": "sns:Publish"}))
     assert actions(role) == {"Publish": "sns:Publish"}
     cfn.delete_stack(StackName=name)
+
+
+def test_a_function_keeps_its_dead_letter_config_through_create_and_update(cfn, client):
+    name = unique("dlq")
+    client("s3").create_bucket(Bucket=name)
+    client("s3").put_object(Bucket=name, Key="code.zip", Body=_zip_bytes())
+
+    def template(with_dead_letters):
+        resources = reserved_concurrency_template(name, None)["Resources"]
+        resources["DeadLetters"] = {"Type": "AWS::SQS::Queue", "Properties": {}}
+        if with_dead_letters:
+            resources["Function"]["Properties"]["DeadLetterConfig"] = {
+                "TargetArn": {"Fn::GetAtt": ["DeadLetters", "Arn"]}
+            }
+        return {
+            "Resources": resources,
+            "Outputs": {"QueueArn": {"Value": {"Fn::GetAtt": ["DeadLetters", "Arn"]}}},
+        }
+
+    def dead_letter_config():
+        return client("lambda").get_function_configuration(FunctionName=name).get(
+            "DeadLetterConfig"
+        )
+
+    deploy(cfn, name, template(True))
+    assert dead_letter_config() == {"TargetArn": outputs(cfn, name)["QueueArn"]}
+    deploy(cfn, name, template(False))
+    assert stack(cfn, name)["StackStatus"] == "UPDATE_COMPLETE"
+    assert dead_letter_config() is None
+    deploy(cfn, name, template(True))
+    assert dead_letter_config() == {"TargetArn": outputs(cfn, name)["QueueArn"]}
+    cfn.delete_stack(StackName=name)

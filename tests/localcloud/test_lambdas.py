@@ -328,3 +328,50 @@ def test_request_ids_are_unique_and_uuid_shaped():
     ids = {new_request_id() for _ in range(1000)}
     assert len(ids) == 1000
     assert all(str(uuid.UUID(i)) == i for i in ids)
+
+
+def test_an_event_lambda_gives_up_on_goes_to_the_dead_letter_queue_with_lambdas_attributes(
+    runtime, create_function, lambda_client
+):
+    sqs = boto3.client("sqs", region_name=REGION)
+    queue = sqs.create_queue(QueueName="dead-letters")["QueueUrl"]
+    queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
+        "Attributes"
+    ]["QueueArn"]
+    fn = create_function(
+        "failing",
+        """
+        def handler(event, context):
+            raise ValueError("no model for " + event["case"])
+        """,
+    )
+    fn.dead_letter_config = {"TargetArn": queue_arn}  # what localcloud.compat keeps from a stack
+    lambda_client.put_function_event_invoke_config(FunctionName="failing", MaximumRetryAttempts=0)
+
+    lambda_client.invoke(FunctionName="failing", InvocationType="Event", Payload=b'{"case": "x"}')
+
+    deadline = time.time() + 15
+    messages = []
+    while not messages:
+        assert time.time() < deadline, "the failed event never reached the dead-letter queue"
+        messages = sqs.receive_message(
+            QueueUrl=queue, MessageAttributeNames=["All"], WaitTimeSeconds=1
+        ).get("Messages", [])
+    (message,) = messages
+    assert json.loads(message["Body"]) == {"case": "x"}
+    attributes = {k: v["StringValue"] for k, v in message["MessageAttributes"].items()}
+    assert attributes["ErrorCode"] == "200"
+    assert attributes["ErrorMessage"] == "no model for x"
+    assert attributes["RequestID"] in runtime.function_log("failing").read_text()
+
+
+def test_a_dead_letter_target_that_cannot_take_the_event_leaves_it_in_the_log(
+    runtime, create_function, caplog
+):
+    from localcloud.lambdas import THROTTLED_ERROR_CODE, park_failed_event
+
+    fn = create_function("parked", "def handler(event, context):\n    return 1\n")
+    fn.dead_letter_config = {"TargetArn": f"arn:aws:sqs:{REGION}:123456789012:no-such-queue"}
+    with caplog.at_level(logging.ERROR, logger="localcloud.lambdas"):
+        park_failed_event(fn, b'{"case": "kept"}', "req-1", THROTTLED_ERROR_CODE, "throttled")
+    assert "no-such-queue" in caplog.text and '{"case": "kept"}' in caplog.text
