@@ -228,8 +228,9 @@ def wait_for_summaries(
         if time.monotonic() > deadline:
             missing = sorted(set(testers) - set(found))
             raise WorkflowError(
-                f"no summary from {', '.join(missing)} after {timeout:.0f} s: "
-                "see the testers' logs (the Lambda log groups)"
+                f"no summary from {', '.join(missing)} after {timeout:.0f} s: see the testers' "
+                "logs (the Lambda log groups); a run that failed outright is parked, with its "
+                f"error, in the {TESTING_STACK} stack's FailedRuns queue"
             )
         time.sleep(POLL_SECONDS)
 

@@ -2,7 +2,17 @@
 
 import json
 
-from workflow.loadtest import merge, percentiles, plot, render, server_error_hint
+import pytest
+
+from workflow.context import WorkflowError
+from workflow.loadtest import (
+    merge,
+    percentiles,
+    plot,
+    render,
+    server_error_hint,
+    wait_for_summaries,
+)
 
 
 def summary(samples, wrong=0, errors=None):
@@ -74,3 +84,15 @@ def test_server_errors_point_at_the_logs_that_say_why(tmp_path):
     )
     assert server_error_hint({"errors_by_status": {"429": 3, "connection": 1}}, local=True) is None
     assert server_error_hint({"errors_by_status": {}}, local=False) is None
+
+
+def test_a_tester_without_a_summary_is_named_with_where_to_read_why():
+    class NoSummaries:
+        def list_objects_v2(self, **_):
+            return {}
+
+    with pytest.raises(WorkflowError) as raised:
+        wait_for_summaries(NoSummaries(), "results", "run-1", ["tester-001"], timeout=0)
+    message = str(raised.value)
+    assert message.startswith("no summary from tester-001 after 0 s")
+    assert "Lambda log groups" in message and "FailedRuns queue" in message
