@@ -17,8 +17,8 @@ and :meth:`LambdaRuntime.submit_event`. :func:`install_moto_hooks` routes moto's
 Lambda semantics kept: the configured timeout (the worker is killed and restarted, the caller
 gets ``Sandbox.Timedout``), reserved concurrency (0 throttles every call; otherwise synchronous
 calls beyond it, waiting ones included, are throttled, with a warning per burst), asynchronous
-retries (``MaximumRetryAttempts``, default 2) and then the function's dead-letter queue or topic,
-updated code or configuration replaces the pool, a deleted function stops its workers.
+retries (``MaximumRetryAttempts``, default 2) and then the function's dead-letter queue, updated
+code or configuration replaces the pool, a deleted function stops its workers.
 """
 
 from __future__ import annotations
