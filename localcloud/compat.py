@@ -1514,8 +1514,7 @@ class KmsKey(CompatResource):
 
     @staticmethod
     def _policy(properties: dict[str, Any]) -> str:
-        policy = properties["KeyPolicy"]
-        return policy if isinstance(policy, str) else json.dumps(policy)
+        return _api_string(properties["KeyPolicy"])
 
     def _create(self) -> str:
         p = self.properties
@@ -2096,17 +2095,13 @@ def fix_lambda_dead_letter_config() -> None:
     LambdaFunction.get_configuration = get_configuration
 
 
-def _policy_json(document: Any) -> str:
-    return document if isinstance(document, str) else json.dumps(document)
-
-
 def _put_inline_policies(role: Any, properties: dict[str, Any]) -> None:
     """Attach the template's inline policies to ``role`` as JSON documents and detach the rest."""
     policies = {p["PolicyName"]: p["PolicyDocument"] for p in properties.get("Policies", [])}
     for name in set(role.policies) - set(policies):
         role.delete_policy(name)
     for name, document in policies.items():
-        role.put_policy(name, _policy_json(document))
+        role.put_policy(name, _api_string(document))
 
 
 def fix_role_policies() -> None:
@@ -2124,7 +2119,7 @@ def fix_role_policies() -> None:
         role: Any, properties: dict[str, Any], account_id: str, region_name: str
     ) -> None:
         _partition_backend(iam_backends, account_id, region_name).update_assume_role_policy(
-            role.name, _policy_json(properties["AssumeRolePolicyDocument"])
+            role.name, _api_string(properties["AssumeRolePolicyDocument"])
         )
         _put_inline_policies(role, properties)
 
