@@ -603,11 +603,11 @@ class LambdaRuntime:
         from moto.awslambda.models import lambda_backends
 
         generation = FUNCTION_CHANGES.value
-        parts = arn.split(":")
-        if len(parts) < 7 or parts[2] != "lambda" or parts[5] != "function":
+        service, region, account, resource = _arn_parts(arn)
+        if service != "lambda" or not resource.startswith("function:"):
             raise LookupError(f"{arn} is not a Lambda function ARN")
         try:
-            fn = lambda_backends[parts[4]][parts[3]].get_function(arn)
+            fn = lambda_backends[account][region].get_function(arn)
         except Exception as exc:  # moto's not-found error
             raise LookupError(f"function {arn} does not exist ({exc})") from None
         self._functions[arn] = (fn, generation)
@@ -878,7 +878,7 @@ def sns_event(
 ) -> dict:
     """The event SNS gives a subscribed function (one record)."""
     topic_arn = subscription.topic.arn
-    region = topic_arn.split(":")[3]
+    region = _arn_parts(topic_arn)[1]
     return {
         "Records": [
             {
