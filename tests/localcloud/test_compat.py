@@ -1632,7 +1632,13 @@ def test_exports_in_use_can_be_neither_deleted_nor_changed(cfn, client):
     assert not _stacks_named(cfn, exporter) and f"{prefix}-bucket" not in exports(cfn)
 
 
-def reserved_concurrency_template(name, reserved):
+def upload_function_code(client, name):
+    """The bucket and key that function_template's code comes from."""
+    client("s3").create_bucket(Bucket=name)
+    client("s3").put_object(Bucket=name, Key="code.zip", Body=_zip_bytes())
+
+
+def function_template(name, reserved=None):
     function = {
         "FunctionName": name,
         "Runtime": "python3.12",
@@ -1657,22 +1663,21 @@ def reserved_concurrency_template(name, reserved):
 def test_an_update_applies_a_changed_or_removed_reserved_concurrency(cfn, client):
     name = unique("reserved")
     awslambda = client("lambda")
-    client("s3").create_bucket(Bucket=name)
-    client("s3").put_object(Bucket=name, Key="code.zip", Body=_zip_bytes())
+    upload_function_code(client, name)
 
     def reserved():
         return awslambda.get_function_concurrency(FunctionName=name).get(
             "ReservedConcurrentExecutions"
         )
 
-    deploy(cfn, name, reserved_concurrency_template(name, 5))
+    deploy(cfn, name, function_template(name, 5))
     assert reserved() == 5
-    deploy(cfn, name, reserved_concurrency_template(name, 50))
+    deploy(cfn, name, function_template(name, 50))
     assert stack(cfn, name)["StackStatus"] == "UPDATE_COMPLETE"
     assert reserved() == 50
-    deploy(cfn, name, reserved_concurrency_template(name, None))
+    deploy(cfn, name, function_template(name))
     assert reserved() is None
-    deploy(cfn, name, reserved_concurrency_template(name, 0))
+    deploy(cfn, name, function_template(name, 0))
     assert reserved() == 0
     cfn.delete_stack(StackName=name)
 
@@ -1827,11 +1832,10 @@ def test_an_update_changes_a_roles_trust_policy_and_inline_policies(cfn, client)
 
 def test_a_function_keeps_its_dead_letter_config_through_create_and_update(cfn, client):
     name = unique("dlq")
-    client("s3").create_bucket(Bucket=name)
-    client("s3").put_object(Bucket=name, Key="code.zip", Body=_zip_bytes())
+    upload_function_code(client, name)
 
     def template(with_dead_letters):
-        resources = reserved_concurrency_template(name, None)["Resources"]
+        resources = function_template(name)["Resources"]
         resources["DeadLetters"] = {"Type": "AWS::SQS::Queue", "Properties": {}}
         if with_dead_letters:
             resources["Function"]["Properties"]["DeadLetterConfig"] = {
