@@ -3,7 +3,8 @@
 A bad message or environment is logged and answered with an error result (retrying the
 invocation cannot fix it), which is also stored where the summary would go when the run id and
 the results bucket are known, so whoever waits for the run learns at once why it did not happen.
-Failing to store a summary raises so the invocation is retried.
+Failing to store a summary raises; the run is not retried (the stack sets MaximumRetryAttempts
+to 0) and Lambda parks its event in the stack's FailedRuns dead-letter queue.
 """
 
 import datetime
