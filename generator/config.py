@@ -1,13 +1,15 @@
 """Load config.json once into frozen dataclasses; every invalid value raises ConfigError.
 
 Each message names the key path, the bad value and what is allowed, e.g.
-`model_serving.models[1].initial_weight: -1 is not allowed; expected a number > 0`.
+`model_serving.models[1].initial_weight: -1 is not allowed; expected a finite number > 0 and
+<= 1000`.
 Unknown keys are errors too, so a typo never passes silently.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,29 +60,49 @@ MAX_TESTERS = 50  # load_test.tester_count's upper bound; the tester function ch
 MAX_API_RATE_LIMIT = 10000
 MAX_API_BURST_LIMIT = 5000
 MAX_RESERVED_CONCURRENCY = 1000
+# Upper bound of model_serving.max_batch_size; the predictor and the model check it too.
+MAX_BATCH_SIZE = 1024
+MAX_TEXT_CHARS = 100000  # model_serving.max_text_chars' upper bound
+# Variant weights are relative; a bound keeps their sum finite.
+MAX_VARIANT_WEIGHT = 1000
+# API Gateway quota limits are 32-bit integers.
+MAX_QUOTA_LIMIT = 2**31 - 1
+# CloudFormation's limit of stack tags; the project adds Project and Stage itself.
+MAX_STACK_TAGS = 50
+RESERVED_TAG_KEYS = ("Project", "Stage")
 
-_ALNUM = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
-_ACCOUNT = re.compile(r"^\d{12}$")
-_ARTIFACT_ID = re.compile(r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$")
-_SAGEMAKER_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9])*$")
+_ALNUM = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-\d")
+_ACCOUNT = re.compile(r"\d{12}")
+_ARTIFACT_ID = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
+_SAGEMAKER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 # ECR image; region and URL suffix may be the ${AWS::Region}/${AWS::URLSuffix} placeholders.
 ECR_IMAGE = re.compile(
-    r"^(?P<account>\d{12})\.dkr\.ecr\.(?:\$\{AWS::Region\}|[a-z0-9-]+)\."
+    r"(?P<account>\d{12})\.dkr\.ecr\.(?:\$\{AWS::Region\}|[a-z0-9-]+)\."
     r"(?:\$\{AWS::URLSuffix\}|amazonaws\.com(?:\.cn)?)/(?P<repository>[a-z0-9][a-z0-9._/-]*)"
-    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})$"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})"
 )
-_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
-_S3_PREFIX = re.compile(r"^[a-zA-Z0-9!_.*'()-]+(/[a-zA-Z0-9!_.*'()-]+)*$")
-_PATH_PART = re.compile(r"^[a-zA-Z0-9._-]+$")
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
+_S3_PREFIX = re.compile(r"[a-zA-Z0-9!_.*'()-]+(/[a-zA-Z0-9!_.*'()-]+)*")
+_PATH_PART = re.compile(r"(?!\.+$)[a-zA-Z0-9._-]+")
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 _CONNECTION_ARN = re.compile(
-    r"^arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:"
-    r"connection/[A-Za-z0-9-]+$"
+    r"arn:aws[a-z-]*:(codeconnections|codestar-connections):[a-z0-9-]+:\d{12}:"
+    r"connection/[A-Za-z0-9-]+"
 )
-_REPOSITORY = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
-_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_TAG_KEY = re.compile(r"^[A-Za-z0-9 _.:/=+@-]{1,128}$")
+_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+# No "=": the aws CLI reads --tags Key=Value up to the first one.
+_TAG_KEY = re.compile(r"[A-Za-z0-9 _.:/+@-]{1,128}")
+# git check-ref-format: no control or special character, no "..", "@{", "//", leading "-" or
+# "/", no part starting with "." or ending in ".lock", no trailing "/" or ".".
+_GIT_BRANCH = re.compile(
+    r"(?![-/.]|@$)(?!.*(?:\.\.|@\{|//|/\.|\.lock/))[^\x00-\x20\x7f~^:?*\[\\]+(?<![/.])(?<!\.lock)"
+)
+_NOT_BLANK = re.compile(r"(?s).*\S.*")
+_PROFILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+@/-]*")
+# A relative path inside the project: no leading slash, no . or .. part.
+_PROJECT_PATH = re.compile(r"(?!.*(?:^|/)\.\.?(?:/|$))[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*")
 _SECRET_HINT = re.compile(r"(password|secret|token|credential|private_key|access_key)", re.I)
 
 
@@ -253,6 +275,8 @@ class _Node:
         if not isinstance(data, dict):
             _fail(path, data, "expected an object")
         self.data, self.path, self.seen = data, path, set()
+        for key in getattr(data, "duplicate_keys", ()):
+            raise ConfigError(f"{self._key(key)}: duplicate key; each key may appear once")
 
     def _key(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key
@@ -285,12 +309,12 @@ class _Node:
 
     def number(self, key: str, gt: float, hi: float | None = None) -> float:
         value, path = self.raw(key)
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-        if not ok or value <= gt or (hi is not None and value > hi):
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not ok or not math.isfinite(value) or value <= gt or (hi is not None and value > hi):
             _fail(
                 path,
                 value,
-                f"expected a number > {gt}" + (f" and <= {hi}" if hi is not None else ""),
+                f"expected a finite number > {gt}" + (f" and <= {hi}" if hi is not None else ""),
             )
         return value
 
@@ -307,7 +331,7 @@ class _Node:
         if value is None and nullable:
             return None
         bad = not isinstance(value, str) or not value or (max_len and len(value) > max_len)
-        if bad or (pattern is not None and not pattern.match(value)):
+        if bad or (pattern is not None and not pattern.fullmatch(value)):
             allowed = what or "a non-empty string"
             if max_len:
                 allowed += f" of at most {max_len} characters"
@@ -316,7 +340,7 @@ class _Node:
 
     def choice(self, key: str, allowed: tuple) -> Any:
         value, path = self.raw(key)
-        if isinstance(value, bool) or value not in allowed:
+        if not any(type(value) is type(a) and value == a for a in allowed):  # 30.0 is not 30
             _fail(path, value, "expected one of " + ", ".join(json.dumps(a) for a in allowed))
         return value
 
@@ -350,8 +374,9 @@ def _range_text(lo, hi, unit: str = "") -> str:
 
 
 def _fail(path: str, value: Any, allowed: str):
-    shown = json.dumps(value) if not isinstance(value, (dict, list)) else type(value).__name__
-    raise ConfigError(f"{path}: {shown} is not allowed; {allowed}")
+    shown = "object" if isinstance(value, dict) else "list" if isinstance(value, list) else None
+    shown = shown or json.dumps(value)
+    raise ConfigError(f"{path or 'top level'}: {shown} is not allowed; {allowed}")
 
 
 def _unique(values: list[tuple[Any, str]], what: str) -> None:
@@ -376,21 +401,41 @@ def _project(n: _Node) -> Project:
     tags_node = n.node("tags")
     tags = []
     for key in sorted(tags_node.data):
-        if not _TAG_KEY.match(key) or key.lower().startswith("aws:"):
+        if key in RESERVED_TAG_KEYS:
             _fail(
                 f"{tags_node.path}.{key}",
                 key,
+                f"{' and '.join(RESERVED_TAG_KEYS)} are set by the project (name and stage)",
+            )
+        if not _TAG_KEY.fullmatch(key) or key.lower().startswith("aws:"):
+            _fail(
+                tags_node.path,
+                key,
                 "expected a tag key of 1-128 letters, digits, "
-                "spaces or _.:/=+@- not starting with aws:",
+                "spaces or _.:/+@- not starting with aws:",
             )
         tags.append((key, tags_node.string(key, max_len=256)))
     tags_node.done()
+    own_tags = MAX_STACK_TAGS - len(RESERVED_TAG_KEYS)
+    if len(tags) > own_tags:
+        _fail(
+            tags_node.path,
+            tags_node.data,
+            f"expected at most {own_tags} tags (CloudFormation takes {MAX_STACK_TAGS} per stack, "
+            f"and the project adds {', '.join(RESERVED_TAG_KEYS)})",
+        )
     return Project(
         name=n.string("name", _ALNUM, "letters and digits starting with a letter", 32),
         stage=n.string("stage", _ALNUM, "letters and digits starting with a letter", 16),
         region=n.string("region", _REGION, "an AWS region name such as us-east-1"),
         account=n.string("account", _ACCOUNT, "a 12-digit AWS account id", nullable=True),
-        profile=n.string("profile", max_len=64, nullable=True),
+        profile=n.string(
+            "profile",
+            _PROFILE,
+            "an AWS profile name (letters, digits and _.+@/-, starting with a letter or digit)",
+            64,
+            nullable=True,
+        ),
         log_retention_days=n.choice("log_retention_days", LOG_RETENTION_DAYS),
         tags=tuple(tags),
     )
@@ -406,7 +451,7 @@ def _model_archiving(n: _Node) -> ModelArchiving:
 def _autoscaling(n: _Node) -> Autoscaling:
     scaling = Autoscaling(
         enabled=n.boolean("enabled"),
-        min_capacity=n.integer("min_capacity", 1),
+        min_capacity=n.integer("min_capacity", 1, 100),
         max_capacity=n.integer("max_capacity", 1, 100),
         target_invocations_per_instance=n.number("target_invocations_per_instance", 0),
     )
@@ -422,7 +467,12 @@ def _autoscaling(n: _Node) -> Autoscaling:
 def _model(n: _Node) -> Model:
     model = Model(
         name=n.string("name", _ARTIFACT_ID, "a lower-case kebab-case id such as model-a", 32),
-        artifact_dir=n.string("artifact_dir", max_len=200),
+        artifact_dir=n.string(
+            "artifact_dir",
+            _PROJECT_PATH,
+            "a directory relative to the project, such as model/model-a (no . or .. parts)",
+            200,
+        ),
         image_uri=n.string(
             "image_uri",
             ECR_IMAGE,
@@ -433,7 +483,7 @@ def _model(n: _Node) -> Model:
         variant_name=n.string(
             "variant_name", _SAGEMAKER_NAME, "letters, digits and inner hyphens", 63
         ),
-        initial_weight=n.number("initial_weight", 0),
+        initial_weight=n.number("initial_weight", 0, MAX_VARIANT_WEIGHT),
         instance_type=n.string(
             "instance_type", _INSTANCE_TYPE, "a SageMaker instance type such as ml.c5.large"
         ),
@@ -485,8 +535,8 @@ def _model_serving(n: _Node) -> ModelServing:
         endpoint_name=n.string(
             "endpoint_name", _SAGEMAKER_NAME, "letters, digits and inner hyphens", 40
         ),
-        max_batch_size=n.integer("max_batch_size", 1, 1024),
-        max_text_chars=n.integer("max_text_chars", 1, 100000),
+        max_batch_size=n.integer("max_batch_size", 1, MAX_BATCH_SIZE),
+        max_text_chars=n.integer("max_text_chars", 1, MAX_TEXT_CHARS),
         models=tuple(m for m, _ in models),
         data_capture=_read(n.node("data_capture"), _data_capture),
         deployment_guardrail=_read(n.node("deployment_guardrail"), _guardrail),
@@ -498,13 +548,13 @@ def _api_hosting(n: _Node) -> ApiHosting:
     if (
         not isinstance(path, str)
         or not path
-        or not all(_PATH_PART.match(p) for p in path.split("/"))
+        or not all(_PATH_PART.fullmatch(p) for p in path.split("/"))
     ):
         _fail(
             key,
             path,
             "expected a resource path such as text or v1/text (letters, digits, ._- "
-            "between single slashes, no leading slash)",
+            "between single slashes, no leading slash, no part of dots alone)",
         )
     throttle_node, quota_node, predictor_node = (
         n.node("throttle"),
@@ -517,7 +567,8 @@ def _api_hosting(n: _Node) -> ApiHosting:
     )
     throttle_node.done()
     quota = Quota(
-        limit=quota_node.integer("limit", 1), period=quota_node.choice("period", QUOTA_PERIODS)
+        limit=quota_node.integer("limit", 1, MAX_QUOTA_LIMIT),
+        period=quota_node.choice("period", QUOTA_PERIODS),
     )
     quota_node.done()
     predictor = Predictor(
@@ -544,9 +595,9 @@ def _monitoring(n: _Node) -> Monitoring:
     if (
         isinstance(period, bool)
         or not isinstance(period, int)
-        or not (period in (10, 30) or (period >= 60 and period % 60 == 0))
+        or not (period in (10, 30) or (60 <= period <= 86400 and period % 60 == 0))
     ):
-        _fail(period_path, period, "expected 10, 30 or a multiple of 60 seconds")
+        _fail(period_path, period, "expected 10, 30 or a multiple of 60 seconds up to 86400")
     evaluation_periods = n.integer("evaluation_periods", 1, 100)
     if period * evaluation_periods > 86400:
         _fail(
@@ -575,7 +626,7 @@ def _monitoring(n: _Node) -> Monitoring:
 
 
 def _email(value: Any, path: str) -> str:
-    if not isinstance(value, str) or not _EMAIL.match(value) or len(value) > 254:
+    if not isinstance(value, str) or not _EMAIL.fullmatch(value) or len(value) > 254:
         _fail(path, value, "expected an e-mail address")
     return value
 
@@ -587,7 +638,7 @@ def _cicd(n: _Node) -> Cicd:
             "connection_arn", _CONNECTION_ARN, "a CodeConnections connection ARN", nullable=True
         ),
         repository=n.string("repository", _REPOSITORY, "owner/name", 200, nullable=True),
-        branch=n.string("branch", re.compile(r"^[^\s~^:?*\[\\]+$"), "a git branch name", 255),
+        branch=n.string("branch", _GIT_BRANCH, "a git branch name (git check-ref-format)", 255),
         manual_approval=n.boolean("manual_approval"),
     )
     if cicd.repository and not cicd.connection_arn:
@@ -602,7 +653,7 @@ def _cicd(n: _Node) -> Cicd:
 def _case(n: _Node, max_chars: int) -> TestCase:
     return TestCase(
         id=n.string("id", _CASE_ID, "1-64 letters, digits or ._- (used as a metric dimension)"),
-        sentence=n.string("sentence", max_len=max_chars),
+        sentence=n.string("sentence", _NOT_BLANK, "text that is not only whitespace", max_chars),
         expected_label=n.choice("expected_label", LABELS),
     )
 
@@ -634,25 +685,40 @@ def _load_test(n: _Node, max_chars: int) -> LoadTest:
     return load
 
 
-def _reject_secrets(data: Any, path: str = "") -> None:
-    """No secret ever goes into config.json: refuse keys that look like one."""
+def _screen(data: Any, path: str = "") -> None:
+    """Refuse, anywhere in the document, keys that look like secrets (config.json must hold
+    none) and text that is not Unicode (a lone surrogate escape such as \\ud800 decodes, but
+    no file, command line or AWS API can carry it)."""
     if isinstance(data, dict):
         for key, value in data.items():
             sub = f"{path}.{key}" if path else key
+            _unicode(key, sub)
             if _SECRET_HINT.search(key):
                 raise ConfigError(
                     f"{sub}: secret-looking keys are not allowed; config.json must hold no "
                     "secrets (use IAM roles or a secrets store)"
                 )
-            _reject_secrets(value, sub)
+            _screen(value, sub)
     elif isinstance(data, list):
         for i, item in enumerate(data):
-            _reject_secrets(item, f"{path}[{i}]")
+            _screen(item, f"{path}[{i}]")
+    elif isinstance(data, str):
+        _unicode(data, path)
+
+
+def _unicode(text: str, path: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"{path or 'top level'}: {text!r} is not allowed; expected Unicode text "
+            f"(character {exc.start} is a lone surrogate)"
+        ) from None
 
 
 def parse(data: Any) -> Config:
     """Validate a decoded config.json document."""
-    _reject_secrets(data)
+    _screen(data)
     root = _Node(data, "")
     serving = _read(root.node("model_serving"), _model_serving)
     project = _read(root.node("project"), _project)
@@ -685,16 +751,40 @@ def parse(data: Any) -> Config:
     return cfg
 
 
+class _JsonObject(dict):
+    """A decoded JSON object that remembers the keys it held more than once."""
+
+    duplicate_keys: tuple[str, ...] = ()
+
+
+def _json_object(pairs: list[tuple[str, Any]]) -> _JsonObject:
+    obj = _JsonObject(pairs)
+    if len(obj) < len(pairs):
+        seen: set[str] = set()
+        obj.duplicate_keys = tuple(k for k, _ in pairs if k in seen or seen.add(k))
+    return obj
+
+
 def load(path: str | Path = DEFAULT_PATH) -> Config:
     """Read and validate config.json."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        raw = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        data = json.loads(text)
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
+        ) from None
+    try:
+        data = json.loads(text, object_pairs_hook=_json_object)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
         ) from None
+    except RecursionError:
+        raise ConfigError("not valid JSON for a config: nested too deeply") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts
+        raise ConfigError(f"not valid JSON for a config: {exc}") from None
     return parse(data)

@@ -100,6 +100,20 @@ def pack(
     return index
 
 
+def model_dirs(models) -> dict[str, Path]:
+    """Each configured model's artifact directory; one that is not there names its key."""
+    dirs = {}
+    for i, model in enumerate(models):
+        path = ROOT / model.artifact_dir
+        if not path.is_dir():
+            raise PackError(
+                f"model_serving.models[{i}].artifact_dir: {model.artifact_dir!r} is not a "
+                f"directory under {ROOT}"
+            )
+        dirs[model.name] = path
+    return dirs
+
+
 def main(argv: list[str] | None = None) -> int:
     from generator.config import ConfigError
     from generator.config import load as load_config
@@ -112,8 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.config)
-        models = {m.name: ROOT / m.artifact_dir for m in cfg.model_serving.models}
-        index = pack(models, Path(args.out))
+        index = pack(model_dirs(cfg.model_serving.models), Path(args.out))
     except (ConfigError, PackError) as exc:
         print(f"pack: {exc}", file=sys.stderr)
         return 2

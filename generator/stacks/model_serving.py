@@ -109,7 +109,9 @@ def _execution_statements(cfg, capture_bucket) -> list:
     repositories = sorted(
         {
             (g["account"], g["repository"])
-            for g in (ECR_IMAGE.match(m.image_uri).groupdict() for m in cfg.model_serving.models)
+            for g in (
+                ECR_IMAGE.fullmatch(m.image_uri).groupdict() for m in cfg.model_serving.models
+            )
         }
     )
     statements = []

@@ -28,12 +28,15 @@ REJECTED = [
     ("project.region", "US-East-1", "expected an AWS region name"),
     ("project.account", "12345", "expected a 12-digit AWS account id or null"),
     ("project.account", 123456789012, "expected a 12-digit AWS account id or null"),
-    ("project.profile", "", "expected a non-empty string"),
+    ("project.profile", "", "expected an AWS profile name"),
+    ("project.profile", "dev\u0000", "expected an AWS profile name"),
     ("project.log_retention_days", 10, "expected one of 1, 3, 5"),
     ("project.log_retention_days", True, "expected one of"),
+    ("project.log_retention_days", 30.0, "30.0 is not allowed; expected one of 1, 3, 5"),
     ("project.tags", [], "expected an object"),
     ("project.tags.Team", 5, "5 is not allowed; expected a non-empty string"),
-    ("project.tags.aws:owner", "x", "not starting with aws:"),
+    ("project.tags.Stage", "x", "Project and Stage are set by the project"),
+    ("project.tags.Project", "x", "Project and Stage are set by the project"),
     ("model_archiving.retain_on_delete", "yes", '"yes" is not allowed; expected true or false'),
     ("model_archiving.noncurrent_version_expiry_days", 0, "expected an integer between 1 and 3650"),
     ("model_serving.endpoint_name", "bad_name", "letters, digits and inner hyphens"),
@@ -43,7 +46,10 @@ REJECTED = [
     ("model_serving.max_text_chars", -1, "expected an integer between 1 and 100000"),
     ("model_serving.models", [], "expected a list between 1 and 10 items"),
     ("model_serving.models[0].name", "Model_A", "lower-case kebab-case id"),
-    ("model_serving.models[0].artifact_dir", "", "expected a non-empty string"),
+    ("model_serving.models[0].artifact_dir", "", "expected a directory relative to the project"),
+    ("model_serving.models[0].artifact_dir", "/etc", "expected a directory relative"),
+    ("model_serving.models[0].artifact_dir", "model/../../etc", "no . or .. parts"),
+    ("model_serving.models[0].artifact_dir", "model/model-a\n", "no . or .. parts"),
     ("model_serving.models[0].image_uri", "pytorch:latest", "expected an ECR image URI"),
     (
         "model_serving.models[0].image_uri",
@@ -51,14 +57,17 @@ REJECTED = [
         "expected an ECR image URI",
     ),
     ("model_serving.models[0].variant_name", "Model A", "letters, digits and inner hyphens"),
-    ("model_serving.models[1].initial_weight", -1, "-1 is not allowed; expected a number > 0"),
-    ("model_serving.models[1].initial_weight", 0, "expected a number > 0"),
-    ("model_serving.models[1].initial_weight", "1", "expected a number > 0"),
+    ("model_serving.models[1].initial_weight", -1, "-1 is not allowed; expected a finite number"),
+    ("model_serving.models[1].initial_weight", 0, "expected a finite number > 0"),
+    ("model_serving.models[1].initial_weight", "1", "expected a finite number > 0"),
+    ("model_serving.models[1].initial_weight", float("inf"), "Infinity is not allowed"),
+    ("model_serving.models[1].initial_weight", 1e308, "expected a finite number > 0 and <= 1000"),
     ("model_serving.models[0].instance_type", "c5.large", "SageMaker instance type"),
     ("model_serving.models[0].instance_count", 0, "expected an integer between 1 and 100"),
     ("model_serving.models[0].server_workers", 0, "expected an integer between 1 and 64"),
     ("model_serving.models[0].autoscaling.enabled", 1, "expected true or false"),
-    ("model_serving.models[0].autoscaling.min_capacity", 0, "expected an integer >= 1"),
+    ("model_serving.models[0].autoscaling.min_capacity", 0, "an integer between 1 and 100"),
+    ("model_serving.models[0].autoscaling.min_capacity", 200, "expected an integer between 1"),
     (
         "model_serving.models[0].autoscaling.max_capacity",
         0,
@@ -66,12 +75,18 @@ REJECTED = [
     ),
     ("model_serving.models[0].autoscaling.target_invocations_per_instance", 0, "number > 0"),
     (
+        "model_serving.models[0].autoscaling.target_invocations_per_instance",
+        float("nan"),
+        "NaN is not allowed; expected a finite number > 0",
+    ),
+    (
         "model_serving.data_capture.sampling_percentage",
         101,
         "expected an integer between 0 and 100",
     ),
     ("model_serving.data_capture.sampling_percentage", -1, "between 0 and 100"),
     ("model_serving.data_capture.prefix", "/data-capture/", "S3 key prefix"),
+    ("model_serving.data_capture.prefix", "data-capture\n", "S3 key prefix"),
     ("model_serving.data_capture.capture_json_as_json", None, "expected true or false"),
     ("model_serving.data_capture.expiry_days", 0, "between 1 and 3650"),
     ("model_serving.deployment_guardrail.canary_percentage", 100, "between 1 and 99"),
@@ -80,10 +95,13 @@ REJECTED = [
     ("api_hosting.resource_path", "/text", "expected a resource path"),
     ("api_hosting.resource_path", "a//b", "expected a resource path"),
     ("api_hosting.resource_path", "{proxy+}", "expected a resource path"),
+    ("api_hosting.resource_path", "v1/..", "no part of dots alone"),
+    ("api_hosting.resource_path", "text\n", "expected a resource path"),
     ("api_hosting.auth", "none", '"none" is not allowed; expected one of "api_key", "iam"'),
-    ("api_hosting.throttle.rate_limit", 0, "expected a number > 0"),
+    ("api_hosting.throttle.rate_limit", 0, "expected a finite number > 0"),
     ("api_hosting.throttle.burst_limit", 0, "between 1 and 5000"),
-    ("api_hosting.quota.limit", 0, "expected an integer >= 1"),
+    ("api_hosting.quota.limit", 0, "expected an integer between 1 and 2147483647"),
+    ("api_hosting.quota.limit", 2**31, "expected an integer between 1 and 2147483647"),
     ("api_hosting.quota.period", "YEAR", 'expected one of "DAY", "WEEK", "MONTH"'),
     ("api_hosting.max_body_bytes", 7 * 1024 * 1024, "between 1 and 6291456"),
     ("api_hosting.predictor.memory_mb", 64, "between 128 and 10240"),
@@ -91,26 +109,42 @@ REJECTED = [
     ("api_hosting.predictor.reserved_concurrency", 0, "between 1 and 1000"),
     ("api_hosting.predictor.log_request_text", "false", "expected true or false"),
     ("monitoring.period_seconds", 45, "expected 10, 30 or a multiple of 60 seconds"),
+    ("monitoring.period_seconds", 86460, "a multiple of 60 seconds up to 86400"),
     ("monitoring.evaluation_periods", 0, "between 1 and 100"),
     ("monitoring.alarms.api_4xx_per_period", 0, "expected an integer >= 1"),
-    ("monitoring.alarms.model_latency_p99_ms", 0, "expected a number > 0"),
+    ("monitoring.alarms.model_latency_p99_ms", 0, "expected a finite number > 0"),
     ("monitoring.subscription_emails", ["not-an-email"], "expected an e-mail address"),
+    ("monitoring.subscription_emails", ["ops@example.com\n"], "expected an e-mail address"),
     ("monitoring.subscription_emails", "ops@example.com", "expected a list"),
     ("cicd.enabled", "true", "expected true or false"),
     ("cicd.connection_arn", "arn:aws:s3:::bucket", "CodeConnections connection ARN or null"),
     ("cicd.repository", "just-a-name", "expected owner/name"),
     ("cicd.branch", "bad branch", "a git branch name"),
+    ("cicd.branch", "a..b", "a git branch name"),
+    ("cicd.branch", "-main", "a git branch name"),
+    ("cicd.branch", "/main", "a git branch name"),
+    ("cicd.branch", "main.lock", "a git branch name"),
+    ("cicd.branch", "release/.hidden", "a git branch name"),
+    ("cicd.branch", "main/", "a git branch name"),
+    ("cicd.branch", "main.", "a git branch name"),
+    ("cicd.branch", "a@{1}", "a git branch name"),
+    ("cicd.branch", "@", "a git branch name"),
+    ("cicd.branch", "main\n", "a git branch name"),
     ("load_test.tester_count", 0, "between 1 and 50"),
-    ("load_test.rate_per_second", 0, "expected a number > 0"),
+    ("load_test.rate_per_second", 0, "expected a finite number > 0"),
     ("load_test.duration_seconds", 0, "expected an integer >= 1"),
     ("load_test.request_timeout_seconds", 61, "between 1 and 60"),
     ("load_test.tester_memory_mb", 100, "between 128 and 10240"),
     ("load_test.results_expiry_days", 0, "between 1 and 3650"),
     ("load_test.cases", [], "between 1 and 50 items"),
     ("load_test.cases[0].id", "tc 1", "letters, digits or ._-"),
-    ("load_test.cases[0].sentence", "", "expected a non-empty string"),
+    ("load_test.cases[0].sentence", "", "expected text that is not only whitespace"),
+    ("load_test.cases[0].sentence", " \t\n", "expected text that is not only whitespace"),
+    ("load_test.cases[0].sentence", "Stocks \ud800 rise", "(character 7 is a lone surrogate)"),
     ("load_test.cases[0].expected_label", 5, "expected one of 1, 2, 3, 4"),
     ("load_test.cases[0].expected_label", "1", "expected one of 1, 2, 3, 4"),
+    ("load_test.cases[0].expected_label", 1.0, "1.0 is not allowed; expected one of 1, 2, 3, 4"),
+    ("project.name", "TextClassification\n", "expected letters and digits"),
 ]
 
 
@@ -303,8 +337,38 @@ def test_test_sentence_longer_than_model_accepts():
 
 
 def test_root_must_be_an_object():
-    with pytest.raises(ConfigError, match=r"^: list is not allowed; expected an object$"):
+    with pytest.raises(ConfigError, match=r"^top level: list is not allowed; expected an object$"):
         parse([])
+
+
+@pytest.mark.parametrize("key", ["Cost=Center", "Team\n", "aws:owner", ""])
+def test_tag_keys_the_cli_or_aws_cannot_carry_are_refused(key):
+    with pytest.raises(ConfigError) as raised:
+        parse(variant(**{f"project.tags.{key}": "x"}))
+    assert str(raised.value).startswith(
+        f"project.tags: {json.dumps(key)} is not allowed; expected a tag key of 1-128 letters"
+    )
+
+
+def test_at_most_the_stack_tags_cloudformation_takes():
+    many = {f"Tag{i}": "x" for i in range(48)}
+    assert len(parse(variant(**{"project.tags": many})).project.tags) == 48
+    with pytest.raises(ConfigError) as raised:
+        parse(variant(**{"project.tags": {**many, "Tag48": "x"}}))
+    assert str(raised.value) == (
+        "project.tags: object is not allowed; expected at most 48 tags (CloudFormation takes 50 "
+        "per stack, and the project adds Project, Stage)"
+    )
+
+
+def test_branch_names_git_accepts_pass():
+    for branch in ("main", "release/2026.11", "feature/a-b_c", "v1.0"):
+        assert parse(variant(**{"cicd.branch": branch})).cicd.branch == branch
+
+
+def test_lone_surrogate_in_a_key_is_refused():
+    with pytest.raises(ConfigError, match=r"^project\.tags\.\ud800: .*lone surrogate"):
+        parse(variant(**{"project.tags.\ud800": "x"}))
 
 
 def test_load_reports_unreadable_and_malformed_files(tmp_path):
@@ -314,6 +378,33 @@ def test_load_reports_unreadable_and_malformed_files(tmp_path):
     broken.write_text('{"project": ', encoding="utf-8")
     with pytest.raises(ConfigError, match=r"^not valid JSON: Expecting value at line 1 column 13$"):
         load(broken)
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [
+        ('{"name": "Caf\u00e9"}'.encode("latin-1"), "not UTF-8 text: byte 0xe9 at offset 13"),
+        ('{"a": 1}'.encode("utf-16"), "not UTF-8 text: byte 0xff at offset 0"),
+        (b"[" * 100_000 + b"]" * 100_000, "not valid JSON for a config: nested too deeply"),
+        (b'{"a": ' * 5000 + b"1" + b"}" * 5000, "not valid JSON for a config: nested too deeply"),
+        (b'{"a": ' + b"9" * 5000 + b"}", "not valid JSON for a config: Exceeds the limit"),
+    ],
+    ids=["latin-1", "utf-16", "deep list", "deep objects", "long integer"],
+)
+def test_load_reports_files_json_cannot_read(tmp_path, content, message):
+    path = tmp_path / "config.json"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as raised:
+        load(path)
+    assert str(raised.value).startswith(message), str(raised.value)
+
+
+def test_duplicate_keys_are_named_by_path(tmp_path):
+    text = CONFIG_PATH.read_text(encoding="utf-8")
+    path = tmp_path / "config.json"
+    path.write_text(text.replace('"stage": "Demo",', '"stage": "Demo", "stage": "Prod",', 1))
+    with pytest.raises(ConfigError, match=r"^project\.stage: duplicate key; each key may appear"):
+        load(path)
 
 
 def test_every_config_key_is_documented():
