@@ -406,8 +406,8 @@ def test_unexpected_exceptions_become_a_generic_500(predictor, env, capsys):
 
 @pytest.mark.parametrize("key, value, detail", [
     ("ENDPOINT_NAME", "", "missing or empty"),
-    ("MAX_BATCH_SIZE", "many", "'many': expected an integer in [1, 1000]"),
-    ("MAX_BODY_BYTES", "99999999", "'99999999': expected an integer in [2, 6291456]"),
+    ("MAX_BATCH_SIZE", "many", "'many': expected an integer in [1, 1024]"),
+    ("MAX_BODY_BYTES", "99999999", "'99999999': expected an integer in [1, 6291456]"),
     ("LOG_REQUEST_TEXT", "yes", "'yes': expected one of true, false"),
 ])
 def test_bad_environment_is_a_500_and_the_log_names_it(predictor, env, capsys, key, value,
@@ -419,6 +419,32 @@ def test_bad_environment_is_a_500_and_the_log_names_it(predictor, env, capsys, k
     log = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert log["errorCode"] == "ConfigError"
     assert key in log["errorDetail"] and detail in log["errorDetail"]
+
+
+@pytest.mark.parametrize("bound", ["lowest", "highest"])
+def test_the_generated_environment_at_the_configs_bounds_is_accepted(predictor, bound):
+    # The zip cannot import the generator; the predictor must accept every value it may emit.
+    from generator import config
+    from generator.render import render
+
+    lowest = bound == "lowest"
+    document = json.loads(config.DEFAULT_PATH.read_text())
+    document["model_serving"].update(max_batch_size=1 if lowest else config.MAX_BATCH_SIZE,
+                                     max_text_chars=1 if lowest else config.MAX_TEXT_CHARS)
+    document["api_hosting"]["max_body_bytes"] = (1 if lowest
+                                                 else config.LAMBDA_SYNC_PAYLOAD_BYTES)
+    for case in document["load_test"]["cases"]:
+        case["sentence"] = "a"
+    template = json.loads(render(config.parse(document))["api-hosting.json"])
+    functions = [r["Properties"] for r in template["Resources"].values()
+                 if r["Type"] == "AWS::Lambda::Function"]
+    (variables,) = [f["Environment"]["Variables"] for f in functions
+                    if "MAX_BATCH_SIZE" in f["Environment"]["Variables"]]
+    settings = predictor.predictor_config.PredictorSettings.from_env(
+        {**variables, "ENDPOINT_NAME": "endpoint"})
+    assert (settings.max_batch_size, settings.max_text_chars, settings.max_body_bytes) == (
+        (1, 1, 1) if lowest else
+        (config.MAX_BATCH_SIZE, config.MAX_TEXT_CHARS, config.LAMBDA_SYNC_PAYLOAD_BYTES))
 
 
 def test_runtime_client_is_cached_with_timeouts_retries_and_env_endpoint(predictor, env):
