@@ -107,7 +107,7 @@ build/stacks.mk: templates_out/manifest.json
 	@$(PY) -m workflow.deploy --manifest $< rules --out $@
 
 deploy: check-target pack templates build/stacks.mk ## Deploy every stack (local cloud by default; TARGET=aws for AWS)
-	@if [ "$(TARGET)" = local ]; then $(PY) -m localcloud up; fi
+	@if [ "$(TARGET)" = local ]; then $(PY) -m localcloud up --config $(CONFIG); fi
 	@$(MAKE) --no-print-directory -f build/stacks.mk -j $(JOBS) deploy-all \
 		DEPLOY_STACK="$(PY) -m workflow.deploy $(WORKFLOW_ARGS) stack" \
 		UPLOAD="$(PY) -m workflow.deploy $(WORKFLOW_ARGS) upload"
@@ -122,8 +122,8 @@ test-load: check-target templates ## Run the load test: make test-load [DURATION
 teardown: check-target templates ## Delete every stack in reverse order, emptying the buckets they own
 	@$(PY) -m workflow.teardown $(WORKFLOW_ARGS)
 
-local-up: $(STAMP) ## Start the embedded local cloud in the background
-	@$(PY) -m localcloud up
+local-up: $(STAMP) ## Start the embedded local cloud in the background (region: CONFIG's project.region)
+	@$(PY) -m localcloud up --config $(CONFIG)
 
 local-down: $(STAMP) ## Stop the embedded local cloud and every process it started
 	@$(PY) -m localcloud down

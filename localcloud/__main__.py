@@ -1,9 +1,11 @@
-"""``python -m localcloud up [--foreground] | down | status | env``: the embedded local cloud."""
+"""``python -m localcloud up [--foreground] [--config PATH] | down | status | env``: the embedded
+local cloud."""
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from localcloud import daemon
 
@@ -16,6 +18,12 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     up = commands.add_parser("up", help="start in the background (no-op when running)")
     up.add_argument("--foreground", action="store_true", help="run in this process until Ctrl-C")
+    up.add_argument(
+        "--config",
+        type=Path,
+        help="the config whose project.region the stacks deploy to (default: the project's "
+        "config.json)",
+    )
     commands.add_parser("down", help="stop the local cloud and every process it started")
     commands.add_parser("status", help="exit 0 when running and answering, 1 otherwise")
     commands.add_parser("env", help="print shell exports pointing the aws CLI and boto3 at it")
@@ -30,8 +38,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace) -> int:
     if args.command == "up":
         if args.foreground:
-            return daemon.serve_foreground()
-        info, started = daemon.start_background()
+            return daemon.serve_foreground(args.config)
+        info, started = daemon.start_background(args.config)
         state = "started" if started else "already running"
         print(
             f"local cloud {state} (pid {info.pid}): control plane {info.control_url}, "

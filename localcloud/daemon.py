@@ -66,22 +66,19 @@ def home() -> Path:
     return Path(override).resolve() if override else project_root() / ".localcloud"
 
 
-def region() -> str:
-    """config.json's project.region, else AWS_DEFAULT_REGION, else us-east-1."""
-    config_path = project_root() / "config.json"
-    if config_path.is_file():
-        try:
-            configured = json.loads(config_path.read_text()).get("project", {}).get("region")
-        except (ValueError, AttributeError) as exc:
-            raise LocalCloudError(f"{config_path} is not a valid JSON object: {exc}")
-        if configured is not None:
-            if not isinstance(configured, str) or not configured:
-                raise LocalCloudError(
-                    f"{config_path}: project.region = {configured!r} is not a region name "
-                    '(expected e.g. "us-east-1", or null to use AWS_DEFAULT_REGION)'
-                )
-            return configured
-    return os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+def region(config_path: Path | None = None) -> str:
+    """The region the stacks deploy to: project.region of the validated config (``config_path``,
+    else the project's config.json); outside a project AWS_DEFAULT_REGION, else us-east-1."""
+    if config_path is None:
+        config_path = project_root() / "config.json"
+        if not config_path.is_file():
+            return os.environ.get("AWS_DEFAULT_REGION") or DEFAULT_REGION
+    from generator.config import ConfigError, load
+
+    try:
+        return load(config_path).project.region
+    except ConfigError as exc:
+        raise LocalCloudError(f"{config_path}: {exc}") from None
 
 
 @dataclass
@@ -145,8 +142,9 @@ def _busy_port_error(port: int) -> LocalCloudError:
 # -- commands ------------------------------------------------------------------------------------
 
 
-def start_background() -> tuple[DaemonInfo, bool]:
+def start_background(config_path: Path | None = None) -> tuple[DaemonInfo, bool]:
     """Start the daemon detached and wait until it answers; (info, False) if it was running.
+    Its region is ``config_path``'s (see :func:`region`); a running one must have that region.
 
     Concurrent ``up`` commands (``make -j``) serialise on a lock file, so only one starts it.
     """
@@ -159,15 +157,21 @@ def start_background() -> tuple[DaemonInfo, bool]:
     home_dir.mkdir(parents=True, exist_ok=True)
     with open(home_dir / "up.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _start_locked(home_dir)
+        return _start_locked(home_dir, config_path)
 
 
-def _start_locked(home_dir: Path) -> tuple[DaemonInfo, bool]:
+def _start_locked(home_dir: Path, config_path: Path | None) -> tuple[DaemonInfo, bool]:
+    reg = region(config_path)  # validate the config before detaching, so the error shows here
     info = read_info(home_dir)
     if info is not None and _is_our_daemon(info.pid):
         deadline = time.monotonic() + START_TIMEOUT  # it may be starting up right now
         while _is_our_daemon(info.pid) and time.monotonic() < deadline:
             if _healthy(info.dataplane_url, 0.5):
+                if info.region != reg:
+                    raise LocalCloudError(
+                        f"the local cloud (pid {info.pid}) runs for region {info.region}, but "
+                        f"the config says {reg}: stop it first (`make local-down`)"
+                    )
                 return info, False
             time.sleep(0.1)
         if _is_our_daemon(info.pid):
@@ -180,7 +184,6 @@ def _start_locked(home_dir: Path) -> tuple[DaemonInfo, bool]:
     for port in (control_port, control_port + 1):
         if not _port_free(port):
             raise _busy_port_error(port)
-    region()  # validate config.json before detaching, so the error shows here
     log_path = home_dir / LOG_FILE
     env = dict(os.environ, LOCALCLOUD_HOME=str(home_dir), LOCALCLOUD_PORT=str(control_port))
     with open(log_path, "ab") as log_file:
@@ -188,8 +191,9 @@ def _start_locked(home_dir: Path) -> tuple[DaemonInfo, bool]:
         log_file.flush()
         import subprocess
 
+        config_args = ["--config", str(config_path.resolve())] if config_path else []
         process = subprocess.Popen(
-            [sys.executable, "-m", "localcloud", "up", "--foreground"],
+            [sys.executable, "-m", "localcloud", "up", "--foreground", *config_args],
             cwd=str(project_root()),
             env=env,
             stdin=subprocess.DEVNULL,
@@ -289,7 +293,7 @@ def env_exports() -> list[str]:
 # -- the daemon itself ---------------------------------------------------------------------------
 
 
-def serve_foreground() -> int:
+def serve_foreground(config_path: Path | None = None) -> int:
     """Run the local cloud in this process until SIGTERM/SIGINT."""
     home_dir = home()
     home_dir.mkdir(parents=True, exist_ok=True)
@@ -309,7 +313,7 @@ def serve_foreground() -> int:
     from localcloud.processes import kill_recorded
 
     kill_recorded(home_dir / CHILDREN_FILE)  # leftovers of a daemon that crashed
-    reg = region()
+    reg = region(config_path)
     control_port = urls.control_port()
     control = _ControlPlane(control_port)  # binds now: a busy port fails before anything starts
     try:

@@ -1,9 +1,10 @@
 """Where the workflow deploys: the embedded local cloud (default) or a real AWS account.
 
 Both targets run the same commands; only the environment differs. For ``local`` the AWS CLI and
-boto3 are pointed at the local cloud with dummy credentials. For ``aws`` a profile or credentials
-and a region must be given (config.json ``project.profile``/``project.region`` or the usual AWS
-environment variables); nothing is guessed.
+boto3 are pointed at the local cloud with dummy credentials. For ``aws`` credentials must be given
+(config.json ``project.profile``, ``AWS_PROFILE``, or ``AWS_ACCESS_KEY_ID`` with
+``AWS_SECRET_ACCESS_KEY``); nothing is guessed. The region is always config.json's
+``project.region``.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ class Target:
 
 def resolve(
     name: str,
-    project_region: str | None,
+    region: str,
     project_profile: str | None,
     environ: dict[str, str] | None = None,
 ) -> Target:
@@ -75,7 +76,6 @@ def resolve(
         from localcloud import urls
 
         env = {k: v for k, v in environ.items() if k not in AWS_ROUTING_VARIABLES}
-        region = project_region or environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         env.update(
             LOCAL_CREDENTIALS,
             AWS_DEFAULT_REGION=region,
@@ -91,11 +91,6 @@ def resolve(
         raise TargetError(
             "TARGET=aws needs credentials: set project.profile in config.json, "
             "AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
-        )
-    region = project_region or environ.get("AWS_REGION") or environ.get("AWS_DEFAULT_REGION")
-    if not region:
-        raise TargetError(
-            "TARGET=aws needs a region: set project.region in config.json or AWS_REGION"
         )
     if profile:
         env["AWS_PROFILE"] = profile

@@ -80,6 +80,15 @@ def test_up_status_down_leave_no_process_behind(cloud_env):
     assert status.returncode == 0 and f"http://127.0.0.1:{port}" in status.stdout
     daemon_pid = int((home / "localcloud.pid").read_text())
 
+    # `up` for a config of another region refuses: its stacks would deploy where nothing looks
+    document = json.loads((ROOT / "config.json").read_text())
+    document["project"]["region"] = "eu-west-1"
+    other = home.parent / "eu-west-1.json"
+    other.write_text(json.dumps(document))
+    refused = _cli(cloud_env, "up", "--config", str(other))
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1, refused.stderr
+    assert "runs for region us-east-1, but the config says eu-west-1" in refused.stderr
+
     # a Lambda worker is a child process that `down` must stop too
     kw = dict(
         endpoint_url=f"http://127.0.0.1:{port}",
@@ -161,16 +170,27 @@ def test_env_prints_exports_for_the_control_plane(cloud_env):
     assert not any("SAGEMAKER_RUNTIME" in line for line in lines)
 
 
-def test_region_comes_from_config_then_environment(tmp_path, monkeypatch):
+def test_region_comes_from_the_validated_config_else_the_environment(tmp_path, monkeypatch):
     from localcloud import daemon
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
-    assert daemon.region() == "eu-west-3"  # no config.json here
-    (tmp_path / "config.json").write_text('{"project": {"region": "ap-south-1"}}')
+    assert daemon.region() == "eu-west-3"  # no config.json here: not a project
+    document = json.loads((ROOT / "config.json").read_text())
+    document["project"]["region"] = "ap-south-1"
+    (tmp_path / "config.json").write_text(json.dumps(document))
     assert daemon.region() == "ap-south-1"
-    (tmp_path / "config.json").write_text('{"project": {"region": null}}')
-    assert daemon.region() == "eu-west-3"
-    (tmp_path / "config.json").write_text('{"project": {"region": 5}}')
-    with pytest.raises(daemon.LocalCloudError, match="project.region = 5"):
+    document["project"]["region"] = "eu-central-1"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(document))
+    assert daemon.region(other) == "eu-central-1"
+    document["project"]["region"] = "Mars Base 1"
+    (tmp_path / "config.json").write_text(json.dumps(document))
+    with pytest.raises(daemon.LocalCloudError) as raised:
         daemon.region()
+    assert str(raised.value) == (
+        f'{tmp_path / "config.json"}: project.region: "Mars Base 1" is not allowed; '
+        "expected an AWS region name such as us-east-1"
+    )
+    with pytest.raises(daemon.LocalCloudError, match="missing.json: cannot read"):
+        daemon.region(tmp_path / "missing.json")

@@ -108,9 +108,11 @@ def test_aws_target_refuses_without_credentials():
         resolve("aws", "us-east-1", None, {})
 
 
-def test_aws_target_refuses_without_region():
-    with pytest.raises(TargetError, match="needs a region"):
-        resolve("aws", None, None, {"AWS_PROFILE": "dev"})
+def test_aws_target_takes_the_config_region_over_the_environments():
+    target = resolve("aws", "eu-west-1", None,
+                     {"AWS_PROFILE": "dev", "AWS_REGION": "us-west-2", "AWS_DEFAULT_REGION": "x"})
+    assert target.region == "eu-west-1"
+    assert (target.env["AWS_REGION"], target.env["AWS_DEFAULT_REGION"]) == ("eu-west-1",) * 2
 
 
 def test_aws_target_uses_config_profile_and_drops_local_endpoint():
@@ -290,3 +292,4 @@ def test_teardown_gives_up_naming_the_stack_after_its_attempts():
     with pytest.raises(WorkflowError, match="serving ended DELETE_FAILED .*bucket is not empty"):
         delete_stack(stack, stack, "serving", ["capture"])
     assert stack.attempts == DELETE_ATTEMPTS
+
