@@ -86,7 +86,7 @@ def run_http(cfg, args, bodies: Path) -> dict:
 
 def run_deployments(cfg, args, sections: set[str]) -> dict:
     """The workflow rounds, with the end-to-end benchmark on the first fresh deployment."""
-    tree = flow.make_tree(WORK / "tree")
+    tree = flow.make_tree(WORK / "tree", args.config)
     _log(f"[bench] scratch tree {tree}")
 
     def on_deployed(cloud: flow.Cloud) -> dict:

@@ -1,18 +1,18 @@
 """Workflow timings: ``make templates``, a full ``make deploy`` to a fresh local cloud, a no-op
 redeploy and ``make teardown``, each timed from the outside as a user runs them.
 
-Everything runs in a scratch copy of the working tree (``build/bench/tree``: the files git
-tracks or would track, plus a link to ``.venv``), so the benchmark never rewrites this tree's
-``templates_out/`` or ``build/`` and can use its own configuration: config.json with the API's
-throttle and the predictor's reserved concurrency raised to the configuration's maxima. The
-shipped 200 req/s would cap the end-to-end measurement at 16 connections; the shipped reserved
-concurrency of 50 throttles calls that queue for the local workers when the testers and the
-stack saturate the machine's cores (docs/local-cloud.md), which is this machine's wait, not a
-latency to measure. Nothing else differs. Every deploy round gets a new local cloud (its own
-``LOCALCLOUD_HOME`` and ports) and starts from a clean ``build/`` and ``templates_out/``, so
-"full deploy" includes packing, generating, starting the local cloud and deploying every stack;
-the round ends with ``make teardown`` and ``python -m localcloud down``, and the local cloud's
-log is kept as ``<logs>/localcloud-<round>.log``.
+Everything runs in a scratch copy of the working tree (``build/bench/tree``: the files git tracks or
+would track, plus a link to ``.venv``), so the benchmark never rewrites this tree's
+``templates_out/`` or ``build/`` and can use its own configuration: ``--config`` (config.json by
+default) as the tree's config.json, with the API's throttle and the predictor's reserved concurrency
+raised to the configuration's maxima. The shipped 200 req/s would cap the end-to-end measurement at
+16 connections; the shipped reserved concurrency of 50 throttles calls that queue for the local
+workers when the testers and the stack saturate the machine's cores (docs/local-cloud.md), which is
+this machine's wait, not a latency to measure. Nothing else differs. Every deploy round gets a new
+local cloud (its own ``LOCALCLOUD_HOME`` and ports) and starts from a clean ``build/`` and
+``templates_out/``, so "full deploy" includes packing, generating, starting the local cloud and
+deploying every stack; the round ends with ``make teardown`` and ``python -m localcloud down``, and
+the local cloud's log is kept as ``<logs>/localcloud-<round>.log``.
 """
 
 from __future__ import annotations
@@ -59,8 +59,9 @@ def bench_config(config: dict) -> dict:
     return changed
 
 
-def make_tree(dest: Path, root: Path = ROOT) -> Path:
-    """A fresh scratch copy of ``root`` at ``dest`` (replacing any earlier one)."""
+def make_tree(dest: Path, config_path: Path, root: Path = ROOT) -> Path:
+    """A fresh scratch copy of ``root`` at ``dest`` (replacing any earlier one), its config.json
+    the bench configuration of ``config_path``."""
     if dest.exists():
         shutil.rmtree(dest)
     for name in source_files(root):
@@ -70,7 +71,7 @@ def make_tree(dest: Path, root: Path = ROOT) -> Path:
     (dest / ".venv").symlink_to(root / ".venv", target_is_directory=True)
     for generated in ("build", "templates_out"):
         shutil.rmtree(dest / generated, ignore_errors=True)
-    config = json.loads((root / "config.json").read_text())
+    config = json.loads(config_path.read_text())
     (dest / "config.json").write_text(json.dumps(bench_config(config), indent=2) + "\n")
     return dest
 

@@ -1,6 +1,6 @@
 """CloudFormation compatibility layer for moto 5.2.5, the local cloud's control plane.
 
-``apply()`` patches moto in-process, before ``moto.server.ThreadedMotoServer`` starts, so that
+``apply()`` patches moto in-process, before the daemon's control plane serves moto's app, so that
 ``aws cloudformation deploy`` against the local cloud behaves as it does against AWS. Each fix is
 one ``fix_*`` function whose comment names the moto defect, written to be proposed upstream on its
 own; docs/local-cloud-compat.md gives symptom, fix and upstream route for each.

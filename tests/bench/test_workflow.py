@@ -58,13 +58,20 @@ def test_make_tree_copies_the_working_tree_without_generated_files(tmp_path):
                    check=True)
     (root / "pkg" / "new.py").write_text("y = 2\n")  # untracked, not ignored: copied too
 
-    tree = workflow.make_tree(tmp_path / "scratch", root)
+    chosen = tmp_path / "chosen.json"
+    chosen.write_text(json.dumps(
+        {"api_hosting": {"throttle": {"rate_limit": 10, "burst_limit": 20},
+                         "predictor": {"reserved_concurrency": 5}}, "from": "--config"}))
+
+    tree = workflow.make_tree(tmp_path / "scratch", chosen, root)
 
     assert (tree / "pkg" / "tracked.py").read_text() == "x = 1\n"
     assert (tree / "pkg" / "new.py").is_file()
     assert not (tree / "build").exists() and not (tree / "templates_out").exists()
     assert (tree / ".venv").resolve() == (root / ".venv").resolve()
-    api = json.loads((tree / "config.json").read_text())["api_hosting"]
+    config = json.loads((tree / "config.json").read_text())
+    assert config["from"] == "--config"
+    api = config["api_hosting"]
     assert api["throttle"] == workflow.BENCH_THROTTLE
     assert api["predictor"]["reserved_concurrency"] == workflow.BENCH_RESERVED_CONCURRENCY
     original = json.loads((root / "config.json").read_text())
