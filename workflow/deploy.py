@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import threading
@@ -213,24 +214,34 @@ def summary(ctx: Context) -> str:
     from workflow.outputs import api_access
 
     access = api_access(ctx)
-    lines = ["", f"API: POST {access.url}"]
-    body = json.dumps({"sentence": ctx.cfg.load_test.cases[0].sentence})
+    sentence = ctx.cfg.load_test.cases[0].sentence
+    return "\n".join(["", *call_lines(access, sentence, ctx.target.region, ctx.target.is_local)])
+
+
+def call_lines(access, sentence: str, region: str, is_local: bool) -> list[str]:
+    """The API line, its credentials and a curl command; every value is shell-quoted, so a
+    sentence with an apostrophe still pastes as one argument."""
+    body = shlex.quote(json.dumps({"sentence": sentence}))
+    url = shlex.quote(access.url)
+    lines = [f"API: POST {access.url}"]
     if access.auth == "api_key":
         lines.append(f"API key: {access.key_command}")
-        key = access.key_value if ctx.target.is_local else f"$({access.key_command})"
+        header = (
+            shlex.quote(f"x-api-key: {access.key_value}")
+            if is_local
+            else f'"x-api-key: $({access.key_command})"'
+        )
         lines.append(
-            f"curl -s -X POST '{access.url}' -H 'content-type: application/json' "
-            f"-H \"x-api-key: {key}\" -d '{body}'"
+            f"curl -s -X POST {url} -H 'content-type: application/json' -H {header} -d {body}"
         )
     else:
         lines.append("Auth: IAM (SigV4) with your AWS credentials")
         lines.append(
-            f"curl -s -X POST '{access.url}' --aws-sigv4 'aws:amz:{ctx.target.region}:execute-api' "
+            f"curl -s -X POST {url} --aws-sigv4 {shlex.quote(f'aws:amz:{region}:execute-api')} "
             '--user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" '
-            "-H 'content-type: application/json' "
-            f"-d '{body}'"
+            f"-H 'content-type: application/json' -d {body}"
         )
-    return "\n".join(lines)
+    return lines
 
 
 @cli("deploy")

@@ -1,13 +1,15 @@
 """The deploy workflow's pure parts: manifest checks, generated Make rules, target resolution."""
 
 import json
+import shlex
 import subprocess
 from pathlib import Path
 
 import pytest
 
-from workflow.deploy import make_rules
+from workflow.deploy import call_lines, make_rules
 from workflow.manifest import ManifestError, load_manifest
+from workflow.outputs import ApiAccess
 from workflow.target import TargetError, resolve
 from workflow.teardown import retained_buckets
 
@@ -293,3 +295,30 @@ def test_teardown_gives_up_naming_the_stack_after_its_attempts():
         delete_stack(stack, stack, "serving", ["capture"])
     assert stack.attempts == DELETE_ATTEMPTS
 
+
+SENTENCE = "Apple's \"iPod\" sells; $(rm -rf ~) `x` \\ too"
+
+
+@pytest.mark.parametrize("is_local", [True, False], ids=["local", "aws"])
+def test_the_api_key_curl_line_pastes_as_the_request_it_shows(is_local):
+    access = ApiAccess(url="http://127.0.0.1:4567/restapis/a1/Demo/_user_request_/text",
+                       auth="api_key", key_id="k1", key_value="v'1" if is_local else None,
+                       key_command="aws apigateway get-api-key --api-key k1 --include-value")
+    api, key, curl = call_lines(access, SENTENCE, "us-east-1", is_local)
+    assert api == f"API: POST {access.url}" and key == f"API key: {access.key_command}"
+    words = shlex.split(curl)
+    assert words[words.index("-d") + 1] == json.dumps({"sentence": SENTENCE})
+    assert words[words.index("-X") + 2] == access.url
+    headers = [words[i + 1] for i, word in enumerate(words) if word == "-H"]
+    expected = "x-api-key: v'1" if is_local else f"x-api-key: $({access.key_command})"
+    assert headers == ["content-type: application/json", expected]
+
+
+def test_the_sigv4_curl_line_pastes_as_the_request_it_shows():
+    access = ApiAccess(url="https://a1.execute-api.eu-west-1.amazonaws.com/Demo/text",
+                       auth="iam", key_id=None, key_value=None, key_command=None)
+    _, auth, curl = call_lines(access, SENTENCE, "eu-west-1", False)
+    assert auth == "Auth: IAM (SigV4) with your AWS credentials"
+    words = shlex.split(curl)
+    assert words[words.index("-d") + 1] == json.dumps({"sentence": SENTENCE})
+    assert words[words.index("--aws-sigv4") + 1] == "aws:amz:eu-west-1:execute-api"
