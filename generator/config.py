@@ -275,8 +275,9 @@ class _Node:
         if not isinstance(data, dict):
             _fail(path, data, "expected an object")
         self.data, self.path, self.seen = data, path, set()
-        for key in getattr(data, "duplicate_keys", ()):
-            raise ConfigError(f"{self._key(key)}: duplicate key; each key may appear once")
+        duplicates = getattr(data, "duplicate_keys", ())
+        if duplicates:
+            raise ConfigError(f"{self._key(duplicates[0])}: duplicate key; give each key once")
 
     def _key(self, key: str) -> str:
         return f"{self.path}.{key}" if self.path else key

@@ -403,7 +403,7 @@ def test_duplicate_keys_are_named_by_path(tmp_path):
     text = CONFIG_PATH.read_text(encoding="utf-8")
     path = tmp_path / "config.json"
     path.write_text(text.replace('"stage": "Demo",', '"stage": "Demo", "stage": "Prod",', 1))
-    with pytest.raises(ConfigError, match=r"^project\.stage: duplicate key; each key may appear"):
+    with pytest.raises(ConfigError, match=r"^project\.stage: duplicate key; give each key once"):
         load(path)
 
 
