@@ -57,6 +57,10 @@ install: $(STAMP) ## Create the virtual environment and install the project
 
 templates: templates_out/manifest.json ## Generate the CloudFormation templates into templates_out/
 
+# A missing CONFIG file is named here, instead of make's "No rule to make target".
+$(CONFIG):
+	@echo "make: CONFIG=$(CONFIG): no such file" >&2; exit 2
+
 templates_out/manifest.json: $(STAMP) $(CONFIG) $(GENERATOR_SOURCES)
 	@$(PY) -m generator --config $(CONFIG) --out templates_out
 

@@ -322,3 +322,12 @@ def test_the_sigv4_curl_line_pastes_as_the_request_it_shows():
     words = shlex.split(curl)
     assert words[words.index("-d") + 1] == json.dumps({"sentence": SENTENCE})
     assert words[words.index("--aws-sigv4") + 1] == "aws:amz:eu-west-1:execute-api"
+
+
+@pytest.mark.parametrize("target", ["templates", "pack", "deploy"])
+def test_a_missing_config_file_is_named_by_make(tmp_path, target):
+    missing = tmp_path / "missing.json"
+    result = subprocess.run(["make", "--no-print-directory", target, f"CONFIG={missing}"],
+                            cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 2
+    assert result.stderr.splitlines()[0] == f"make: CONFIG={missing}: no such file"
