@@ -38,7 +38,13 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from localcloud import metrics
-from localcloud.lambdas import ChangeCounter, LambdaRuntime, Throttled, new_request_id
+from localcloud.lambdas import (
+    ChangeCounter,
+    LambdaRuntime,
+    PayloadTooLarge,
+    Throttled,
+    new_request_id,
+)
 
 log = logging.getLogger("localcloud.apigateway")
 
@@ -479,6 +485,10 @@ class ApiGatewayDataPlane:
             timed_out = _error(504, "Endpoint request timed out", "IntegrationTimeout")
             return timed_out, route.timeout_s * 1000
         except Throttled:
+            return _integration_failure(), None
+        except PayloadTooLarge as exc:  # the body fits API Gateway's 10 MB, not Lambda's 6 MB
+            log.warning("API %s %s %s: Lambda %s: %s", api.api_id, method, path,
+                        fn.function_name, exc)
             return _integration_failure(), None
         integration_ms = (time.perf_counter() - started) * 1000
         response = None if result.error_type is not None else _proxy_response(result.payload)

@@ -63,6 +63,7 @@ RECONCILE_SECONDS = 0.5  # how soon a deleted function's workers stop (checks ar
 THROTTLE_LOG_SECONDS = 5.0  # a function's throttles are logged at most this often (then as a count)
 DUMMY_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
 PASSED_THROUGH_ENV = ("PATH", "LANG", "LC_ALL", "HOME", "TMPDIR")
+SYNC_PAYLOAD_LIMIT = 6 * 1024 * 1024  # Lambda's RequestResponse invocation payload quota
 
 
 class ChangeCounter:
@@ -111,6 +112,11 @@ class InvokeResult(NamedTuple):
 
 class Throttled(Exception):
     """The function's reserved concurrency is used up (Lambda's TooManyRequestsException)."""
+
+
+class PayloadTooLarge(Exception):
+    """A synchronous invocation's event is over 6 MB (Lambda's RequestEntityTooLargeException);
+    the function does not run."""
 
 
 def function_logs_dir(home: Path) -> Path:
@@ -532,6 +538,11 @@ class LambdaRuntime:
 
     async def invoke(self, fn: Any, payload: bytes, synchronous: bool = True) -> InvokeResult:
         """Run ``fn`` (a moto LambdaFunction) on ``payload`` (the event as JSON bytes)."""
+        if synchronous and len(payload) > SYNC_PAYLOAD_LIMIT:
+            raise PayloadTooLarge(
+                f"{len(payload)} byte payload is too large for the RequestResponse invocation "
+                f"type ({SYNC_PAYLOAD_LIMIT})"
+            )
         pool = self.pool_for(fn)
         dims = {"FunctionName": pool.fn_name}
         try:
@@ -806,6 +817,7 @@ def install_moto_hooks(runtime: LambdaRuntime) -> None:
     """
     global _runtime
     from moto.awslambda.models import LambdaBackend, LambdaFunction
+    from moto.awslambda.responses import LambdaResponse
     from moto.sns.models import Subscription
 
     _runtime = runtime
@@ -814,7 +826,28 @@ def install_moto_hooks(runtime: LambdaRuntime) -> None:
         return
     LambdaFunction.invoke = _moto_invoke
     LambdaFunction._invoke_lambda = _moto_invoke_lambda
+    LambdaResponse._dispatch = _refusing_non_utf8(LambdaResponse._dispatch)
     Subscription.publish = _wrap_sns_publish(Subscription.publish)
+
+
+def _refusing_non_utf8(dispatch: Any) -> Any:
+    """moto decodes every request body as UTF-8 before it dispatches, so an Invoke payload of
+    other bytes raised UnicodeDecodeError: a 500 HTML page. Lambda answers 400."""
+
+    @functools.wraps(dispatch)
+    def wrapper(self: Any, request: Any, full_url: Any = None, headers: Any = None) -> Any:
+        try:
+            return dispatch(self, request, full_url, headers)
+        except UnicodeDecodeError as exc:
+            error = _moto_error(
+                400,
+                "InvalidRequestContentException",
+                "Could not parse request body into json: not UTF-8 "
+                f"(byte 0x{exc.object[exc.start]:02x} at offset {exc.start})",
+            )
+            return error.code, dict(error.get_headers()), error.get_body()
+
+    return wrapper
 
 
 def _header(headers: Any, name: str) -> str | None:
@@ -851,6 +884,8 @@ def _moto_invoke(self: Any, body: Any, request_headers: Any, response_headers: A
         result = _runtime.invoke_blocking(self, payload)
     except Throttled:
         raise _moto_error(429, "TooManyRequestsException", "Rate Exceeded.")
+    except PayloadTooLarge as exc:
+        raise _moto_error(413, "RequestEntityTooLargeException", str(exc))
     response_headers["x-amz-executed-version"] = str(self.version)
     if result.error_type is not None:
         response_headers["x-amz-function-error"] = "Unhandled"

@@ -903,6 +903,9 @@ def install_moto_hooks(runtime: SageMakerRuntime) -> None:
         return status, {**headers, "status": status}, body  # moto takes the status from "status"
 
     SageMakerRuntimeResponse.invoke_endpoint = invoke_endpoint
+    # The body is the model's payload, any bytes: moto would decode it as UTF-8 first and
+    # answer bytes that are not with a 500 page. invoke_endpoint reads raw_body.
+    SageMakerRuntimeResponse.use_raw_body = True
 
     def notifying(method: Callable) -> Callable:
         @functools.wraps(method)

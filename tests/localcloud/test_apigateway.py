@@ -2,6 +2,7 @@ import asyncio
 import base64
 import http.client
 import json
+import logging
 import re
 import time
 
@@ -13,6 +14,7 @@ import pytest
 
 from localcloud import metrics
 from localcloud.apigateway import ApiGatewayDataPlane, TokenBucket, install_moto_hooks
+from localcloud.lambdas import SYNC_PAYLOAD_LIMIT
 
 from .conftest import REGION
 
@@ -252,6 +254,17 @@ def test_lambda_error_and_malformed_response_give_502(loop_thread, plane, apigw,
     for mode in (b"mode=raise", b"mode=malformed"):
         status, _, body = call(loop_thread, plane, api, query=mode)
         assert (status, message(body)) == (502, "Internal server error"), mode
+
+
+def test_a_body_over_lambdas_6_mb_gives_500_without_running_the_function(
+    loop_thread, plane, apigw, echo_arn, caplog
+):
+    api = make_api(apigw, echo_arn)
+    body = b"x" * SYNC_PAYLOAD_LIMIT  # fits API Gateway's 10 MB; the event around it does not
+    with caplog.at_level(logging.WARNING, logger="localcloud.apigateway"):
+        status, _, out = call(loop_thread, plane, api, body=body)
+    assert (status, message(out)) == (500, "Internal server error")
+    assert "byte payload is too large for the RequestResponse invocation type" in caplog.text
 
 
 def test_integration_timeout_gives_504(loop_thread, plane, apigw, echo_arn):

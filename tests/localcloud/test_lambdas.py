@@ -5,7 +5,9 @@ import time
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 
+from localcloud import lambdas
 from localcloud.lambdas import Throttled, ThrottleWarnings, sns_event
 
 from .conftest import REGION
@@ -240,6 +242,32 @@ def test_invoke_api_runs_the_code(runtime, create_function, lambda_client):
     resp = lambda_client.invoke(FunctionName="api-error", Payload=b"{}")
     assert resp["FunctionError"] == "Unhandled"
     assert json.loads(resp["Payload"].read())["errorType"] == "ValueError"
+
+
+def test_invoke_api_refuses_what_lambda_refuses_before_running_the_code(
+    runtime, create_function, lambda_client
+):
+    create_function("api", "def handler(e, c):\n    return len(e['a'])\n")
+    with pytest.raises(ClientError) as not_utf8:
+        lambda_client.invoke(FunctionName="api", Payload=b'{"a": "\xff"}')
+    error = not_utf8.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert error["Error"]["Code"] == "InvalidRequestContentException"
+    assert "not UTF-8 (byte 0xff at offset 7)" in error["Error"]["Message"]
+
+    limit = lambdas.SYNC_PAYLOAD_LIMIT
+    fits = json.dumps({"a": "x" * (limit - 9)}).encode()
+    assert len(fits) == limit
+    assert json.loads(lambda_client.invoke(FunctionName="api", Payload=fits)["Payload"].read()) \
+        == limit - 9
+    with pytest.raises(ClientError) as too_large:
+        lambda_client.invoke(FunctionName="api", Payload=fits[:-1] + b' }')
+    error = too_large.value.response
+    assert error["ResponseMetadata"]["HTTPStatusCode"] == 413
+    assert error["Error"]["Code"] == "RequestEntityTooLargeException"
+    assert error["Error"]["Message"] == (
+        f"{limit + 1} byte payload is too large for the RequestResponse invocation type ({limit})"
+    )
 
 
 def test_event_invocation_returns_at_once_and_runs(

@@ -433,6 +433,11 @@ def test_moto_invoke_endpoint_is_served_by_the_same_runtime(cloud):
     with pytest.raises(ClientError) as missing:
         moto_client.invoke_endpoint(EndpointName="Nope", Body=b"{}")
     assert missing.value.response["Error"]["Code"] == "ValidationError"
+    # The body is the model's, any bytes: these reach it, and its failure comes back as
+    # ModelError (moto decoded them as UTF-8 first and answered with a 500 page).
+    with pytest.raises(ClientError) as not_utf8:
+        moto_client.invoke_endpoint(EndpointName="ViaMoto", Body=b'{"x": "\xff"}')
+    assert not_utf8.value.response["Error"]["Code"] == "ModelError"
 
 
 def test_an_unsafe_archive_is_refused_and_the_endpoint_marked_failed(cloud):
