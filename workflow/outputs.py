@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from workflow.context import Context, WorkflowError, add_common_arguments, cli, load_context
+from workflow.target import LOCAL_CREDENTIALS, Target
 
 API_STACK = "api-hosting"
 
@@ -60,19 +63,31 @@ def api_access(ctx: Context) -> ApiAccess:
     key_id = out.get("ApiKeyId")
     if not key_id:
         return ApiAccess(url=url, auth="iam", key_id=None, key_value=None, key_command=None)
-    endpoint = (
-        " --endpoint-url " + ctx.target.endpoint_url("apigateway") if ctx.target.is_local else ""
-    )
-    command = (
-        f"aws{endpoint} apigateway get-api-key --api-key {key_id} "
-        "--include-value --query value --output text"
-    )
+    command = key_command(ctx.target, key_id)
     value = None
     if ctx.target.is_local:
         value = ctx.target.client("apigateway").get_api_key(apiKey=key_id, includeValue=True)[
             "value"
         ]
     return ApiAccess(url=url, auth="api_key", key_id=key_id, key_value=value, key_command=command)
+
+
+def key_command(target: Target, key_id: str) -> str:
+    """A shell command that prints the API key's value, as it stands: for the local cloud with
+    its dummy credentials, endpoint and the aws CLI installed beside this interpreter (a fresh
+    machine has no other); for AWS with the target's region and profile (credentials in the
+    environment serve as they are)."""
+    if target.is_local:
+        credentials = " ".join(f"{k}={v}" for k, v in LOCAL_CREDENTIALS.items())
+        cli_path = shlex.quote(str(Path(sys.executable).with_name("aws")))
+        prefix = f"{credentials} {cli_path} --endpoint-url {target.endpoint_url('apigateway')}"
+    else:
+        profile = target.env.get("AWS_PROFILE")
+        prefix = "aws" + (f" --profile {shlex.quote(profile)}" if profile else "")
+    return (
+        f"{prefix} --region {target.region} apigateway get-api-key --api-key {key_id} "
+        "--include-value --query value --output text"
+    )
 
 
 @cli("outputs")

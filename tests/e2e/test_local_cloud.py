@@ -113,7 +113,21 @@ def test_deploy_creates_every_stack_with_every_template_resource(ctx, deployed):
         ), f"{spec.stack_name}: skipped resources in {resources}"
         expected = json.loads(spec.template.read_text())["Resources"]
         assert {r["LogicalResourceId"] for r in resources} == set(expected), spec.stack_name
-    assert "curl" in deployed["output"] and "x-api-key" in deployed["output"]
+
+
+def test_the_commands_deploy_prints_work_as_printed_in_a_bare_shell(deployed, api, tmp_path):
+    lines = deployed["output"].splitlines()
+    (key_command,) = [line.removeprefix("API key: ") for line in lines
+                      if line.startswith("API key: ")]
+    (curl,) = [line for line in lines if line.startswith("curl ")]
+    bare = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # no AWS_* variable, no venv
+    key = subprocess.run(["bash", "-c", key_command], env=bare, capture_output=True, text=True,
+                         timeout=60)
+    assert (key.returncode, key.stdout.strip()) == (0, api.key_value), key.stderr
+    answer = subprocess.run(["bash", "-c", curl], env=bare, capture_output=True, text=True,
+                            timeout=60)
+    assert answer.returncode == 0, answer.stderr
+    assert json.loads(answer.stdout)["label"] == CASES[0]["expected_label"]
 
 
 def test_reference_sentences_get_their_labels(api):
