@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import math
 import subprocess
 import sys
 import time
@@ -43,18 +44,66 @@ RESULTS_PREFIX = "load-tests"
 # Testers need their duration plus start-up and upload time; past this the run is reported as stuck.
 WAIT_MARGIN_SECONDS = 90
 POLL_SECONDS = 1.0
+# The workflow cannot import the tester, so these repeat its limits (load_message.py's
+# MAX_RATE_PER_SEC and MAX_REQUESTS_PER_RUN, handler.py's FINISH_MARGIN_SEC); a test keeps them
+# equal, so a run the testers would refuse or cut short is refused before it is published.
+TESTER_MAX_RATE_PER_SEC = 1000
+TESTER_MAX_REQUESTS_PER_RUN = 100_000
+TESTER_FINISH_MARGIN_SEC = 5
 
 
-def build_message(
-    cfg, run_id: str, duration: float | None = None, rate: float | None = None
-) -> dict:
-    """The tester message for ``run_id`` from config.json's load_test (optionally overridden)."""
+def longest_run(load) -> int:
+    """Seconds the deployed testers run in full: a tester starts with its Lambda timeout left
+    and stops RequestTimeoutSec + its finish margin before that runs out."""
+    return load.tester_timeout_seconds - load.request_timeout_seconds - TESTER_FINISH_MARGIN_SEC
+
+
+def _make_number(variable: str, text: str, high: float, unit: str, why: str = "") -> float:
+    """``text``, as given to make's ``variable``, as a number in (0, high]; else one line."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= high:  # also refuses nan and inf
+        raise WorkflowError(f"{variable}={text}: expected {unit} > 0 and <= {high:g}{why}")
+    return value
+
+
+def run_settings(
+    load, config: str, duration_text: str | None, rate_text: str | None
+) -> tuple[float, float]:
+    """DURATION and RATE (config's load_test where unset), refused unless every tester runs
+    them in full."""
+    longest = longest_run(load)
+    duration = load.duration_seconds
+    if duration_text is not None:
+        duration = _make_number(
+            "DURATION", duration_text, longest, "seconds",
+            f", the longest run the testers' Lambda timeout holds (to run longer, raise "
+            f"load_test.duration_seconds in {config}, then make deploy)",
+        )
+    rate = load.rate_per_second
+    if rate_text is not None:
+        rate = _make_number(
+            "RATE", rate_text, TESTER_MAX_RATE_PER_SEC, "requests per second per tester"
+        )
+    planned = math.ceil(duration * rate)
+    if planned > TESTER_MAX_REQUESTS_PER_RUN:
+        raise WorkflowError(
+            f"{rate:g} req/s for {duration:g} s is {planned} requests per tester; a tester "
+            f"sends at most {TESTER_MAX_REQUESTS_PER_RUN} per run: lower RATE or DURATION"
+        )
+    return duration, rate
+
+
+def build_message(cfg, run_id: str, duration: float, rate: float) -> dict:
+    """The tester message for ``run_id``: config's load_test at ``duration`` and ``rate``."""
     load = cfg.load_test
     return {
         "RunId": run_id,
         "Config": {
-            "DurationInSec": duration if duration is not None else load.duration_seconds,
-            "RatePerSec": rate if rate is not None else load.rate_per_second,
+            "DurationInSec": duration,
+            "RatePerSec": rate,
             "IntervalInSec": None,
             "RequestTimeoutSec": load.request_timeout_seconds,
         },
@@ -235,7 +284,7 @@ def wait_for_summaries(
         time.sleep(POLL_SECONDS)
 
 
-def run(ctx: Context, duration: float | None, rate: float | None, reports: Path) -> dict:
+def run(ctx: Context, duration: float, rate: float, reports: Path) -> dict:
     out = stack_outputs(
         ctx.target.client("cloudformation"), ctx.manifest.stack(TESTING_STACK).stack_name
     )
@@ -311,20 +360,14 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m workflow.loadtest", description=__doc__.splitlines()[0]
     )
     add_common_arguments(parser)
-    parser.add_argument(
-        "--duration", type=float, help="seconds each tester runs (default: config.json)"
-    )
-    parser.add_argument(
-        "--rate", type=float, help="requests per second per tester (default: config.json)"
-    )
+    # Strings, read by run_settings: argparse's own error would be a usage block naming --rate.
+    parser.add_argument("--duration", help="seconds each tester runs (default: config.json)")
+    parser.add_argument("--rate", help="requests per second per tester (default: config.json)")
     parser.add_argument("--reports", default="build/reports")
     args = parser.parse_args(argv)
-    for name in ("duration", "rate"):
-        value = getattr(args, name)
-        if value is not None and not value > 0:
-            raise SystemExit(f"test-load: --{name} must be > 0, got {value}")
     ctx = load_context(args.target, args.config, args.manifest)
-    report = run(ctx, args.duration, args.rate, Path(args.reports))
+    duration, rate = run_settings(ctx.cfg.load_test, args.config, args.duration, args.rate)
+    report = run(ctx, duration, rate, Path(args.reports))
     return 1 if report["totals"]["errors"] or report["totals"]["wrong_labels"] else 0
 
 

@@ -1,18 +1,129 @@
-"""Merging tester summaries into one load-test report."""
+"""The load test's settings checks, and merging tester summaries into one report."""
 
+import importlib.util
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
+from generator import config
+from workflow import loadtest
 from workflow.context import WorkflowError
 from workflow.loadtest import (
+    build_message,
     merge,
     percentiles,
     plot,
     render,
+    run_settings,
     server_error_hint,
     wait_for_summaries,
 )
+
+TESTKIT = Path(__file__).resolve().parents[1] / "lambda_src" / "lambda_testkit.py"
+
+
+def load_test(duration=20, request_timeout=10, rate=10):
+    """A deployment's load_test: testers with a 20 + 10 + 60 s timeout by default."""
+    return config.LoadTest(
+        tester_count=2,
+        rate_per_second=rate,
+        duration_seconds=duration,
+        request_timeout_seconds=request_timeout,
+        tester_memory_mb=256,
+        results_expiry_days=30,
+        cases=(config.TestCase("tc-1", "Some news.", 1),),
+    )
+
+
+@pytest.fixture(scope="module")
+def tester():
+    """The tester Lambda's modules, loaded as its zip lays them out."""
+    spec = importlib.util.spec_from_file_location("lambda_testkit", TESTKIT)
+    testkit = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(testkit)
+    return testkit.load_function("tester")
+
+
+def runs_in_full(tester, load, duration, rate) -> bool:
+    """The tester accepts the message and, starting with its whole timeout, does not cut it."""
+    cfg = SimpleNamespace(load_test=load, api_hosting=SimpleNamespace(resource_path="text"))
+    try:
+        test = tester.load_message.parse_load_test(build_message(cfg, "run-1", duration, rate), "")
+    except tester.load_message.MessageError:
+        return False
+    remaining_ms = load.tester_timeout_seconds * 1000
+    context = SimpleNamespace(get_remaining_time_in_millis=lambda: remaining_ms)
+    return tester.handler._runnable_duration(test, context) == duration
+
+
+@pytest.mark.parametrize("load, duration, rate", [
+    (load_test(), "75", None),  # 20 + 10 + 60 s timeout, less 10 s request timeout and 5 s
+    (load_test(), "75.01", None),
+    (load_test(duration=300, request_timeout=60), "355", None),
+    (load_test(duration=300, request_timeout=60), "355.5", None),
+    (load_test(), None, "1000"),
+    (load_test(), None, "1000.5"),
+    (load_test(duration=200), None, "500"),  # 100000 requests
+    (load_test(duration=200), None, "500.01"),
+])
+def test_the_workflow_accepts_exactly_what_the_testers_run_in_full(tester, load, duration, rate):
+    try:
+        settings = run_settings(load, "config.json", duration, rate)
+    except WorkflowError:
+        settings = None
+    expected = float(duration or load.duration_seconds), float(rate or load.rate_per_second)
+    assert (settings == expected) == runs_in_full(tester, load, *expected)
+
+
+LONGEST = ("expected seconds > 0 and <= 75, the longest run the testers' Lambda timeout holds "
+           "(to run longer, raise load_test.duration_seconds in config.json, then make deploy)")
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["--duration", "abc"], f"DURATION=abc: {LONGEST}"),
+    (["--duration", "120"], f"DURATION=120: {LONGEST}"),
+    (["--duration", "99999"], f"DURATION=99999: {LONGEST}"),
+    (["--duration", "inf"], f"DURATION=inf: {LONGEST}"),
+    (["--duration", "nan"], f"DURATION=nan: {LONGEST}"),
+    (["--duration", "-1"], f"DURATION=-1: {LONGEST}"),
+    (["--rate", "x"], "RATE=x: expected requests per second per tester > 0 and <= 1000"),
+    (["--rate", "100000"], "RATE=100000: expected requests per second per tester > 0 and <= 1000"),
+    (["--rate", "0"], "RATE=0: expected requests per second per tester > 0 and <= 1000"),
+    (["--duration", "75", "--rate", "1400"],
+     "RATE=1400: expected requests per second per tester > 0 and <= 1000"),
+])
+def test_bad_settings_are_one_line_and_nothing_is_published(monkeypatch, capsys, argv, line):
+    ctx = SimpleNamespace(cfg=SimpleNamespace(load_test=load_test()))
+    monkeypatch.setattr(loadtest, "load_context", lambda *_: ctx)
+    monkeypatch.setattr(loadtest, "run", pytest.fail)  # run publishes the message
+    assert loadtest.main(argv) == 2
+    assert capsys.readouterr().err.splitlines() == [f"test-load: {line}"]
+
+
+def test_too_many_requests_per_tester_are_refused_before_publishing():
+    with pytest.raises(WorkflowError) as raised:
+        run_settings(load_test(duration=200), "config.json", None, "600")
+    assert str(raised.value) == (
+        "600 req/s for 200 s is 120000 requests per tester; a tester sends at most 100000 per "
+        "run: lower RATE or DURATION"
+    )
+
+
+@pytest.mark.parametrize("argv, settings", [
+    ([], (20, 10)),
+    (["--duration", "75", "--rate", "1000"], (75.0, 1000.0)),
+    (["--duration", "0.5", "--rate", "2.5"], (0.5, 2.5)),
+])
+def test_good_settings_reach_the_run(monkeypatch, argv, settings):
+    ctx = SimpleNamespace(cfg=SimpleNamespace(load_test=load_test()))
+    runs = []
+    monkeypatch.setattr(loadtest, "load_context", lambda *_: ctx)
+    monkeypatch.setattr(loadtest, "run", lambda _, duration, rate, __: runs.append(
+        (duration, rate)) or {"totals": {"errors": 0, "wrong_labels": 0}})
+    assert loadtest.main(argv) == 0
+    assert runs == [settings]
 
 
 def summary(samples, wrong=0, errors=None):
