@@ -7,6 +7,7 @@ import base64
 import binascii
 import json
 import re
+from collections import Counter
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -120,13 +121,24 @@ def _reject_constant(name: str):
     raise ValueError(f"{name} is not a valid JSON number")
 
 
+def _unique_keys(pairs: list) -> dict:
+    """A JSON object, refused if a key repeats (at any depth): parsers disagree on which value
+    wins, so the gateway, this function and the model could each read a different request."""
+    doc = dict(pairs)  # in C: per-pair Python runs only once a key did repeat
+    if len(doc) < len(pairs):
+        key = next(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
+        raise ApiError(400, "InvalidJson", f"the request body repeats the key {key[:40]!r} in "
+                                           "one object; each key may appear only once")
+    return doc
+
+
 def _parse_json(raw: bytes):
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise ApiError(400, "InvalidEncoding", "the request body is not valid UTF-8") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except RecursionError:
         raise ApiError(400, "InvalidJson", "the request body is nested too deeply") from None
     except ValueError as error:  # JSONDecodeError, NaN/Infinity, over-long integers

@@ -227,6 +227,19 @@ def test_non_proxy_events_get_400(predictor, env, not_an_event):
     assert_error(status, body, 400, "InvalidRequest")
 
 
+@pytest.mark.parametrize("body, key", [
+    ('{"sentence": "a", "sentence": "b"}', "sentence"),
+    ('{"sentences": ["a"], "sentences": ["b"]}', "sentences"),
+    ('{"sentences": ["a", {"x": 1, "y": 2, "x": 3}]}', "x"),
+])
+def test_a_repeated_key_at_any_depth_is_invalid_json_naming_the_key(predictor, sagemaker, body,
+                                                                    key):
+    # Parsers disagree on which value of a repeated key wins: none may reach the model.
+    status, payload, _ = call(predictor, with_body(body))
+    assert_error(status, payload, 400, "InvalidJson")
+    assert f"repeats the key {key!r}" in payload["error"]["message"]
+
+
 def test_error_messages_name_the_field_and_the_limit(predictor, sagemaker):
     _, body, _ = call(predictor, with_body(json.dumps({"sentences": ["ok", "x" * 300]})))
     assert "sentences[1]" in body["error"]["message"] and "200" in body["error"]["message"]
