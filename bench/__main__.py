@@ -165,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = project_config.load(args.config)
     except project_config.ConfigError as exc:
-        print(f"bench: {args.config}: {exc}", file=sys.stderr)
+        print(f"bench: {exc}", file=sys.stderr)
         return 2
     results: dict = {"machine": report.machine(ROOT), "runs": args.runs,
                      "seconds": args.seconds, "warmup": args.warmup,

@@ -466,7 +466,7 @@ def load_inputs(args: argparse.Namespace):
     try:
         cfg = project_config.load(args.config)
     except project_config.ConfigError as exc:
-        raise UsageError(f"{args.config}: {exc}") from None
+        raise UsageError(str(exc)) from None
     serving = cfg.model_serving
     workers = {model.name: model.server_workers for model in serving.models}
     archives = args.models or [ROOT / "build" / f"{name}.tar.gz" for name in workers]

@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load(args.config)
     except ConfigError as exc:
-        print(f"{Path(args.config).name}: {exc}", file=sys.stderr)
+        print(exc, file=sys.stderr)
         return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

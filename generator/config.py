@@ -767,11 +767,18 @@ def _json_object(pairs: list[tuple[str, Any]]) -> _JsonObject:
 
 
 def load(path: str | Path = DEFAULT_PATH) -> Config:
-    """Read and validate config.json."""
+    """Read and validate a config file; every message starts with the file's path as given."""
     try:
-        raw = Path(path).read_bytes()
+        return parse(_read_json(Path(path)))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        raw = path.read_bytes()
     except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(f"cannot read: {exc.strerror}") from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -779,7 +786,7 @@ def load(path: str | Path = DEFAULT_PATH) -> Config:
             f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at offset {exc.start}"
         ) from None
     try:
-        data = json.loads(text, object_pairs_hook=_json_object)
+        return json.loads(text, object_pairs_hook=_json_object)
     except json.JSONDecodeError as exc:
         raise ConfigError(
             f"not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
@@ -788,4 +795,3 @@ def load(path: str | Path = DEFAULT_PATH) -> Config:
         raise ConfigError("not valid JSON for a config: nested too deeply") from None
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
         raise ConfigError(f"not valid JSON for a config: {exc}") from None
-    return parse(data)

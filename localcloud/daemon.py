@@ -78,7 +78,7 @@ def region(config_path: Path | None = None) -> str:
     try:
         return load(config_path).project.region
     except ConfigError as exc:
-        raise LocalCloudError(f"{config_path}: {exc}") from None
+        raise LocalCloudError(str(exc)) from None
 
 
 @dataclass

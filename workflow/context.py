@@ -58,7 +58,7 @@ def cli(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
             try:
                 return main(*args, **kwargs)
             except ConfigError as exc:
-                print(f"{prog}: config.json: {exc}", file=sys.stderr)
+                print(f"{prog}: {exc}", file=sys.stderr)
             except (TargetError, ManifestError, WorkflowError) as exc:
                 print(f"{prog}: {exc}", file=sys.stderr)
             except EndpointConnectionError as exc:

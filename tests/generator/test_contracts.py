@@ -142,7 +142,7 @@ def test_cli_config_error_is_one_line_exit_2(tmp_path):
     assert proc.returncode == 2
     assert proc.stdout == ""
     assert proc.stderr == (
-        "config.json: model_serving.models[1].initial_weight: -1 is not allowed; "
+        f"{bad}: model_serving.models[1].initial_weight: -1 is not allowed; "
         "expected a finite number > 0 and <= 1000\n"
     )
     assert not (tmp_path / "out").exists()
