@@ -56,6 +56,7 @@ LABELS = (1, 2, 3, 4)
 CICD_MAX_PREFIX = 24
 MAX_VARIANTS = 10  # SageMaker's limit of production variants per endpoint config
 MAX_TESTERS = 50  # load_test.tester_count's upper bound; the tester function checks it too
+MAX_TESTER_RATE = 1000  # load_test.rate_per_second's upper bound; the tester checks it too
 # Upper bounds of api_hosting.throttle and api_hosting.predictor.reserved_concurrency.
 MAX_API_RATE_LIMIT = 10000
 MAX_API_BURST_LIMIT = 5000
@@ -667,7 +668,7 @@ def _load_test(n: _Node, max_chars: int) -> LoadTest:
     _unique([(c.id, f"{p}.id") for c, p in cases], "test case ids")
     load = LoadTest(
         tester_count=n.integer("tester_count", 1, MAX_TESTERS),
-        rate_per_second=n.number("rate_per_second", 0, 1000),
+        rate_per_second=n.number("rate_per_second", 0, MAX_TESTER_RATE),
         duration_seconds=n.integer("duration_seconds", 1),
         request_timeout_seconds=n.integer("request_timeout_seconds", 1, 60),
         tester_memory_mb=n.integer("tester_memory_mb", 128, 10240, default=256),

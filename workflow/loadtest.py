@@ -21,6 +21,7 @@ from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
+from generator.config import MAX_TESTER_RATE
 from workflow.context import Context, WorkflowError, add_common_arguments, cli, load_context
 from workflow.deploy import aws_cli
 from workflow.outputs import stack_outputs
@@ -45,9 +46,9 @@ RESULTS_PREFIX = "load-tests"
 WAIT_MARGIN_SECONDS = 90
 POLL_SECONDS = 1.0
 # The workflow cannot import the tester, so these repeat its limits (load_message.py's
-# MAX_RATE_PER_SEC and MAX_REQUESTS_PER_RUN, handler.py's FINISH_MARGIN_SEC); a test keeps them
-# equal, so a run the testers would refuse or cut short is refused before it is published.
-TESTER_MAX_RATE_PER_SEC = 1000
+# MAX_REQUESTS_PER_RUN, handler.py's FINISH_MARGIN_SEC; its MAX_RATE_PER_SEC is the config's
+# MAX_TESTER_RATE); a test keeps them equal, so a run the testers would refuse or cut short is
+# refused before it is published.
 TESTER_MAX_REQUESTS_PER_RUN = 100_000
 TESTER_FINISH_MARGIN_SEC = 5
 
@@ -85,7 +86,7 @@ def run_settings(
     rate = load.rate_per_second
     if rate_text is not None:
         rate = _make_number(
-            "RATE", rate_text, TESTER_MAX_RATE_PER_SEC, "requests per second per tester"
+            "RATE", rate_text, MAX_TESTER_RATE, "requests per second per tester"
         )
     planned = math.ceil(duration * rate)
     if planned > TESTER_MAX_REQUESTS_PER_RUN:
