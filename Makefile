@@ -61,7 +61,13 @@ templates: templates_out/manifest.json ## Generate the CloudFormation templates 
 $(CONFIG):
 	@echo "make: CONFIG=$(CONFIG): no such file" >&2; exit 2
 
-templates_out/manifest.json: $(STAMP) $(CONFIG) $(GENERATOR_SOURCES)
+# What is generated from CONFIG depends on its content, not its time: switching to another (or an
+# older) config file must regenerate the templates and archives, which timestamps alone would not.
+CONFIG_STAMP := build/.config-$(shell cat '$(CONFIG)' 2>/dev/null | cksum | cut -d' ' -f1)
+$(CONFIG_STAMP): $(CONFIG)
+	@mkdir -p build && rm -f build/.config-* && touch $@
+
+templates_out/manifest.json: $(STAMP) $(CONFIG_STAMP) $(GENERATOR_SOURCES)
 	@$(PY) -m generator --config $(CONFIG) --out templates_out
 
 $(CHECKOV): 
@@ -78,7 +84,7 @@ test: $(STAMP) ## Run the whole test suite (unit, contract, lint, end to end on 
 
 pack: build/pack.json ## Build the model archives and Lambda zips into build/
 
-build/pack.json: $(STAMP) $(CONFIG) $(PACK_SOURCES)
+build/pack.json: $(STAMP) $(CONFIG_STAMP) $(PACK_SOURCES)
 	@$(PY) -m workflow.pack --config $(CONFIG) --out build
 
 train: $(STAMP) ## Train model-a and model-b: make train DATA=path/to/ag_news.csv[.gz]
@@ -112,6 +118,7 @@ build/stacks.mk: templates_out/manifest.json
 
 deploy: check-target pack templates build/stacks.mk ## Deploy every stack (local cloud by default; TARGET=aws for AWS)
 	@if [ "$(TARGET)" = local ]; then $(PY) -m localcloud up --config $(CONFIG); fi
+	@$(PY) -m workflow.deploy $(WORKFLOW_ARGS) retire
 	@$(MAKE) --no-print-directory -f build/stacks.mk -j $(JOBS) deploy-all \
 		DEPLOY_STACK="$(PY) -m workflow.deploy $(WORKFLOW_ARGS) stack" \
 		UPLOAD="$(PY) -m workflow.deploy $(WORKFLOW_ARGS) upload"

@@ -8,6 +8,8 @@ Unknown keys are errors too, so a typo never passes silently.
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import math
 import re
@@ -765,6 +767,12 @@ def _json_object(pairs: list[tuple[str, Any]]) -> _JsonObject:
         seen: set[str] = set()
         obj.duplicate_keys = tuple(k for k, _ in pairs if k in seen or seen.add(k))
     return obj
+
+
+def fingerprint(cfg: Config) -> str:
+    """sha256 of the validated configuration: the manifest records what it was generated from."""
+    canonical = json.dumps(dataclasses.asdict(cfg), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def load(path: str | Path = DEFAULT_PATH) -> Config:

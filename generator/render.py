@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from . import naming
-from .stacks import enabled_stacks
+from .config import fingerprint
+from .stacks import disabled_stacks, enabled_stacks
 
 
 def to_text(document) -> str:
@@ -41,6 +42,15 @@ def render(cfg) -> dict[str, str]:
                 },
             }
         )
-    manifest = {"project": naming.prefix(cfg), "region": cfg.project.region, "stacks": stacks}
+    manifest = {
+        "project": naming.prefix(cfg),
+        "region": cfg.project.region,
+        "config_sha256": fingerprint(cfg),
+        "stacks": stacks,
+        "disabled": [
+            {"concern": spec.concern, "stack_name": naming.stack_name(cfg, spec.concern)}
+            for spec in disabled_stacks(cfg)
+        ],
+    }
     files["manifest.json"] = to_text(manifest)
     return files

@@ -28,14 +28,22 @@ class Context:
 
 
 def load_context(target: str, config: str | Path, manifest: str | Path) -> Context:
+    from generator.config import fingerprint
     from generator.config import load as load_config
 
     cfg = load_config(config)
+    loaded = load_manifest(manifest)
+    if loaded.config_sha256 != fingerprint(cfg):
+        # Deploying or tearing down another config's stacks would act on the wrong project.
+        raise ManifestError(
+            f"{manifest} was generated from another configuration than {config}: "
+            f"run `make templates CONFIG={config}`"
+        )
     project = cfg.project
     return Context(
         cfg=cfg,
         target=resolve(target, project.region, project.profile),
-        manifest=load_manifest(manifest),
+        manifest=loaded,
     )
 
 

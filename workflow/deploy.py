@@ -256,6 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("upload")
     sub.add_parser("stack").add_argument("concern")
     sub.add_parser("summary")
+    sub.add_parser("retire", help="delete the stacks of concerns the config leaves out")
     args = parser.parse_args(argv)
     if args.command == "rules":
         from workflow.manifest import load_manifest
@@ -269,6 +270,12 @@ def main(argv: list[str] | None = None) -> int:
         upload(ctx, load_pack(Path(args.pack)))
     elif args.command == "stack":
         deploy_stack(ctx, ctx.manifest.stack(args.concern), load_pack(Path(args.pack)))
+    elif args.command == "retire":
+        from workflow.teardown import report, retire
+
+        kept, scheduled = retire(ctx)
+        if kept or scheduled:
+            print(report(kept, scheduled))
     else:
         print(summary(ctx))
     return 0

@@ -28,10 +28,18 @@ class StackSpec:
 
 
 @dataclass(frozen=True)
+class DisabledStack:
+    concern: str
+    stack_name: str
+
+
+@dataclass(frozen=True)
 class Manifest:
     project: str
     region: str
     stacks: tuple[StackSpec, ...]
+    disabled: tuple[DisabledStack, ...] = ()  # left out by the config: removed where deployed
+    config_sha256: str | None = None  # generator.config.fingerprint of the config it came from
 
     def stack(self, concern: str) -> StackSpec:
         for spec in self.stacks:
@@ -74,4 +82,13 @@ def load_manifest(path: Path | str = "templates_out/manifest.json") -> Manifest:
                 },
             )
         )
-    return Manifest(project=raw["project"], region=raw["region"], stacks=tuple(stacks))
+    return Manifest(
+        project=raw["project"],
+        region=raw["region"],
+        stacks=tuple(stacks),
+        disabled=tuple(
+            DisabledStack(entry["concern"], entry["stack_name"])
+            for entry in raw.get("disabled", [])
+        ),
+        config_sha256=raw.get("config_sha256"),
+    )

@@ -21,12 +21,11 @@ BUCKET = "AWS::S3::Bucket"
 KMS_KEY = "AWS::KMS::Key"
 
 
-def retained_buckets(template_path) -> set[str]:
+def retained_buckets(template: dict) -> set[str]:
     """Logical ids of buckets the template keeps on stack deletion."""
-    resources = json.loads(template_path.read_text()).get("Resources", {})
     return {
         lid
-        for lid, res in resources.items()
+        for lid, res in template.get("Resources", {}).items()
         if res.get("Type") == BUCKET
         and res.get("DeletionPolicy") in ("Retain", "RetainExceptOnCreate")
     }
@@ -53,37 +52,64 @@ DELETE_ATTEMPTS = 3
 
 
 def teardown(ctx: Context) -> tuple[list[str], list[str]]:
-    """Delete the stacks; return what was deliberately kept and what is scheduled for deletion."""
+    """Delete the stacks, those the config leaves out first (they may import from the others);
+    return what was deliberately kept and what is scheduled for deletion."""
     cfn, s3 = ctx.target.client("cloudformation"), ctx.target.client("s3")
     kept: list[str] = []
     scheduled: list[str] = []
-    for spec in reversed(ctx.manifest.stacks):
-        try:
-            resources = cfn.list_stack_resources(StackName=spec.stack_name)[
-                "StackResourceSummaries"
-            ]
-        except cfn.exceptions.ClientError as exc:
-            if "does not exist" in str(exc):
-                print(f"[=] {spec.stack_name}: not deployed")
-                continue
-            raise
-        retained = retained_buckets(spec.template) if spec.template.exists() else set()
-        scheduled += [
-            f"KMS key {r['PhysicalResourceId']} ({spec.stack_name})"
-            for r in resources
-            if r.get("ResourceType") == KMS_KEY and r.get("PhysicalResourceId")
-        ]
-        owned = []
-        for res in resources:
-            if res.get("ResourceType") != BUCKET or not res.get("PhysicalResourceId"):
-                continue
-            if res["LogicalResourceId"] in retained:
-                kept.append(
-                    f"bucket {res['PhysicalResourceId']} ({spec.stack_name}, DeletionPolicy Retain)"
-                )
-            else:
-                owned.append(res["PhysicalResourceId"])
-        delete_stack(cfn, s3, spec.stack_name, owned)
+    names = [d.stack_name for d in ctx.manifest.disabled]
+    names += [spec.stack_name for spec in reversed(ctx.manifest.stacks)]
+    for name in names:
+        removed = remove_stack(cfn, s3, name)
+        if removed is None:
+            print(f"[=] {name}: not deployed")
+            continue
+        kept += removed[0]
+        scheduled += removed[1]
+    return kept, scheduled
+
+
+def retire(ctx: Context) -> tuple[list[str], list[str]]:
+    """Delete the deployed stacks of concerns the config leaves out (``cicd.enabled`` false), as a
+    resource removed from a template is deleted: a deploy converges on the config."""
+    cfn, s3 = ctx.target.client("cloudformation"), ctx.target.client("s3")
+    kept: list[str] = []
+    scheduled: list[str] = []
+    for disabled in ctx.manifest.disabled:
+        if describe_stack(cfn, disabled.stack_name) is None:
+            continue
+        print(f"[-] {disabled.stack_name}: {disabled.concern} is not in this configuration")
+        removed = remove_stack(cfn, s3, disabled.stack_name)
+        kept += removed[0]
+        scheduled += removed[1]
+    return kept, scheduled
+
+
+def remove_stack(cfn, s3, stack_name: str) -> tuple[list[str], list[str]] | None:
+    """Delete one stack, emptying the buckets it deletes; None when it does not exist. The
+    deployed template says which buckets it keeps (DeletionPolicy Retain)."""
+    try:
+        resources = cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
+    except cfn.exceptions.ClientError as exc:
+        if "does not exist" in str(exc):
+            return None
+        raise
+    body = cfn.get_template(StackName=stack_name)["TemplateBody"]
+    retained = retained_buckets(json.loads(body) if isinstance(body, str) else body)
+    scheduled = [
+        f"KMS key {r['PhysicalResourceId']} ({stack_name})"
+        for r in resources
+        if r.get("ResourceType") == KMS_KEY and r.get("PhysicalResourceId")
+    ]
+    kept, owned = [], []
+    for res in resources:
+        if res.get("ResourceType") != BUCKET or not res.get("PhysicalResourceId"):
+            continue
+        if res["LogicalResourceId"] in retained:
+            kept.append(f"bucket {res['PhysicalResourceId']} ({stack_name}, DeletionPolicy Retain)")
+        else:
+            owned.append(res["PhysicalResourceId"])
+    delete_stack(cfn, s3, stack_name, owned)
     return kept, scheduled
 
 
@@ -131,11 +157,15 @@ def main(argv: list[str] | None = None) -> int:
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     ctx = load_context(args.target, args.config, args.manifest)
-    kept, scheduled = teardown(ctx)
-    print("Kept: " + ("; ".join(kept) if kept else "nothing"))
-    if scheduled:
-        print("Scheduled for deletion after the KMS waiting period: " + "; ".join(scheduled))
+    print(report(*teardown(ctx)))
     return 0
+
+
+def report(kept: list[str], scheduled: list[str]) -> str:
+    lines = ["Kept: " + ("; ".join(kept) if kept else "nothing")]
+    if scheduled:
+        lines.append("Scheduled for deletion after the KMS waiting period: " + "; ".join(scheduled))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -42,3 +42,8 @@ REGISTRY: tuple[StackSpec, ...] = (
 def enabled_stacks(cfg) -> list[StackSpec]:
     """The stacks this configuration deploys, in deploy order."""
     return [spec for spec in REGISTRY if spec.enabled(cfg)]
+
+
+def disabled_stacks(cfg) -> list[StackSpec]:
+    """The stacks this configuration leaves out: a deploy removes them where they exist."""
+    return [spec for spec in REGISTRY if not spec.enabled(cfg)]

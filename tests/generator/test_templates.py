@@ -444,11 +444,14 @@ def test_pipeline_with_connection_and_approval(variant_renders):
     assert "SourceBucketName" not in doc["Outputs"]
 
 
-def test_cicd_disabled_omits_stack(variant_renders):
+def test_cicd_disabled_omits_stack_and_names_it_for_removal(variant_renders):
     files = variant_renders["no-cicd-single-model"]
     assert "cicd-pipeline.json" not in files
     manifest = json.loads(files["manifest.json"])
     assert "cicd-pipeline" not in [s["concern"] for s in manifest["stacks"]]
+    assert manifest["disabled"] == [
+        {"concern": "cicd-pipeline", "stack_name": "TextClassificationDemo-cicd-pipeline"}
+    ]
 
 
 # --- every template ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """The deploy workflow's pure parts: manifest checks, generated Make rules, target resolution."""
 
 import json
+import os
 import shlex
 import subprocess
 from pathlib import Path
@@ -130,20 +131,100 @@ def test_local_target_never_inherits_a_real_profile():
     assert target.env["AWS_ENDPOINT_URL"].startswith("http://127.0.0.1:")
 
 
-def test_teardown_keeps_only_buckets_marked_retain(tmp_path):
-    template = tmp_path / "t.json"
-    template.write_text(
-        json.dumps(
-            {
-                "Resources": {
-                    "Kept": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain"},
-                    "Gone": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Delete"},
-                    "Topic": {"Type": "AWS::SNS::Topic", "DeletionPolicy": "Retain"},
-                }
-            }
-        )
-    )
+def test_teardown_keeps_only_buckets_marked_retain():
+    template = {
+        "Resources": {
+            "Kept": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Retain"},
+            "Gone": {"Type": "AWS::S3::Bucket", "DeletionPolicy": "Delete"},
+            "Topic": {"Type": "AWS::SNS::Topic", "DeletionPolicy": "Retain"},
+        }
+    }
     assert retained_buckets(template) == {"Kept"}
+
+
+def _bucket_stack(cfn, name, policy):
+    template = {"Resources": {"Bucket": {"Type": "AWS::S3::Bucket", "DeletionPolicy": policy}}}
+    cfn.create_stack(StackName=name, TemplateBody=json.dumps(template))
+    (bucket,) = [r["PhysicalResourceId"] for r in
+                 cfn.list_stack_resources(StackName=name)["StackResourceSummaries"]]
+    return bucket
+
+
+@pytest.fixture
+def cloud_with_a_left_out_stack(tmp_path, monkeypatch):
+    """moto with P-model-archiving (a retained bucket) and P-cicd-pipeline (a bucket with an
+    object), and a context whose manifest deploys the first and leaves the second out."""
+    from moto import mock_aws
+
+    from generator.config import load
+    from workflow.context import Context
+
+    keys = {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
+    for key, value in keys.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    path = tmp_path / "manifest.json"
+    path.write_text(json.dumps({
+        "project": "P", "region": "us-east-1", "stacks": [STACKS[0]],
+        "disabled": [{"concern": "cicd-pipeline", "stack_name": "P-cicd-pipeline"}],
+    }))
+    with mock_aws():
+        ctx = Context(cfg=load(ROOT / "config.json"),
+                      target=resolve("aws", "us-east-1", None, keys),
+                      manifest=load_manifest(path))
+        cfn, s3 = ctx.target.client("cloudformation"), ctx.target.client("s3")
+        pipeline_bucket = _bucket_stack(cfn, "P-cicd-pipeline", "Delete")
+        s3.put_object(Bucket=pipeline_bucket, Key="artifact.zip", Body=b"x")
+        kept_bucket = _bucket_stack(cfn, "P-model-archiving", "Retain")
+        yield ctx, pipeline_bucket, kept_bucket
+
+
+def _live_stacks(cfn) -> list[str]:
+    return [s["StackName"] for s in cfn.list_stacks()["StackSummaries"]
+            if s["StackStatus"] != "DELETE_COMPLETE"]
+
+
+def test_a_deploy_removes_the_stacks_the_config_leaves_out(cloud_with_a_left_out_stack):
+    from workflow.teardown import retire
+
+    ctx, pipeline_bucket, kept_bucket = cloud_with_a_left_out_stack
+    cfn, s3 = ctx.target.client("cloudformation"), ctx.target.client("s3")
+    assert retire(ctx) == ([], [])
+    assert _live_stacks(cfn) == ["P-model-archiving"]
+    buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    assert pipeline_bucket not in buckets and kept_bucket in buckets
+    assert retire(ctx) == ([], [])  # nothing left to retire
+
+
+def test_teardown_removes_the_left_out_stacks_first_then_the_rest(cloud_with_a_left_out_stack):
+    from workflow.teardown import teardown
+
+    ctx, _, kept_bucket = cloud_with_a_left_out_stack
+    kept, _ = teardown(ctx)
+    assert kept == [f"bucket {kept_bucket} (P-model-archiving, DeletionPolicy Retain)"]
+    assert _live_stacks(ctx.target.client("cloudformation")) == []
+
+
+def test_a_manifest_from_another_config_is_refused(tmp_path):
+    from generator import config
+    from generator.render import render
+    from workflow.context import load_context
+
+    document = json.loads((ROOT / "config.json").read_text())
+    files = render(config.parse(document))
+    manifest = tmp_path / "manifest.json"
+    manifest.write_text(files["manifest.json"])
+    same, other = tmp_path / "same.json", tmp_path / "other.json"
+    same.write_text(json.dumps(document, indent=4))  # the same configuration, other bytes
+    assert load_context("local", same, manifest).manifest.project == "TextClassificationDemo"
+    document["api_hosting"]["auth"] = "iam"
+    other.write_text(json.dumps(document))
+    with pytest.raises(ManifestError) as raised:
+        load_context("local", other, manifest)
+    assert str(raised.value) == (
+        f"{manifest} was generated from another configuration than {other}: "
+        f"run `make templates CONFIG={other}`"
+    )
 
 
 def deploy_context(tmp_path, env):
@@ -331,3 +412,18 @@ def test_a_missing_config_file_is_named_by_make(tmp_path, target):
                             cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.splitlines()[0] == f"make: CONFIG={missing}: no such file"
+
+
+def test_another_config_regenerates_the_templates_even_when_its_file_is_older(tmp_path):
+    def make(*args):
+        return subprocess.run(["make", "--no-print-directory", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300, check=True).stdout
+
+    make("-s", "templates")
+    older = tmp_path / "older.json"
+    document = json.loads((ROOT / "config.json").read_text())
+    document["project"]["stage"] = "Other"
+    older.write_text(json.dumps(document))
+    os.utime(older, (0, 0))  # older than templates_out/: make's timestamps alone would skip it
+    assert f"-m generator --config {older}" in make("-n", "templates", f"CONFIG={older}")
+    assert "-m generator" not in make("-n", "templates")
