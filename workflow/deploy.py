@@ -26,6 +26,7 @@ from pathlib import Path
 from workflow.context import Context, WorkflowError, add_common_arguments, cli, load_context
 from workflow.manifest import ARTIFACT_BUCKET_OUTPUT, ARTIFACT_STACK, Manifest, StackSpec
 from workflow.outputs import describe_stack, stack_outputs
+from workflow.target import LOCAL_CREDENTIALS, aws_cli
 
 # Templates above CloudFormation's inline limit go through the artifact bucket.
 INLINE_TEMPLATE_LIMIT = 51_200
@@ -33,12 +34,6 @@ INLINE_TEMPLATE_LIMIT = 51_200
 ROLE_ARN_VARIABLE = "CFN_ROLE_ARN"
 TERMINAL_FAILED = {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "REVIEW_IN_PROGRESS"}
 EVENT_POLL_SECONDS = 1.0
-
-
-def aws_cli() -> list[str]:
-    """The AWS CLI installed beside this interpreter (the project's pinned version)."""
-    script = Path(sys.executable).with_name("aws")
-    return [str(script)] if script.exists() else ["aws"]
 
 
 def make_rules(manifest: Manifest) -> str:
@@ -235,11 +230,22 @@ def call_lines(access, sentence: str, region: str, is_local: bool) -> list[str]:
             f"curl -s -X POST {url} -H 'content-type: application/json' -H {header} -d {body}"
         )
     else:
-        lines.append("Auth: IAM (SigV4) with your AWS credentials")
+        if is_local:  # the local cloud checks a signature's shape; its credentials are dummies
+            lines.append("Auth: IAM (SigV4) with the local cloud's dummy credentials")
+            key, secret = LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"], LOCAL_CREDENTIALS[
+                "AWS_SECRET_ACCESS_KEY"
+            ]
+            user = shlex.quote(f"{key}:{secret}")
+        else:
+            lines.append(
+                "Auth: IAM (SigV4) with your AWS credentials in AWS_ACCESS_KEY_ID and "
+                "AWS_SECRET_ACCESS_KEY (temporary ones also need -H \"x-amz-security-token: "
+                "$AWS_SESSION_TOKEN\")"
+            )
+            user = '"$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY"'
         lines.append(
             f"curl -s -X POST {url} --aws-sigv4 {shlex.quote(f'aws:amz:{region}:execute-api')} "
-            '--user "$AWS_ACCESS_KEY_ID:$AWS_SECRET_ACCESS_KEY" '
-            f"-H 'content-type: application/json' -d {body}"
+            f"--user {user} -H 'content-type: application/json' -d {body}"
         )
     return lines
 

@@ -23,9 +23,9 @@ from pathlib import Path
 
 from generator.config import MAX_TESTER_RATE
 from workflow.context import Context, WorkflowError, add_common_arguments, cli, load_context
-from workflow.deploy import aws_cli
 from workflow.outputs import stack_outputs
 from workflow.pack import LAMBDA_SRC, SHARED
+from workflow.target import aws_cli
 
 
 def _lambda_shared_module(name: str):
@@ -302,8 +302,8 @@ def run(ctx: Context, duration: float, rate: float, reports: Path) -> dict:
     message_file.write_text(json.dumps(message, indent=2) + "\n")
     config = message["Config"]
     print(
-        f"[*] load test {run_id}: {len(testers)} testers x {config['RatePerSec']} req/s "
-        f"for {config['DurationInSec']} s",
+        f"[*] load test {run_id}: {len(testers)} tester{'s' if len(testers) > 1 else ''} x "
+        f"{config['RatePerSec']} req/s for {config['DurationInSec']} s",
         flush=True,
     )
     published = subprocess.run(

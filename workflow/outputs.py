@@ -7,10 +7,9 @@ import json
 import shlex
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 
 from workflow.context import Context, WorkflowError, add_common_arguments, cli, load_context
-from workflow.target import LOCAL_CREDENTIALS, Target
+from workflow.target import LOCAL_CREDENTIALS, Target, aws_cli
 
 API_STACK = "api-hosting"
 
@@ -74,13 +73,12 @@ def api_access(ctx: Context) -> ApiAccess:
 
 def key_command(target: Target, key_id: str) -> str:
     """A shell command that prints the API key's value, as it stands: for the local cloud with
-    its dummy credentials, endpoint and the aws CLI installed beside this interpreter (a fresh
-    machine has no other); for AWS with the target's region and profile (credentials in the
-    environment serve as they are)."""
+    its dummy credentials, endpoint and the project's aws CLI (a fresh machine has no other); for
+    AWS with the target's region and profile (credentials in the environment serve as they are)."""
     if target.is_local:
         credentials = " ".join(f"{k}={v}" for k, v in LOCAL_CREDENTIALS.items())
-        cli_path = shlex.quote(str(Path(sys.executable).with_name("aws")))
-        prefix = f"{credentials} {cli_path} --endpoint-url {target.endpoint_url('apigateway')}"
+        cli = shlex.join(aws_cli())
+        prefix = f"{credentials} {cli} --endpoint-url {target.endpoint_url('apigateway')}"
     else:
         profile = target.env.get("AWS_PROFILE")
         prefix = "aws" + (f" --profile {shlex.quote(profile)}" if profile else "")

@@ -10,7 +10,9 @@ boto3 are pointed at the local cloud with dummy credentials. For ``aws`` credent
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 TARGETS = ("local", "aws")
 LOCAL_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test"}
@@ -21,6 +23,12 @@ AWS_ROUTING_VARIABLES = (
     "AWS_SESSION_TOKEN",
     "AWS_ENDPOINT_URL",
 )
+
+
+def aws_cli() -> list[str]:
+    """The AWS CLI installed beside this interpreter (the project's pinned version)."""
+    script = Path(sys.executable).with_name("aws")
+    return [str(script)] if script.exists() else ["aws"]
 
 
 class TargetError(Exception):

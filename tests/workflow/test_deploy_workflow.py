@@ -395,14 +395,21 @@ def test_the_api_key_curl_line_pastes_as_the_request_it_shows(is_local):
     assert headers == ["content-type: application/json", expected]
 
 
-def test_the_sigv4_curl_line_pastes_as_the_request_it_shows():
+@pytest.mark.parametrize("is_local, user", [(True, "test:test"), (False, "a-key:a-secret")],
+                         ids=["local", "aws"])
+def test_the_sigv4_curl_line_pastes_as_the_request_it_shows(is_local, user):
     access = ApiAccess(url="https://a1.execute-api.eu-west-1.amazonaws.com/Demo/text",
                        auth="iam", key_id=None, key_value=None, key_command=None)
-    _, auth, curl = call_lines(access, SENTENCE, "eu-west-1", False)
-    assert auth == "Auth: IAM (SigV4) with your AWS credentials"
-    words = shlex.split(curl)
-    assert words[words.index("-d") + 1] == json.dumps({"sentence": SENTENCE})
-    assert words[words.index("--aws-sigv4") + 1] == "aws:amz:eu-west-1:execute-api"
+    _, auth, curl = call_lines(access, SENTENCE, "eu-west-1", is_local)
+    assert auth.startswith("Auth: IAM (SigV4) with ")
+    # What bash passes to curl, with the credentials a shell on AWS would have exported.
+    shell = {"PATH": "/usr/bin:/bin", "AWS_ACCESS_KEY_ID": "a-key",
+             "AWS_SECRET_ACCESS_KEY": "a-secret"}
+    argv = subprocess.run(["bash", "-c", curl.replace("curl ", "printf '%s\\0' ", 1)], env=shell,
+                          capture_output=True, text=True, check=True).stdout.split("\0")[:-1]
+    assert argv[argv.index("-d") + 1] == json.dumps({"sentence": SENTENCE})
+    assert argv[argv.index("--aws-sigv4") + 1] == "aws:amz:eu-west-1:execute-api"
+    assert argv[argv.index("--user") + 1] == user
 
 
 @pytest.mark.parametrize("target", ["templates", "pack", "deploy"])
