@@ -5,7 +5,15 @@ production variant of an endpoint it runs one model server process
 (:mod:`localcloud.model_server`, supervised by :mod:`localcloud.processes`) on the variant's
 deployed ``model.tar.gz``, read from moto's S3 in-process and extracted once per content hash
 under ``<state_dir>/models/<sha256>/``. Servers start when moto creates an endpoint (and lazily
-on the first invocation), and stop when it is deleted or a variant's model changes.
+on the first invocation), and stop when it is deleted.
+
+What an endpoint serves is read from its endpoint config when it is created or updated, so a
+Model or EndpointConfig deleted afterwards changes nothing, as on AWS. A change of models rolls
+out as UpdateEndpoint's does (blue/green): the endpoint is ``Updating`` and keeps answering from
+its servers while the new ones start; traffic switches once all are ready, and the old servers
+stop after answering what they were sent. If a new server keeps failing to start, the endpoint
+stays InService on the old ones, with a FailureReason. A change of weights alone (or a new
+config with the same models) applies at once, on the same servers.
 
 InvokeEndpoint's REST wire protocol, as botocore's ``sagemaker-runtime`` client speaks it:
 ``POST /endpoints/<name>/invocations`` with ``Content-Type``, ``Accept``,
@@ -45,6 +53,8 @@ Files: ``<state_dir>/models/<sha256>/`` (extracted archives), ``<state_dir>/capt
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import functools
 import hashlib
 import http.client
@@ -64,13 +74,13 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import unquote
 
 from localcloud import model_server
 from localcloud.capture import DataCapture
 from localcloud.metrics import DEFAULT_ACCOUNT_ID, MetricsSink
-from localcloud.processes import READY, ManagedProcess, PidRegistry
+from localcloud.processes import READY, STOPPED, ManagedProcess, PidRegistry
 
 log = logging.getLogger("localcloud.sagemaker")
 
@@ -161,6 +171,16 @@ class EndpointView:
     moto_endpoint: Any
 
 
+@dataclass(eq=False)
+class Deployment:
+    """What an endpoint serves, fixed when it was created or updated: as on AWS, deleting its
+    Model or EndpointConfig afterwards does not change what a running endpoint serves."""
+
+    endpoint: Any  # moto's FakeEndpoint, whose current weights and instance counts apply
+    specs: dict[str, VariantSpec]  # by variant name
+    configured: dict[str, dict[str, Any]]  # the config's variants: initial weights and counts
+
+
 def _sagemaker_backend(account: str, region: str) -> Any:
     from moto.sagemaker.models import sagemaker_backends
 
@@ -191,6 +211,16 @@ def _variant_spec(backend: Any, endpoint: str, variant: str, model_name: str | N
         )
     env = container.get("Environment") or {}
     return VariantSpec(variant, model_name, url, tuple(sorted((k, str(v)) for k, v in env.items())))
+
+
+def _deployment(backend: Any, name: str, endpoint: Any) -> Deployment:
+    configured = _variant_models(backend, endpoint.endpoint_config_name)
+    specs = {}
+    for current in endpoint.production_variants:
+        variant = current["VariantName"]
+        model_name = configured.get(variant, {}).get("ModelName")
+        specs[variant] = _variant_spec(backend, name, variant, model_name)
+    return Deployment(endpoint, specs, {v: dict(c) for v, c in configured.items()})
 
 
 def _number(value: Any, default: float) -> float:
@@ -411,7 +441,7 @@ class ConnectionPool:
 # -- one running variant -----------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(eq=False)
 class VariantServer:
     spec: VariantSpec
     archive_sha256: str
@@ -420,6 +450,20 @@ class VariantServer:
     pool: ConnectionPool
     log_path: Path
     state_changed: asyncio.Event  # set (on the loop) whenever the process changes state
+    active: int = 0  # requests routed to it and not yet answered
+    idle: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)  # set when active is 0
+    stop_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    @contextlib.contextmanager
+    def in_use(self) -> Iterator[None]:
+        """Count a request, so a server taken out of routing is stopped only after answering."""
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+            if not self.active:
+                self.idle.set()
 
 
 # -- the runtime ---------------------------------------------------------------------------------
@@ -428,6 +472,9 @@ class VariantServer:
 def _lower_headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> dict[str, str]:
     items = headers.items() if isinstance(headers, Mapping) else headers
     return {str(k).lower(): str(v) for k, v in items}
+
+
+EndpointKey = tuple[str, str, str]  # (account, region, endpoint name)
 
 
 class SageMakerRuntime:
@@ -459,9 +506,16 @@ class SageMakerRuntime:
         self.server_argv = server_argv
         self.ready_probe = ready_probe
         self.loop: asyncio.AbstractEventLoop | None = None
+        # Routed servers by (account, region, endpoint, variant): those of _serving's deployments.
         self._servers: dict[tuple[str, str, str, str], VariantServer] = {}
-        self._endpoint_locks: dict[tuple[str, str, str], asyncio.Lock] = {}
-        self._failed: dict[tuple[str, str, str], str] = {}  # endpoints marked Failed by us
+        self._serving: dict[EndpointKey, Deployment] = {}  # where each endpoint's traffic goes
+        self._latest: dict[EndpointKey, Deployment] = {}  # moto's endpoint, as first seen
+        self._requested: dict[EndpointKey, Any] = {}  # moto endpoint a reconcile was asked for
+        self._rejected: dict[EndpointKey, Any] = {}  # moto endpoint whose update failed
+        self._running: set[VariantServer] = set()  # every server started and not yet stopped
+        self._tasks: set[asyncio.Task] = set()
+        self._endpoint_locks: dict[EndpointKey, asyncio.Lock] = {}
+        self._failed: dict[EndpointKey, str] = {}  # endpoints marked Failed by us
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -471,24 +525,54 @@ class SageMakerRuntime:
         await asyncio.to_thread(self.capture.start)
 
     async def close(self) -> None:
-        servers, self._servers = list(self._servers.values()), {}
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        servers = list(self._running)
+        self._servers.clear()
+        self._serving.clear()
+        for server in servers:
+            server.pool.close()
         await asyncio.gather(*(asyncio.to_thread(self._stop_server, s) for s in servers))
         await asyncio.to_thread(self.capture.stop)
         self.loop = None
 
     def servers(self) -> dict[tuple[str, str, str, str], VariantServer]:
-        """Running variant servers by (account, region, endpoint, variant), for status and tests."""
+        """Routed variant servers by (account, region, endpoint, variant), for status and tests.
+
+        During a model change the new servers warm up outside this map until traffic switches.
+        """
         return dict(self._servers)
+
+    def _spawn(self, coro: Any) -> None:
+        """Run ``coro`` as a task of this runtime (on the loop); close() cancels what is left."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # -- endpoint lifecycle (from moto's threads) ----------------------------------------------
 
     def endpoint_changed(self, account: str, region: str, name: str) -> None:
-        """Thread-safe: bring the endpoint's servers in line with moto (start, restart or stop)."""
+        """Thread-safe: bring the endpoint's servers in line with moto (start, roll out or stop).
+
+        What the endpoint serves is read here, as moto creates it: a Model that CloudFormation
+        deletes right after (a replaced one) must not change what the endpoint serves.
+        """
+        key = (account, region, name)
+        endpoint = _sagemaker_backend(account, region).endpoints.get(name)
+        if endpoint is None:
+            self._latest.pop(key, None)
+        else:
+            try:
+                self._current(key, endpoint)
+            except ValidationError:
+                pass  # reconcile logs it
         loop = self.loop
         if loop is None or loop.is_closed():
             return  # not serving yet: servers start lazily on the first invocation
         loop.call_soon_threadsafe(
-            lambda: loop.create_task(self._reconcile_logged(account, region, name))
+            lambda: self._spawn(self._reconcile_logged(account, region, name))
         )
 
     async def _reconcile_logged(self, account: str, region: str, name: str) -> None:
@@ -498,50 +582,196 @@ class SageMakerRuntime:
             log.exception("updating the model servers of endpoint %s failed", name)
 
     async def reconcile(self, account: str, region: str, name: str) -> None:
-        """Start servers for every variant of the endpoint and stop those no longer wanted."""
-        try:
-            view = self.resolve(account, region, name)
-        except ValidationError as exc:
-            if name in _sagemaker_backend(account, region).endpoints:
-                log.error("endpoint %s cannot be served: %s", name, exc.message)
-            view = None  # deleted or unservable: none of its servers is wanted
-        async with self._lock(account, region, name):
-            wanted = {v.spec.name: v.spec for v in view.variants} if view else {}
-            for key, server in list(self._servers.items()):
-                if key[:3] == (account, region, name) and wanted.get(key[3]) != server.spec:
-                    del self._servers[key]
-                    await asyncio.to_thread(self._stop_server, server)
-        if view is not None:
+        """Start servers for a new endpoint, roll a changed one out, stop a deleted one's."""
+        key = (account, region, name)
+        async with self._lock(*key):
+            endpoint = _sagemaker_backend(account, region).endpoints.get(name)
+            if endpoint is None:
+                self._forget(key)
+                return
+            serving = self._serving.get(key)
+            if serving is None or (
+                serving.endpoint is not endpoint and self._rejected.get(key) is not endpoint
+            ):
+                await self._apply(key, endpoint, serving)
+            serving = self._serving.get(key)
+        if serving is not None:  # a new endpoint's servers start now, not on its first call
+            view = self._view(key, serving, endpoint)
             for variant in view.variants:
                 try:
                     await self._server_for(view, variant.spec)
                 except ValidationError as exc:
                     log.error("%s", exc.message)
 
+    async def _apply(self, key: EndpointKey, endpoint: Any, serving: Deployment | None) -> None:
+        try:
+            latest = self._current(key, endpoint)
+        except ValidationError as exc:
+            log.error("endpoint %s cannot be served: %s", key[2], exc.message)
+            if serving is not None:
+                self._rejected[key] = endpoint  # it keeps serving what it served
+            return
+        if serving is None or not self._needs_servers(key, latest):
+            self._switch(key, latest, {})
+        else:
+            await self._roll_out(key, serving, latest)
+
+    def _forget(self, key: EndpointKey) -> None:
+        """The endpoint is gone: nothing routes to it, its servers stop."""
+        for state in (self._serving, self._latest, self._requested, self._rejected, self._failed):
+            state.pop(key, None)
+        for server_key in [k for k in self._servers if k[:3] == key]:
+            self._retire(self._servers.pop(server_key))
+
     def _lock(self, account: str, region: str, name: str) -> asyncio.Lock:
         return self._endpoint_locks.setdefault((account, region, name), asyncio.Lock())
+
+    # -- blue/green model changes ---------------------------------------------------------------
+
+    async def _roll_out(self, key: EndpointKey, serving: Deployment, latest: Deployment) -> None:
+        """A change of models, as UpdateEndpoint makes it: traffic stays on the servers of
+        ``serving`` while those ``latest`` needs start; it switches once all of them are ready,
+        and the old ones stop after answering what they were sent. If one cannot start, the
+        endpoint stays InService on the old ones, with a FailureReason, as on AWS."""
+        endpoint = latest.endpoint
+        endpoint.endpoint_status = "Updating"
+        started: dict[str, VariantServer] = {}
+        failure = None
+        for variant, spec in latest.specs.items():
+            if self._has_server(key, spec):
+                continue
+            try:
+                model_dir = await self._prepare(key, spec)
+            except ValueError as exc:
+                failure = f"variant {variant}: {exc}"
+                break
+            started[variant] = self._start_server(key[2], spec, model_dir)
+        if failure is None:
+            failure = await self._warm(started.values())
+        endpoint.endpoint_status = "InService"
+        if failure is None:
+            self._switch(key, latest, started)
+            endpoint.failure_reason = None
+            log.info(
+                "endpoint %s serves endpoint config %s", key[2], endpoint.endpoint_config_name
+            )
+            return
+        for server in started.values():
+            self._retire(server)
+        self._rejected[key] = endpoint
+        endpoint.failure_reason = (
+            f"Updating to endpoint config {endpoint.endpoint_config_name} failed: {failure}"
+        )
+        log.error(
+            "endpoint %s keeps serving endpoint config %s: updating to %s failed: %s",
+            key[2],
+            serving.endpoint.endpoint_config_name,
+            endpoint.endpoint_config_name,
+            failure,
+        )
+
+    async def _warm(self, servers: Iterable[VariantServer]) -> str | None:
+        """Wait until every server is ready; the first that keeps failing to start, as text."""
+        def settled(process: ManagedProcess) -> bool:
+            return process.state in (READY, STOPPED) or (
+                process.failures_since_ready >= FAIL_FAST_AFTER
+            )
+
+        for server in servers:
+            await self._until(server, settled, None)
+            if server.process.state != READY:
+                return (
+                    f"the model server of variant {server.spec.name} failed to start "
+                    f"{server.process.failures_since_ready} times; see {server.log_path}"
+                )
+        return None
+
+    def _switch(
+        self, key: EndpointKey, deployment: Deployment, started: Mapping[str, VariantServer]
+    ) -> None:
+        """Route the endpoint to ``deployment`` (no await: no request sees half of it)."""
+        self._serving[key] = deployment
+        for variant, server in started.items():
+            old = self._servers.get((*key, variant))
+            self._servers[(*key, variant)] = server
+            if old is not None:
+                self._retire(old)
+        for server_key in [k for k in self._servers if k[:3] == key]:
+            if server_key[3] not in deployment.specs:
+                self._retire(self._servers.pop(server_key))
+
+    def _retire(self, server: VariantServer) -> None:
+        self._spawn(self._drain_and_stop(server))
+
+    async def _drain_and_stop(self, server: VariantServer) -> None:
+        if server.active:
+            server.idle.clear()
+            try:
+                await asyncio.wait_for(server.idle.wait(), MODEL_TIMEOUT_SECONDS + self.ready_wait)
+            except TimeoutError:
+                pass
+        server.pool.close()
+        await asyncio.to_thread(self._stop_server, server)
 
     # -- resolution -----------------------------------------------------------------------------
 
     def resolve(self, account: str, region: str, name: str) -> EndpointView:
-        backend = _sagemaker_backend(account, region)
-        endpoint = backend.endpoints.get(name)
+        """The endpoint as an invocation sees it: the deployment its traffic goes to now."""
+        key = (account, region, name)
+        endpoint = _sagemaker_backend(account, region).endpoints.get(name)
         if endpoint is None:
             raise ValidationError(f"Endpoint {name} of account {account} not found.")
-        configured = _variant_models(backend, endpoint.endpoint_config_name)
+        serving = self._serving.get(key)
+        if serving is None or serving.endpoint is not endpoint:
+            serving = self._follow(key, endpoint, serving)
+        return self._view(key, serving, endpoint)
+
+    def _follow(self, key: EndpointKey, endpoint: Any, serving: Deployment | None) -> Deployment:
+        """Route to a changed endpoint at once when it needs no other servers (first sight,
+        weights, the same models); otherwise keep routing to the servers that are running
+        while reconcile rolls the change out."""
+        try:
+            latest = self._current(key, endpoint)
+        except ValidationError:
+            if serving is None:
+                raise
+            latest = None
+        if latest is not None and (serving is None or not self._needs_servers(key, latest)):
+            self._switch(key, latest, {})
+            return latest
+        if self._requested.get(key) is not endpoint:  # a change the runtime was not told about
+            self._requested[key] = endpoint
+            self._spawn(self._reconcile_logged(*key))
+        return serving
+
+    def _current(self, key: EndpointKey, endpoint: Any) -> Deployment:
+        """The deployment of moto's ``endpoint``, read from its config the first time it is seen."""
+        latest = self._latest.get(key)
+        if latest is None or latest.endpoint is not endpoint:
+            latest = _deployment(_sagemaker_backend(key[0], key[1]), key[2], endpoint)
+            self._latest[key] = latest
+        return latest
+
+    def _has_server(self, key: EndpointKey, spec: VariantSpec) -> bool:
+        server = self._servers.get((*key, spec.name))
+        return server is not None and server.spec == spec
+
+    def _needs_servers(self, key: EndpointKey, deployment: Deployment) -> bool:
+        """True when the endpoint serves from servers and ``deployment`` needs others."""
+        serves = any(k[:3] == key for k in self._servers)
+        return serves and not all(self._has_server(key, s) for s in deployment.specs.values())
+
+    def _view(self, key: EndpointKey, deployment: Deployment, endpoint: Any) -> EndpointView:
         variants = []
-        for current in endpoint.production_variants:
-            variant_name = current["VariantName"]
-            configured_variant = configured.get(variant_name, {})
-            spec = _variant_spec(backend, name, variant_name, configured_variant.get("ModelName"))
-            weight = current.get(
-                "CurrentWeight", configured_variant.get("InitialVariantWeight", 1.0)
-            )
-            count = current.get(
-                "CurrentInstanceCount", configured_variant.get("InitialInstanceCount", 1)
-            )
-            variants.append(Variant(spec, _number(weight, 1.0), max(1, int(_number(count, 1)))))
-        return EndpointView(account, region, name, variants, endpoint.data_capture_config, endpoint)
+        for current in deployment.endpoint.production_variants:
+            name = current["VariantName"]
+            configured = deployment.configured.get(name, {})
+            weight = current.get("CurrentWeight", configured.get("InitialVariantWeight", 1.0))
+            count = current.get("CurrentInstanceCount", configured.get("InitialInstanceCount", 1))
+            instances = max(1, int(_number(count, 1)))
+            variants.append(Variant(deployment.specs[name], _number(weight, 1.0), instances))
+        capture = deployment.endpoint.data_capture_config
+        return EndpointView(*key, variants, capture, endpoint)
 
     @staticmethod
     def choose(view: EndpointView, target: str | None) -> Variant:
@@ -564,45 +794,45 @@ class SageMakerRuntime:
     # -- servers --------------------------------------------------------------------------------
 
     async def _server_for(self, view: EndpointView, spec: VariantSpec) -> VariantServer:
+        """The variant's routed server, started here if it has none (a new endpoint, or one
+        the runtime did not see created). After a switch, the variant's new server."""
         key = (view.account, view.region, view.name, spec.name)
         server = self._servers.get(key)
-        if server is not None and server.spec == spec:
+        if server is not None:
             return server
         async with self._lock(view.account, view.region, view.name):
             server = self._servers.get(key)
-            if server is not None and server.spec == spec:
+            if server is not None:
                 return server
             try:
-                data = await asyncio.to_thread(
-                    read_s3_object, view.account, view.region, spec.model_data_url
-                )
-                model_dir = await asyncio.to_thread(extract_archive, data, self.models_dir)
-                if not (model_dir / "code" / "inference.py").is_file():
-                    raise ValueError(f"{spec.model_data_url} has no code/inference.py")
+                model_dir = await self._prepare(key[:3], spec)
             except ValueError as exc:
                 self._mark_failed(view, f"variant {spec.name}: {exc}")
                 raise ValidationError(
                     f"Endpoint {view.name} is in Failed status: variant {spec.name}: {exc}"
                 ) from exc
-            if server is not None:
-                del self._servers[key]
-                await asyncio.to_thread(self._stop_server, server)
-            server = self._start_server(view, spec, model_dir)
+            server = self._start_server(view.name, spec, model_dir)
             self._servers[key] = server
             self._mark_in_service(view)
             return server
 
-    def _start_server(
-        self, view: EndpointView, spec: VariantSpec, model_dir: Path
-    ) -> VariantServer:
+    async def _prepare(self, key: EndpointKey, spec: VariantSpec) -> Path:
+        """The variant's model.tar.gz from S3, extracted; ValueError when it cannot be served."""
+        data = await asyncio.to_thread(read_s3_object, key[0], key[1], spec.model_data_url)
+        model_dir = await asyncio.to_thread(extract_archive, data, self.models_dir)
+        if not (model_dir / "code" / "inference.py").is_file():
+            raise ValueError(f"{spec.model_data_url} has no code/inference.py")
+        return model_dir
+
+    def _start_server(self, endpoint: str, spec: VariantSpec, model_dir: Path) -> VariantServer:
         port = free_port()
-        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{view.name}-{spec.name}")
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{endpoint}-{spec.name}")
         log_path = self.log_dir / f"model-{safe}.log"
         env = dict(spec.environment)
         env.setdefault("OMP_NUM_THREADS", "1")
         loop, state_changed = asyncio.get_running_loop(), asyncio.Event()
         process = ManagedProcess(
-            f"model-server:{view.name}:{spec.name}",
+            f"model-server:{endpoint}:{spec.name}",
             self.server_argv(model_dir, port),
             log_path=log_path,
             env=env,
@@ -612,21 +842,26 @@ class SageMakerRuntime:
             registry=self.registry,
             on_state=lambda _process, _state: loop.call_soon_threadsafe(state_changed.set),
         )
+        pool = ConnectionPool(port)
+        server = VariantServer(spec, model_dir.name, port, process, pool, log_path, state_changed)
+        self._running.add(server)
         process.start()
         log.info(
             "starting model server for %s/%s on port %d (%s)",
-            view.name,
+            endpoint,
             spec.name,
             port,
             model_dir.name[:16],
         )
-        pool = ConnectionPool(port)
-        return VariantServer(spec, model_dir.name, port, process, pool, log_path, state_changed)
+        return server
 
-    @staticmethod
-    def _stop_server(server: VariantServer) -> None:
-        server.pool.close()
-        server.process.stop()
+    def _stop_server(self, server: VariantServer) -> None:
+        """In a thread; a retiring server may still be stopping when close() stops it again."""
+        with server.stop_lock:
+            if server not in self._running:
+                return
+            server.process.stop()
+            self._running.discard(server)
         log.info("stopped model server %s", server.process.name)
 
     def _mark_failed(self, view: EndpointView, reason: str) -> None:
@@ -643,25 +878,13 @@ class SageMakerRuntime:
     async def _ready(self, view: EndpointView, server: VariantServer) -> None:
         """Wait for the variant's server; give up early when it keeps failing to start."""
         process = server.process
-        if process.state == READY:
-            return
-
-        def ready_or_failing() -> bool:
-            return process.state == READY or process.failures_since_ready >= FAIL_FAST_AFTER
-
         # Waiting on the loop, not in executor threads: a burst of first requests must not
         # starve everything else that uses the default executor while a model loads.
-        deadline = asyncio.get_running_loop().time() + self.ready_wait
-        while not ready_or_failing():
-            server.state_changed.clear()
-            if ready_or_failing():
-                break
-            try:
-                await asyncio.wait_for(
-                    server.state_changed.wait(), deadline - asyncio.get_running_loop().time()
-                )
-            except TimeoutError:
-                break
+        await self._until(
+            server,
+            lambda p: p.state == READY or p.failures_since_ready >= FAIL_FAST_AFTER,
+            self.ready_wait,
+        )
         if process.state != READY:
             failing = process.failures_since_ready >= FAIL_FAST_AFTER
             raise ModelNotReady(
@@ -673,6 +896,23 @@ class SageMakerRuntime:
                 )
                 + f"; see {server.log_path}."
             )
+
+    @staticmethod
+    async def _until(
+        server: VariantServer, settled: Callable[[ManagedProcess], bool], timeout: float | None
+    ) -> None:
+        """Wait on the loop until ``settled(process)`` holds, or ``timeout`` seconds pass."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
+        while not settled(server.process):
+            server.state_changed.clear()
+            if settled(server.process):
+                break
+            remaining = None if deadline is None else deadline - loop.time()
+            try:
+                await asyncio.wait_for(server.state_changed.wait(), remaining)
+            except TimeoutError:
+                break
 
     # -- InvokeEndpoint -------------------------------------------------------------------------
 
@@ -723,10 +963,11 @@ class SageMakerRuntime:
         dims = {"EndpointName": name, "VariantName": variant.spec.name}
         try:
             server = await self._server_for(view, variant.spec)
-            await self._ready(view, server)
-            model_started = time.perf_counter()
-            status, model_headers, data = await self._call_model(view, server, headers, body)
-            model_seconds = time.perf_counter() - model_started
+            with server.in_use():
+                await self._ready(view, server)
+                model_started = time.perf_counter()
+                status, model_headers, data = await self._call_model(view, server, headers, body)
+                model_seconds = time.perf_counter() - model_started
         except InvokeError as exc:
             server_side = exc.status >= 500 or isinstance(exc, ModelNotReady)
             self.metrics.record_many(
@@ -878,15 +1119,35 @@ _hooked: list[SageMakerRuntime] = []
 _hook_lock = threading.Lock()
 
 
+def _update_endpoint_in_place(
+    cls: Any,
+    original_resource: Any,
+    new_resource_name: str,
+    cloudformation_json: Any,
+    account_id: str,
+    region_name: str,
+) -> Any:
+    # moto updates an AWS::SageMaker::Endpoint by deleting it and creating it again, so for a
+    # moment InvokeEndpoint finds no endpoint and the runtime would stop its servers.
+    # CloudFormation calls UpdateEndpoint, which keeps the endpoint; moto's create_endpoint
+    # replaces an endpoint of the same name in one step.
+    endpoint = cls.create_from_cloudformation_json(
+        original_resource.endpoint_name, cloudformation_json, account_id, region_name
+    )
+    endpoint.creation_time = original_resource.creation_time
+    return endpoint
+
+
 def install_moto_hooks(runtime: SageMakerRuntime) -> None:
     """Route moto's own InvokeEndpoint to ``runtime`` and tell it about endpoint changes.
 
     Patches, once per process: ``SageMakerRuntimeResponse.invoke_endpoint`` (the control-plane
-    port answers with the real model instead of canned data) and the SageMaker backend's
-    ``create_endpoint`` and ``delete_endpoint`` (weights are read on every invocation).
+    port answers with the real model instead of canned data), the SageMaker backend's
+    ``create_endpoint`` and ``delete_endpoint`` (weights are read on every invocation), and
+    CloudFormation's update of an Endpoint, which replaces it in place as UpdateEndpoint does.
     Calling it again points the hooks at a new runtime.
     """
-    from moto.sagemaker.models import SageMakerModelBackend
+    from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
     from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
     with _hook_lock:
@@ -918,3 +1179,4 @@ def install_moto_hooks(runtime: SageMakerRuntime) -> None:
 
     for name in ("create_endpoint", "delete_endpoint"):
         setattr(SageMakerModelBackend, name, notifying(getattr(SageMakerModelBackend, name)))
+    FakeEndpoint.update_from_cloudformation_json = classmethod(_update_endpoint_in_place)

@@ -8,6 +8,7 @@ import os
 import signal
 import tarfile
 import textwrap
+import threading
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -26,7 +27,7 @@ ARTIFACTS, CAPTURE = "artifacts", "capture"
 NO_RETRIES = Config(retries={"total_max_attempts": 1}, read_timeout=60)
 
 HANDLER = """
-    import json, os
+    import json, os, time
 
     class Refused(Exception):
         def __init__(self, status, message):
@@ -34,6 +35,7 @@ HANDLER = """
             self.status_code, self.message = status, message
 
     def model_fn(model_dir):
+        time.sleep(float(os.environ.get("LOAD_SECONDS", "0")))  # a model that loads slowly
         with open(os.path.join(model_dir, "tag.txt")) as fh:
             return fh.read().strip()
 
@@ -63,6 +65,26 @@ def model_archive(tmp_path, tag):
     return tar_gz_bytes(
         {"code/inference.py": root / "code/inference.py", "tag.txt": root / "tag.txt"}
     )
+
+
+def broken_archive(tmp_path):
+    """A model archive whose model_fn raises: its server never becomes ready."""
+    broken = HANDLER.replace(
+        'with open(os.path.join(model_dir, "tag.txt")) as fh:',
+        "raise RuntimeError('corrupt weights')\n        with open(model_dir) as fh:",
+    )
+    root = tmp_path / "broken"
+    (root / "code").mkdir(parents=True)
+    (root / "code" / "inference.py").write_text(textwrap.dedent(broken))
+    return tar_gz_bytes({"code/inference.py": root / "code/inference.py"})
+
+
+def wait_until(condition, timeout=30, what="the condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 class HttpFront:
@@ -111,8 +133,8 @@ class HttpFront:
 class Cloud:
     """moto (in-process) plus the runtime behind a local HTTP port, and deploy helpers."""
 
-    def __init__(self, tmp_path, runtime, port, sink):
-        self.tmp_path, self.runtime, self.sink = tmp_path, runtime, sink
+    def __init__(self, tmp_path, runtime, port, sink, registry):
+        self.tmp_path, self.runtime, self.sink, self.registry = tmp_path, runtime, sink, registry
         self.sagemaker = boto3.client("sagemaker", region_name=REGION)
         self.s3 = boto3.client("s3", region_name=REGION)
         self.client = boto3.client(
@@ -141,8 +163,13 @@ class Cloud:
 
     def endpoint(self, name, variants, capture_percentage=None, config_name=None):
         """``variants``: {variant name: (model name, weight)}."""
+        config_name = config_name or f"{name}-config"
+        self.endpoint_config(config_name, variants, capture_percentage)
+        self.sagemaker.create_endpoint(EndpointName=name, EndpointConfigName=config_name)
+
+    def endpoint_config(self, config_name, variants, capture_percentage=None):
         config = {
-            "EndpointConfigName": config_name or f"{name}-config",
+            "EndpointConfigName": config_name,
             "ProductionVariants": [
                 {
                     "VariantName": variant,
@@ -163,9 +190,21 @@ class Cloud:
                 "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
             }
         self.sagemaker.create_endpoint_config(**config)
-        self.sagemaker.create_endpoint(
-            EndpointName=name, EndpointConfigName=config["EndpointConfigName"]
+
+    def update_endpoint(self, name, config_name):
+        """What CloudFormation does to an Endpoint whose EndpointConfigName changed."""
+        from moto.sagemaker.models import FakeEndpoint, sagemaker_backends
+
+        FakeEndpoint.update_from_cloudformation_json(
+            sagemaker_backends[ACCOUNT][REGION].endpoints[name],
+            name,
+            {"Properties": {"EndpointName": name, "EndpointConfigName": config_name}},
+            ACCOUNT,
+            REGION,
         )
+
+    def status(self, name):
+        return self.sagemaker.describe_endpoint(EndpointName=name)
 
     def invoke(self, endpoint, payload, **kwargs):
         response = self.client.invoke_endpoint(
@@ -187,6 +226,38 @@ class Cloud:
         raise AssertionError(f"{endpoint}: {count} ready model servers expected")
 
 
+class Invoking:
+    """Invokes an endpoint back to back in a thread, as a load test does; ``results`` holds
+    (model tag or error code, seconds) per call."""
+
+    def __init__(self, cloud, endpoint):
+        self.cloud, self.endpoint, self.results = cloud, endpoint, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info):
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self):
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                outcome = self.cloud.invoke(self.endpoint, {})[1]["model"]
+            except ClientError as exc:
+                outcome = exc.response["Error"]["Code"]
+            self.results.append((outcome, time.monotonic() - started))
+
+    def wait_for(self, calls):
+        """Wait for ``calls`` more results."""
+        goal = len(self.results) + calls
+        wait_until(lambda: len(self.results) >= goal, what=f"{calls} more invocations")
+
+
 @pytest.fixture
 def cloud(tmp_path, aws, loop_thread):
     sink = MetricsSink()
@@ -197,7 +268,7 @@ def cloud(tmp_path, aws, loop_thread):
     loop_thread.run(runtime.start())
     front = HttpFront(runtime)
     port = loop_thread.run(front.start())
-    yield Cloud(tmp_path, runtime, port, sink)
+    yield Cloud(tmp_path, runtime, port, sink, registry)
     loop_thread.run(front.stop())
     loop_thread.run(runtime.close())
     assert registry.entries() == {}, "a model server outlived the runtime"
@@ -316,6 +387,15 @@ def test_routing_follows_current_weights_and_target_variant(cloud):
     )
     assert {cloud.invoke("AB", {})[0]["InvokedProductionVariant"] for _ in range(30)} == {"Model-B"}
 
+    # A new config with the same models (a weight changed in the template) applies at once,
+    # on the same servers.
+    servers = cloud.runtime.servers()
+    cloud.endpoint_config("AB-config-2", {"Model-A": ("model-a", 1), "Model-B": ("model-b", 0)})
+    cloud.update_endpoint("AB", "AB-config-2")
+    assert {cloud.invoke("AB", {})[0]["InvokedProductionVariant"] for _ in range(30)} == {"Model-A"}
+    assert cloud.runtime.servers() == servers
+    assert all(s.process.restarts == 0 and s.process.state == READY for s in servers.values())
+
     sums = metric_sums(
         cloud,
         "AB",
@@ -421,6 +501,88 @@ def test_deleting_or_changing_an_endpoint_stops_or_replaces_its_servers(cloud):
         cloud.invoke("Changing", {})
 
 
+def test_a_model_change_is_served_by_the_old_servers_until_the_new_ones_are_ready(cloud):
+    cloud.model("model-a", "weights-a")
+    cloud.model("model-b", "weights-b")
+    cloud.endpoint("BlueGreen", {"Model-A": ("model-a", 1), "Model-B": ("model-b", 1)})
+    cloud.wait_servers("BlueGreen", 2)
+    servers = {key[3]: server for key, server in cloud.runtime.servers().items()}
+    created = cloud.status("BlueGreen")["CreationTime"]
+    with Invoking(cloud, "BlueGreen") as calls:
+        calls.wait_for(5)
+        # What a redeploy with other settings for Model-A does (they are in its name): the
+        # replaced Model is deleted and the new one created, the EndpointConfig likewise, then
+        # the Endpoint is updated. The new model takes 3 s to load.
+        cloud.sagemaker.delete_model(ModelName="model-a")
+        cloud.model("model-a2", "weights-a2", env={"LOAD_SECONDS": "3"})
+        cloud.sagemaker.delete_endpoint_config(EndpointConfigName="BlueGreen-config")
+        cloud.endpoint_config(
+            "BlueGreen-config-2", {"Model-A": ("model-a2", 1), "Model-B": ("model-b", 1)}
+        )
+        cloud.update_endpoint("BlueGreen", "BlueGreen-config-2")
+        wait_until(
+            lambda: cloud.status("BlueGreen")["EndpointStatus"] == "Updating",
+            5,
+            what="the endpoint to be Updating while the new model loads",
+        )
+        old = servers["Model-A"]
+        wait_until(lambda: old.process.state == "stopped", what="the old server to stop")
+        calls.wait_for(10)
+    outcomes = [outcome for outcome, _ in calls.results]
+    assert set(outcomes) == {"weights-a", "weights-a2", "weights-b"}  # no error
+    model_a = [outcome for outcome in outcomes if outcome != "weights-b"]
+    switched = model_a.index("weights-a2")
+    assert model_a == ["weights-a"] * switched + ["weights-a2"] * (len(model_a) - switched)
+    assert max(seconds for _, seconds in calls.results) < 1.5  # no call waited for the load
+    new = cloud.runtime.servers()[(ACCOUNT, REGION, "BlueGreen", "Model-A")]
+    assert new.archive_sha256 != old.archive_sha256 and new.process.restarts == 0
+    unchanged = servers["Model-B"]
+    assert cloud.runtime.servers()[(ACCOUNT, REGION, "BlueGreen", "Model-B")] is unchanged
+    assert unchanged.process.restarts == 0 and unchanged.process.state == READY
+    assert sorted(cloud.registry.entries()) == sorted(
+        str(s.process.pid) for s in (new, unchanged)
+    )
+    described = cloud.status("BlueGreen")
+    assert described["EndpointStatus"] == "InService" and "FailureReason" not in described
+    assert described["EndpointConfigName"] == "BlueGreen-config-2"
+    assert described["CreationTime"] == created  # updated, not created again
+
+
+def test_an_update_whose_model_cannot_load_leaves_the_endpoint_on_the_old_one(cloud, caplog):
+    caplog.set_level(logging.ERROR)
+    cloud.model("model-a", "weights-a")
+    cloud.endpoint("Stays", {"Model-A": ("model-a", 1)})
+    [old] = cloud.wait_servers("Stays", 1)
+    cloud.model("model-broken", "x", archive=broken_archive(cloud.tmp_path))
+    cloud.endpoint_config("Stays-config-2", {"Model-A": ("model-broken", 1)})
+    with Invoking(cloud, "Stays") as calls:
+        cloud.update_endpoint("Stays", "Stays-config-2")
+        wait_until(lambda: "FailureReason" in cloud.status("Stays"), what="the update to fail")
+        calls.wait_for(5)
+    assert {outcome for outcome, _ in calls.results} == {"weights-a"}
+    described = cloud.status("Stays")
+    assert described["EndpointStatus"] == "InService"
+    assert "Stays-config-2 failed" in described["FailureReason"]
+    assert "failed to start 2 times" in described["FailureReason"]
+    assert list(cloud.runtime.servers().values()) == [old]
+    wait_until(
+        lambda: list(cloud.registry.entries()) == [str(old.process.pid)],
+        what="the new model's server to stop",
+    )
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("keeps serving endpoint config Stays-config:" in m for m in logged)
+
+
+def test_deleting_the_model_and_config_of_a_running_endpoint_changes_nothing(cloud):
+    cloud.model("model-a", "weights-a", env={"MODEL_TAG": "configured"})
+    cloud.endpoint("Kept", {"Model-A": ("model-a", 1)})
+    cloud.sagemaker.delete_model(ModelName="model-a")
+    cloud.sagemaker.delete_endpoint_config(EndpointConfigName="Kept-config")
+    response, body = cloud.invoke("Kept", {})
+    assert body == {"model": "weights-a", "env": "configured", "echo": {}}
+    assert cloud.status("Kept")["EndpointStatus"] == "InService"
+
+
 def test_moto_invoke_endpoint_is_served_by_the_same_runtime(cloud):
     cloud.model("model-a", "weights-a")
     cloud.endpoint("ViaMoto", {"Model-A": ("model-a", 1)})
@@ -481,16 +643,7 @@ def test_servers_start_lazily_for_endpoints_the_runtime_did_not_see_created(clou
 
 
 def test_a_model_that_cannot_load_fails_fast_with_model_not_ready(cloud):
-    broken = HANDLER.replace(
-        'with open(os.path.join(model_dir, "tag.txt")) as fh:',
-        "raise RuntimeError('corrupt weights')\n        with open(model_dir) as fh:",
-    )
-    root = cloud.tmp_path / "broken"
-    (root / "code").mkdir(parents=True)
-    (root / "code" / "inference.py").write_text(textwrap.dedent(broken))
-    cloud.model(
-        "model-broken", "x", archive=tar_gz_bytes({"code/inference.py": root / "code/inference.py"})
-    )
+    cloud.model("model-broken", "x", archive=broken_archive(cloud.tmp_path))
     cloud.endpoint("Broken", {"Model-A": ("model-broken", 1)})
     with pytest.raises(ClientError) as not_ready:
         cloud.invoke("Broken", {})
