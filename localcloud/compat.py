@@ -54,6 +54,9 @@ created, updated and deleted through moto's own service backend, with AWS's Ref/
                                applies its new trust policy and inline policies (a removed one
                                is detached).
   fix_sagemaker_names          ModelName, EndpointConfigName, EndpointName are honoured.
+  fix_sagemaker_endpoint_update
+                               an updated SageMaker::Endpoint is updated in place (its new
+                               config, same creation time), not deleted and created again.
   fix_non_empty_bucket_delete  deleting a bucket that still holds objects fails the stack delete
                                (DELETE_FAILED) instead of silently leaving the bucket behind.
   fix_bucket_configuration     a bucket gets (and an update changes) its versioning, lifecycle
@@ -2329,6 +2332,31 @@ def fix_sagemaker_names() -> None:
     cfn_parsing.get_name_type_map.cache_clear()
 
 
+def fix_sagemaker_endpoint_update() -> None:
+    # moto defect: FakeEndpoint.update_from_cloudformation_json deletes the endpoint and creates it
+    # again, so for a moment InvokeEndpoint finds no endpoint, DescribeEndpoint shows a new
+    # CreationTime, and the local runtime sees a deletion (it stopped every model server).
+    # CloudFormation calls UpdateEndpoint, which keeps the endpoint and switches its config;
+    # moto's create_endpoint replaces an endpoint of the same name in one step.
+    from moto.sagemaker.models import FakeEndpoint
+
+    def update_in_place(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        endpoint = cls.create_from_cloudformation_json(
+            original_resource.endpoint_name, cloudformation_json, account_id, region_name
+        )
+        endpoint.creation_time = original_resource.creation_time
+        return endpoint
+
+    FakeEndpoint.update_from_cloudformation_json = classmethod(update_in_place)
+
+
 _FIXES: tuple[Callable[[], None], ...] = (
     fix_execute_change_set,
     fix_create_change_set,
@@ -2346,6 +2374,7 @@ _FIXES: tuple[Callable[[], None], ...] = (
     fix_lambda_dead_letter_config,
     fix_role_policies,
     fix_sagemaker_names,
+    fix_sagemaker_endpoint_update,
     fix_bool_conditions,
     fix_non_empty_bucket_delete,
     fix_bucket_configuration,

@@ -1119,35 +1119,17 @@ _hooked: list[SageMakerRuntime] = []
 _hook_lock = threading.Lock()
 
 
-def _update_endpoint_in_place(
-    cls: Any,
-    original_resource: Any,
-    new_resource_name: str,
-    cloudformation_json: Any,
-    account_id: str,
-    region_name: str,
-) -> Any:
-    # moto updates an AWS::SageMaker::Endpoint by deleting it and creating it again, so for a
-    # moment InvokeEndpoint finds no endpoint and the runtime would stop its servers.
-    # CloudFormation calls UpdateEndpoint, which keeps the endpoint; moto's create_endpoint
-    # replaces an endpoint of the same name in one step.
-    endpoint = cls.create_from_cloudformation_json(
-        original_resource.endpoint_name, cloudformation_json, account_id, region_name
-    )
-    endpoint.creation_time = original_resource.creation_time
-    return endpoint
-
-
 def install_moto_hooks(runtime: SageMakerRuntime) -> None:
     """Route moto's own InvokeEndpoint to ``runtime`` and tell it about endpoint changes.
 
     Patches, once per process: ``SageMakerRuntimeResponse.invoke_endpoint`` (the control-plane
-    port answers with the real model instead of canned data), the SageMaker backend's
-    ``create_endpoint`` and ``delete_endpoint`` (weights are read on every invocation), and
-    CloudFormation's update of an Endpoint, which replaces it in place as UpdateEndpoint does.
-    Calling it again points the hooks at a new runtime.
+    port answers with the real model instead of canned data) and the SageMaker backend's
+    ``create_endpoint`` and ``delete_endpoint`` (weights are read on every invocation).
+    CloudFormation updates an Endpoint in place (``compat.fix_sagemaker_endpoint_update``), so
+    the runtime sees one change, not a delete and a create. Calling it again points the hooks at
+    a new runtime.
     """
-    from moto.sagemaker.models import FakeEndpoint, SageMakerModelBackend
+    from moto.sagemaker.models import SageMakerModelBackend
     from moto.sagemakerruntime.responses import SageMakerRuntimeResponse
 
     with _hook_lock:
@@ -1179,4 +1161,3 @@ def install_moto_hooks(runtime: SageMakerRuntime) -> None:
 
     for name in ("create_endpoint", "delete_endpoint"):
         setattr(SageMakerModelBackend, name, notifying(getattr(SageMakerModelBackend, name)))
-    FakeEndpoint.update_from_cloudformation_json = classmethod(_update_endpoint_in_place)

@@ -924,6 +924,7 @@ def test_every_added_type_is_created_updated_and_deleted(cfn, client):
     )
     endpoint = sagemaker.describe_endpoint(EndpointName=f"{name}-endpoint")
     assert endpoint["EndpointConfigName"] == f"{name}-config-v1"
+    created = endpoint["CreationTime"]
     assert out["EndpointArn"].endswith(f":endpoint/{name}-endpoint")
     assert sagemaker.describe_model(ModelName=f"{name}-model")["ModelName"] == f"{name}-model"
     resource_id = f"endpoint/{name}-endpoint/variant/VariantA"
@@ -1008,6 +1009,7 @@ def test_every_added_type_is_created_updated_and_deleted(cfn, client):
     ] == [out["ApiKeyId"]]
     endpoint = sagemaker.describe_endpoint(EndpointName=f"{name}-endpoint")
     assert endpoint["EndpointConfigName"] == f"{name}-config-v2"
+    assert endpoint["CreationTime"] == created  # updated in place, not deleted and re-created
     assert [v["CurrentWeight"] for v in endpoint["ProductionVariants"]] == [3, 1]
     assert endpoint["DataCaptureConfig"]["DestinationS3Uri"].endswith("capture-v2")
     configs = [

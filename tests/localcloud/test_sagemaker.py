@@ -17,6 +17,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from localcloud import compat
 from localcloud.metrics import MetricsSink
 from localcloud.processes import READY, PidRegistry
 from localcloud.sagemaker import SageMakerRuntime, extract_archive, install_moto_hooks
@@ -192,7 +193,8 @@ class Cloud:
         self.sagemaker.create_endpoint_config(**config)
 
     def update_endpoint(self, name, config_name):
-        """What CloudFormation does to an Endpoint whose EndpointConfigName changed."""
+        """What CloudFormation does to an Endpoint whose EndpointConfigName changed (with
+        compat's fix_sagemaker_endpoint_update, as in the daemon)."""
         from moto.sagemaker.models import FakeEndpoint, sagemaker_backends
 
         FakeEndpoint.update_from_cloudformation_json(
@@ -264,6 +266,7 @@ def cloud(tmp_path, aws, loop_thread):
     sink.configure(ACCOUNT, REGION)
     registry = PidRegistry(tmp_path / "children.json")
     runtime = SageMakerRuntime(tmp_path / "state", sink, registry=registry, ready_wait=20)
+    compat.apply()  # as the daemon does: CloudFormation updates an Endpoint in place
     install_moto_hooks(runtime)
     loop_thread.run(runtime.start())
     front = HttpFront(runtime)
