@@ -31,7 +31,7 @@ FINISH_MARGIN_SEC = 5.0
 
 
 def handler(event, context):
-    settings = message = None
+    settings = message = default_run_id = None
     try:
         settings = TesterSettings.from_env(os.environ)
         message, sns_message_id = message_from_event(event)
@@ -42,10 +42,11 @@ def handler(event, context):
         duration_s = _runnable_duration(test, context)
         auth = auth_for(settings)
     except (MessageError, envconfig.ConfigError) as error:
-        return _rejected(settings, message, context, type(error).__name__, str(error))
+        return _rejected(settings, message, default_run_id, context, type(error).__name__,
+                         str(error))
     except (BotoCoreError, ClientError) as error:
         key_id = os.environ.get("API_KEY_ID")
-        return _rejected(settings, message, context, "AuthSetupFailed",
+        return _rejected(settings, message, default_run_id, context, "AuthSetupFailed",
                          f"cannot read the API key {key_id}: {error}")
     return _run(settings, test, auth, duration_s, context)
 
@@ -120,10 +121,14 @@ def _runnable_duration(test: LoadTest, context) -> float:
     return min(test.duration_sec, budget_s)
 
 
-def _rejected(settings, message, context, code: str, text: str) -> dict:
+def _rejected(settings, message, default_run_id, context, code: str, text: str) -> dict:
+    """The error result, also stored where the run's summary would go (the message's RunId,
+    else the same default a summary would use) so whoever waits for the run learns why."""
     jsonlog.log("ERROR", "load-test-rejected", code=code, message=text)
     result = {"status": "rejected", "error": {"code": code, "message": text}}
-    run_id = message.get("RunId") if isinstance(message, dict) else None
+    run_id = default_run_id
+    if isinstance(message, dict) and "RunId" in message:
+        run_id = message["RunId"]
     if settings is not None and isinstance(run_id, str) and RUN_ID.fullmatch(run_id):
         try:
             awsclients.cached_client("s3", AWS_CLIENT_CONFIG).put_object(

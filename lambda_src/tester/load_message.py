@@ -99,17 +99,21 @@ def parse_load_test(message, default_run_id: str) -> LoadTest:
         request_timeout_sec=timeout or DEFAULT_REQUEST_TIMEOUT_SEC,
         cases=tuple(_case(case, f"TestData[{index}]") for index, case in enumerate(cases)),
     )
-    if planned_requests(test) > MAX_REQUESTS_PER_RUN:
+    planned = planned_requests(test)
+    if planned > MAX_REQUESTS_PER_RUN:
         raise MessageError(
-            f"Config: {planned_requests(test)} requests planned; one tester sends at most "
+            f"Config: {planned if math.isfinite(planned) else 'unboundedly many'} requests "
+            f"planned; one tester sends at most "
             f"{MAX_REQUESTS_PER_RUN} per run (lower the rate or the duration, or add testers)")
     return test
 
 
-def planned_requests(test: LoadTest) -> int:
+def planned_requests(test: LoadTest) -> float:
+    """Requests one tester would send; infinite when a tiny interval overflows the division."""
     if test.rate_per_sec is not None:
         return math.ceil(test.duration_sec * test.rate_per_sec)
-    return math.ceil(test.duration_sec / test.interval_sec) * len(test.cases)
+    rounds = test.duration_sec / test.interval_sec
+    return math.ceil(rounds) * len(test.cases) if math.isfinite(rounds) else math.inf
 
 
 def _case(case, path: str) -> TestCase:

@@ -446,6 +446,9 @@ BAD_MESSAGES = [
     ("intervals too short", bad(lambda m: m["Config"].update(RatePerSec=None, DurationInSec=900,
                                                              IntervalInSec=0.001)),
      "Config: 900000 requests planned"),
+    ("an interval whose rounds overflow", bad(lambda m: m["Config"].update(
+        RatePerSec=None, DurationInSec=900, IntervalInSec=1e-310)),
+     "Config: unboundedly many requests planned; one tester sends at most 100000 per run"),
     ("unknown config key", bad(lambda m: m["Config"].update(Rate=5)),
      "Config: unknown key(s) Rate"),
     ("bad run id", bad(lambda m: m.update(RunId="../etc")), 'RunId="../etc"'),
@@ -533,6 +536,19 @@ def test_a_rejected_run_is_stored_where_its_summary_would_be(tester, aws, api):
     assert result["status"] == "rejected"
     stored = stored_summary(aws, "run-rejected")
     assert stored["status"] == "rejected" and "RatePerSec=5000" in stored["error"]["message"]
+    assert api.seen == []
+
+
+def test_a_rejected_sns_run_without_a_run_id_is_stored_under_the_sns_message_id(tester, aws, api):
+    sns_event = event("tester_sns.json")
+    inner = json.loads(sns_event["Records"][0]["Sns"]["Message"])
+    del inner["RunId"]
+    inner["Config"].update(DurationInSec="5")
+    sns_event["Records"][0]["Sns"]["Message"] = json.dumps(inner)
+    result = tester.handler.handler(sns_event, context())
+    assert result["status"] == "rejected"
+    stored = stored_summary(aws, sns_event["Records"][0]["Sns"]["MessageId"])
+    assert stored["status"] == "rejected" and 'DurationInSec="5"' in stored["error"]["message"]
     assert api.seen == []
 
 
