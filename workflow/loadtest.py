@@ -51,12 +51,20 @@ POLL_SECONDS = 1.0
 # refused before it is published.
 TESTER_MAX_REQUESTS_PER_RUN = 100_000
 TESTER_FINISH_MARGIN_SEC = 5
+# A tester reads its remaining time after its invocation has started: at the full budget it
+# would shorten the run by that moment (and say so). One second covers it.
+TESTER_START_SLACK_SEC = 1
 
 
 def longest_run(load) -> int:
-    """Seconds the deployed testers run in full: a tester starts with its Lambda timeout left
-    and stops RequestTimeoutSec + its finish margin before that runs out."""
-    return load.tester_timeout_seconds - load.request_timeout_seconds - TESTER_FINISH_MARGIN_SEC
+    """Seconds the deployed testers run in full: a tester starts with about its Lambda timeout
+    left and stops RequestTimeoutSec + its finish margin before that runs out."""
+    return (
+        load.tester_timeout_seconds
+        - load.request_timeout_seconds
+        - TESTER_FINISH_MARGIN_SEC
+        - TESTER_START_SLACK_SEC
+    )
 
 
 def _make_number(variable: str, text: str, high: float, unit: str, why: str = "") -> float:

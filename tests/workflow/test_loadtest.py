@@ -47,22 +47,23 @@ def tester():
 
 
 def runs_in_full(tester, load, duration, rate) -> bool:
-    """The tester accepts the message and, starting with its whole timeout, does not cut it."""
+    """The tester accepts the message and, starting with its timeout less the moment its start
+    may take, does not cut it."""
     cfg = SimpleNamespace(load_test=load, api_hosting=SimpleNamespace(resource_path="text"))
     try:
         test = tester.load_message.parse_load_test(build_message(cfg, "run-1", duration, rate), "")
     except tester.load_message.MessageError:
         return False
-    remaining_ms = load.tester_timeout_seconds * 1000
+    remaining_ms = (load.tester_timeout_seconds - loadtest.TESTER_START_SLACK_SEC) * 1000
     context = SimpleNamespace(get_remaining_time_in_millis=lambda: remaining_ms)
     return tester.handler._runnable_duration(test, context) == duration
 
 
 @pytest.mark.parametrize("load, duration, rate", [
-    (load_test(), "75", None),  # 20 + 10 + 60 s timeout, less 10 s request timeout and 5 s
-    (load_test(), "75.01", None),
-    (load_test(duration=300, request_timeout=60), "355", None),
-    (load_test(duration=300, request_timeout=60), "355.5", None),
+    (load_test(), "74", None),  # 20 + 10 + 60 s timeout, less 10 s request timeout, 5 s, 1 s
+    (load_test(), "74.01", None),
+    (load_test(duration=300, request_timeout=60), "354", None),
+    (load_test(duration=300, request_timeout=60), "354.5", None),
     (load_test(), None, "1000"),
     (load_test(), None, "1000.5"),
     (load_test(duration=200), None, "500"),  # 100000 requests
@@ -77,7 +78,7 @@ def test_the_workflow_accepts_exactly_what_the_testers_run_in_full(tester, load,
     assert (settings == expected) == runs_in_full(tester, load, *expected)
 
 
-LONGEST = ("expected seconds > 0 and <= 75, the longest run the testers' Lambda timeout holds "
+LONGEST = ("expected seconds > 0 and <= 74, the longest run the testers' Lambda timeout holds "
            "(to run longer, raise load_test.duration_seconds in config.json, then make deploy)")
 
 
@@ -91,7 +92,7 @@ LONGEST = ("expected seconds > 0 and <= 75, the longest run the testers' Lambda 
     (["--rate", "x"], "RATE=x: expected requests per second per tester > 0 and <= 1000"),
     (["--rate", "100000"], "RATE=100000: expected requests per second per tester > 0 and <= 1000"),
     (["--rate", "0"], "RATE=0: expected requests per second per tester > 0 and <= 1000"),
-    (["--duration", "75", "--rate", "1400"],
+    (["--duration", "74", "--rate", "1400"],
      "RATE=1400: expected requests per second per tester > 0 and <= 1000"),
 ])
 def test_bad_settings_are_one_line_and_nothing_is_published(monkeypatch, capsys, argv, line):
@@ -113,7 +114,7 @@ def test_too_many_requests_per_tester_are_refused_before_publishing():
 
 @pytest.mark.parametrize("argv, settings", [
     ([], (20, 10)),
-    (["--duration", "75", "--rate", "1000"], (75.0, 1000.0)),
+    (["--duration", "74", "--rate", "1000"], (74.0, 1000.0)),
     (["--duration", "0.5", "--rate", "2.5"], (0.5, 2.5)),
 ])
 def test_good_settings_reach_the_run(monkeypatch, argv, settings):
