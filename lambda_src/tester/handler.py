@@ -20,7 +20,8 @@ import jsonlog
 from api_auth import auth_for
 from api_client import ApiConnection
 from botocore.exceptions import BotoCoreError, ClientError
-from load_message import RUN_ID, LoadTest, MessageError, message_from_event, parse_load_test
+from load_message import (RUN_ID, LoadTest, MessageError, message_from_event, parse_load_test,
+                          run_id_of)
 from metric_publisher import metric_data, publish
 from open_loop import fleet_start_delay, run_open_loop, schedule
 from run_summary import judge, summarize
@@ -126,9 +127,7 @@ def _rejected(settings, message, default_run_id, context, code: str, text: str) 
     else the same default a summary would use) so whoever waits for the run learns why."""
     jsonlog.log("ERROR", "load-test-rejected", code=code, message=text)
     result = {"status": "rejected", "error": {"code": code, "message": text}}
-    run_id = default_run_id
-    if isinstance(message, dict) and "RunId" in message:
-        run_id = message["RunId"]
+    run_id = run_id_of(message, default_run_id)
     if settings is not None and isinstance(run_id, str) and RUN_ID.fullmatch(run_id):
         try:
             awsclients.cached_client("s3", AWS_CLIENT_CONFIG).put_object(

@@ -70,12 +70,16 @@ def message_from_event(event) -> Tuple[dict, Optional[str]]:
     return message, sns_id if isinstance(sns_id, str) else None
 
 
+def run_id_of(message, default_run_id: Optional[str]):
+    """The message's RunId, or ``default_run_id`` where it gives none (missing or null)."""
+    run_id = message.get("RunId") if isinstance(message, dict) else None
+    return default_run_id if run_id is None else run_id
+
+
 def parse_load_test(message, default_run_id: str) -> LoadTest:
     """Validate ``message``; RatePerSec wins over IntervalInSec when both are set."""
     _require_object(message, "message", MESSAGE_KEYS)
-    run_id = message.get("RunId")
-    if run_id is None:
-        run_id = default_run_id
+    run_id = run_id_of(message, default_run_id)
     if not isinstance(run_id, str) or not RUN_ID.fullmatch(run_id):
         raise MessageError(f"RunId={_show(run_id)}: expected 1-128 characters of A-Z a-z 0-9 . _ - "
                            "starting with a letter or digit")

@@ -539,10 +539,13 @@ def test_a_rejected_run_is_stored_where_its_summary_would_be(tester, aws, api):
     assert api.seen == []
 
 
-def test_a_rejected_sns_run_without_a_run_id_is_stored_under_the_sns_message_id(tester, aws, api):
+@pytest.mark.parametrize("without", [lambda m: m.pop("RunId"), lambda m: m.update(RunId=None)],
+                         ids=["missing", "null"])
+def test_a_rejected_sns_run_without_a_run_id_is_stored_under_the_sns_message_id(tester, aws, api,
+                                                                                without):
     sns_event = event("tester_sns.json")
     inner = json.loads(sns_event["Records"][0]["Sns"]["Message"])
-    del inner["RunId"]
+    without(inner)
     inner["Config"].update(DurationInSec="5")
     sns_event["Records"][0]["Sns"]["Message"] = json.dumps(inner)
     result = tester.handler.handler(sns_event, context())
