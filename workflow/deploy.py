@@ -232,10 +232,8 @@ def call_lines(access, sentence: str, region: str, is_local: bool) -> list[str]:
     else:
         if is_local:  # the local cloud checks a signature's shape; its credentials are dummies
             lines.append("Auth: IAM (SigV4) with the local cloud's dummy credentials")
-            key, secret = LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"], LOCAL_CREDENTIALS[
-                "AWS_SECRET_ACCESS_KEY"
-            ]
-            user = shlex.quote(f"{key}:{secret}")
+            user = shlex.quote("{AWS_ACCESS_KEY_ID}:{AWS_SECRET_ACCESS_KEY}".format_map(
+                LOCAL_CREDENTIALS))
         else:
             lines.append(
                 "Auth: IAM (SigV4) with your AWS credentials in AWS_ACCESS_KEY_ID and "
