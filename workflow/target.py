@@ -1,10 +1,11 @@
 """Where the workflow deploys: the embedded local cloud (default) or a real AWS account.
 
 Both targets run the same commands; only the environment differs. For ``local`` the AWS CLI and
-boto3 are pointed at the local cloud with dummy credentials. For ``aws`` credentials must be given
-(config.json ``project.profile``, ``AWS_PROFILE``, or ``AWS_ACCESS_KEY_ID`` with
-``AWS_SECRET_ACCESS_KEY``); nothing is guessed. The region is always config.json's
-``project.region``.
+boto3 are pointed at the local cloud with dummy credentials. For ``aws`` the credentials are
+config.json's ``project.profile`` when it is set, otherwise whatever the AWS CLI's own chain finds
+(``AWS_PROFILE``, access keys, the default profile or SSO, or the role of the CodeBuild, ECS or EC2
+host the workflow runs on, as in the pipeline's deploy stage); with none found nothing starts. The
+region is always config.json's ``project.region``.
 """
 
 from __future__ import annotations
@@ -23,6 +24,12 @@ AWS_ROUTING_VARIABLES = (
     "AWS_SESSION_TOKEN",
     "AWS_ENDPOINT_URL",
 )
+# boto3.Session's argument for each credential variable the AWS CLI reads.
+SESSION_KEY_VARIABLES = {
+    "aws_access_key_id": "AWS_ACCESS_KEY_ID",
+    "aws_secret_access_key": "AWS_SECRET_ACCESS_KEY",
+    "aws_session_token": "AWS_SESSION_TOKEN",
+}
 
 
 def aws_cli() -> list[str]:
@@ -57,6 +64,14 @@ class Target:
                     "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
                 },
             )
+        keys = {
+            argument: self.env[variable]
+            for argument, variable in SESSION_KEY_VARIABLES.items()
+            if self.env.get(variable)
+        }
+        if {"aws_access_key_id", "aws_secret_access_key"} <= keys.keys():
+            # The AWS CLI, too, prefers keys in the environment to AWS_PROFILE.
+            return boto3.Session(region_name=self.region, **keys)
         return boto3.Session(profile_name=self.env.get("AWS_PROFILE"), region_name=self.region)
 
     def client(self, service: str):
@@ -91,16 +106,28 @@ def resolve(
             AWS_ENDPOINT_URL=urls.control_url(),
         )
         return Target("local", region, env)
+    from botocore.exceptions import ProfileNotFound
+
     env = dict(environ)
     env.pop("AWS_ENDPOINT_URL", None)
-    profile = project_profile or environ.get("AWS_PROFILE")
-    has_keys = bool(environ.get("AWS_ACCESS_KEY_ID") and environ.get("AWS_SECRET_ACCESS_KEY"))
-    if not profile and not has_keys:
-        raise TargetError(
-            "TARGET=aws needs credentials: set project.profile in config.json, "
-            "AWS_PROFILE, or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
-        )
-    if profile:
-        env["AWS_PROFILE"] = profile
+    if project_profile:  # the config's choice: keys in the environment must not override it
+        for variable in SESSION_KEY_VARIABLES.values():
+            env.pop(variable, None)
+        env["AWS_PROFILE"] = project_profile
     env.update(AWS_DEFAULT_REGION=region, AWS_REGION=region)
-    return Target("aws", region, env)
+    target = Target("aws", region, env)
+    try:
+        credentials = target.session().get_credentials()
+    except ProfileNotFound:
+        source = "project.profile in config.json" if project_profile else "AWS_PROFILE"
+        raise TargetError(
+            f"{source} names the AWS profile {env['AWS_PROFILE']!r}, which is not in the "
+            "AWS config or credentials file"
+        ) from None
+    if credentials is None:
+        raise TargetError(
+            "TARGET=aws found no AWS credentials: set project.profile in config.json, "
+            "AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where a role "
+            "provides them (CodeBuild, ECS, EC2)"
+        )
+    return target

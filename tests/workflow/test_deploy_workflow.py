@@ -106,19 +106,102 @@ def test_unknown_target_names_the_allowed_ones():
         resolve("prod", "us-east-1", None, {})
 
 
-def test_aws_target_refuses_without_credentials():
-    with pytest.raises(TargetError, match="needs credentials"):
-        resolve("aws", "us-east-1", None, {})
+@pytest.fixture
+def aws_home(tmp_path, monkeypatch):
+    """A process environment holding no AWS credentials but the profiles in its own files."""
+    for variable in [v for v in os.environ if v.startswith("AWS_")]:
+        monkeypatch.delenv(variable)
+    config = tmp_path / "aws-config"
+    config.write_text("".join(
+        f"[profile {name}]\naws_access_key_id = AKIA{name.upper()}\naws_secret_access_key = s\n"
+        for name in ("dev", "prod")
+    ))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
-def test_aws_target_takes_the_config_region_over_the_environments():
+@pytest.fixture
+def container_credentials(aws_home, monkeypatch):
+    """Serve credentials as CodeBuild's and ECS's container endpoint does; yield the key id."""
+    import http.server
+    import threading
+
+    key_id = "ASIACODEBUILDROLE"
+    body = json.dumps({"AccessKeyId": key_id, "SecretAccessKey": "s", "Token": "t",
+                       "Expiration": "2099-01-01T00:00:00Z"}).encode()
+
+    class Endpoint(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endpoint)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("AWS_CONTAINER_CREDENTIALS_FULL_URI",
+                       f"http://127.0.0.1:{server.server_port}/credentials")
+    yield key_id
+    server.shutdown()
+
+
+def cli_access_key(env: dict[str, str]) -> str:
+    """The last four characters of the access key the AWS CLI resolves in ``env``."""
+    from workflow.target import aws_cli
+
+    listing = subprocess.run([*aws_cli(), "configure", "list"], env=env, capture_output=True,
+                             text=True, check=True).stdout
+    row = next(line.split() for line in listing.splitlines() if line.startswith("access_key"))
+    return row[1][-4:]
+
+
+def test_aws_target_refuses_without_credentials(aws_home):
+    with pytest.raises(TargetError, match="found no AWS credentials: set project.profile"):
+        resolve("aws", "us-east-1", None)
+
+
+@pytest.mark.parametrize("source, profile", [("project.profile in config.json", "staging"),
+                                             ("AWS_PROFILE", None)])
+def test_aws_target_names_a_profile_the_aws_files_lack(aws_home, monkeypatch, source, profile):
+    monkeypatch.setenv("AWS_PROFILE", "staging")
+    with pytest.raises(TargetError, match=f"{source} names the AWS profile 'staging', which is"):
+        resolve("aws", "us-east-1", profile)
+
+
+def test_aws_target_takes_the_role_codebuild_provides(container_credentials):
+    """The pipeline's deploy stage has neither a profile nor keys, only its container role."""
+    target = resolve("aws", "us-east-1", None)
+    assert target.session().get_credentials().access_key == container_credentials
+    assert cli_access_key(target.env) == container_credentials[-4:]
+
+
+@pytest.mark.parametrize("profile, environ, key_id", [
+    ("prod", {"AWS_ACCESS_KEY_ID": "AKIAENVIRONMENT", "AWS_SECRET_ACCESS_KEY": "s"}, "AKIAPROD"),
+    (None, {"AWS_PROFILE": "dev", "AWS_ACCESS_KEY_ID": "AKIAENVIRONMENT",
+            "AWS_SECRET_ACCESS_KEY": "s"}, "AKIAENVIRONMENT"),
+    (None, {"AWS_PROFILE": "dev"}, "AKIADEV"),
+])
+def test_aws_target_workflow_and_aws_cli_use_the_same_credentials(aws_home, monkeypatch, profile,
+                                                                  environ, key_id):
+    for variable, value in environ.items():
+        monkeypatch.setenv(variable, value)
+    target = resolve("aws", "us-east-1", profile)
+    assert target.session().get_credentials().access_key == key_id
+    assert cli_access_key(target.env) == key_id[-4:]
+
+
+def test_aws_target_takes_the_config_region_over_the_environments(aws_home):
     target = resolve("aws", "eu-west-1", None,
                      {"AWS_PROFILE": "dev", "AWS_REGION": "us-west-2", "AWS_DEFAULT_REGION": "x"})
     assert target.region == "eu-west-1"
     assert (target.env["AWS_REGION"], target.env["AWS_DEFAULT_REGION"]) == ("eu-west-1",) * 2
 
 
-def test_aws_target_uses_config_profile_and_drops_local_endpoint():
+def test_aws_target_uses_config_profile_and_drops_local_endpoint(aws_home):
     target = resolve("aws", "eu-west-1", "prod", {"AWS_ENDPOINT_URL": "http://127.0.0.1:4566"})
     assert target.env["AWS_PROFILE"] == "prod" and target.region == "eu-west-1"
     assert "AWS_ENDPOINT_URL" not in target.env
@@ -241,7 +324,7 @@ def deploy_context(tmp_path, env):
     )
 
 
-def test_deploy_command_passes_artifact_keys_tags_and_the_pipeline_role(tmp_path):
+def test_deploy_command_passes_artifact_keys_tags_and_the_pipeline_role(tmp_path, aws_home):
     from workflow.deploy import deploy_command
 
     env = {"AWS_PROFILE": "dev", "CFN_ROLE_ARN": "arn:aws:iam::111122223333:role/deployer"}
@@ -259,7 +342,7 @@ def test_deploy_command_passes_artifact_keys_tags_and_the_pipeline_role(tmp_path
     assert "Project=TextClassification" in command and "Stage=Demo" in command
 
 
-def test_deploy_command_names_a_missing_artifact(tmp_path):
+def test_deploy_command_names_a_missing_artifact(tmp_path, aws_home):
     from workflow.context import WorkflowError
     from workflow.deploy import deploy_command
 
