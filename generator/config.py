@@ -599,9 +599,11 @@ def _monitoring(n: _Node) -> Monitoring:
     if (
         isinstance(period, bool)
         or not isinstance(period, int)
-        or not (period in (10, 30) or (60 <= period <= 86400 and period % 60 == 0))
+        or not (60 <= period <= 86400 and period % 60 == 0)
     ):
-        _fail(period_path, period, "expected 10, 30 or a multiple of 60 seconds up to 86400")
+        # The alarmed metrics (API Gateway, Lambda, SageMaker) have one-minute resolution: a
+        # 10 or 30 second alarm finds no data in most periods and so never fires.
+        _fail(period_path, period, "expected a multiple of 60 seconds from 60 up to 86400")
     evaluation_periods = n.integer("evaluation_periods", 1, 100)
     if period * evaluation_periods > 86400:
         _fail(
