@@ -76,8 +76,14 @@ def build(cfg) -> Template:
     endpoint_props = dict(
         EndpointName=naming.endpoint_name(cfg),
         EndpointConfigName=GetAtt(endpoint_config, "EndpointConfigName"),
-        RetainAllVariantProperties=True,
     )
+    if any(m.autoscaling.enabled for m, _ in models):
+        # An update keeps the instance counts the autoscaler set; the weights still come from
+        # the config (retaining every property would keep the deployed weights forever).
+        endpoint_props["RetainAllVariantProperties"] = True
+        endpoint_props["ExcludeRetainedVariantProperties"] = [
+            sagemaker.VariantProperty(VariantPropertyType="DesiredWeight")
+        ]
     if serving.deployment_guardrail.enabled:
         endpoint_props["DeploymentConfig"] = _guardrail(t, cfg)
     endpoint = t.add_resource(sagemaker.Endpoint("Endpoint", **endpoint_props))

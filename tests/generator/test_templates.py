@@ -134,11 +134,21 @@ def test_model_name_changes_with_content_and_artifact(templates):
 def test_endpoint(templates):
     endpoint = one(templates["model-serving"], "AWS::SageMaker::Endpoint")["Properties"]
     assert endpoint["EndpointName"] == "TextClassificationDemo-TextClassification"
-    assert endpoint["RetainAllVariantProperties"] is True
     assert endpoint["EndpointConfigName"] == {
         "Fn::GetAtt": ["EndpointConfig", "EndpointConfigName"]
     }
     assert "DeploymentConfig" not in endpoint
+
+
+def test_updates_apply_configured_weights_and_counts(templates, variant_renders):
+    """Without autoscaling an update applies the config's counts and weights; with it, the
+    counts the autoscaler set are kept but the weights still follow the config."""
+    endpoint = one(templates["model-serving"], "AWS::SageMaker::Endpoint")["Properties"]
+    assert not endpoint.get("RetainAllVariantProperties", False)
+    doc = json.loads(variant_renders["scaling-guardrail"]["model-serving.json"])
+    scaled = one(doc, "AWS::SageMaker::Endpoint")["Properties"]
+    assert scaled["RetainAllVariantProperties"] is True
+    assert scaled["ExcludeRetainedVariantProperties"] == [{"VariantPropertyType": "DesiredWeight"}]
 
 
 def test_autoscaling_and_guardrail(variant_renders):
