@@ -67,7 +67,7 @@ def _widgets(cfg) -> list[dict]:
         )
     widgets.append(
         dashboard.metric_widget(
-            "Response time p99 per variant",
+            "Response time per variant",
             [
                 series("ResponseTime", "Variant", v, p, f"{v} {p}")
                 for v in variants
