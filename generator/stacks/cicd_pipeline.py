@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from awacs import cloudformation
 from awacs.aws import Condition, StringEquals
 from troposphere import GetAtt, Ref, Sub, Template, codebuild
 from troposphere import codepipeline as cp
@@ -319,6 +320,8 @@ def _deployer_statements(cfg, cfn_role) -> list:
                 "cloudformation:DescribeChangeSet",
                 "cloudformation:ExecuteChangeSet",
                 "cloudformation:DeleteChangeSet",
+                # `make deploy` deletes a stack whose creation failed before it creates it again.
+                cloudformation.DeleteStack.JSONrepr(),
                 "cloudformation:DescribeStacks",
                 "cloudformation:DescribeStackEvents",
                 "cloudformation:DescribeStackResources",

@@ -1,0 +1,144 @@
+"""The pipeline's roles against the AWS calls made with them.
+
+The deploy build runs `make pack templates deploy TARGET=aws`: the workflow's boto3 calls and
+`aws cloudformation deploy` are replayed here against stubbed clients, and every call they make
+must be allowed by the deploy build's role. CloudFormation's own calls, made with the execution
+role, are those the resource provider schemas (shipped with cfn-lint) list for each resource type.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import boto3
+from botocore.stub import Stubber
+from generator_testkit import as_list
+
+STACK = "TextClassificationDemo-api-hosting"
+NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
+# IAM action authorising each S3 operation the deploy build makes (HeadObject is s3:GetObject).
+S3_ACTIONS = {"HeadObject": "s3:GetObject", "PutObject": "s3:PutObject"}
+
+
+def _statements(doc: dict, role: str) -> list[dict]:
+    policies = doc["Resources"][role]["Properties"]["Policies"]
+    return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
+
+
+def _allowed(doc: dict, role: str) -> set[str]:
+    return {
+        action
+        for statement in _statements(doc, role)
+        if statement["Effect"] == "Allow"
+        for action in as_list(statement["Action"])
+    }
+
+
+def _client(service: str):
+    return boto3.client(
+        service, region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    )
+
+
+class Recorder:
+    """A stubbed client per service that remembers each operation queued for it; the stubs
+    fail on any call not queued, and the test checks every queued call was made."""
+
+    def __init__(self):
+        self.clients = {s: _client(s) for s in ("cloudformation", "s3")}
+        self.stubs = {s: Stubber(c) for s, c in self.clients.items()}
+        self.operations: set[tuple[str, str]] = set()
+
+    def respond(self, service: str, method: str, response: dict) -> None:
+        self.stubs[service].add_response(method, response)
+        self.operations.add((service, self.clients[service].meta.method_to_api_mapping[method]))
+
+    def fail(self, service: str, method: str, code: str, message: str, status: int = 400) -> None:
+        self.stubs[service].add_client_error(method, code, message, http_status_code=status)
+        self.operations.add((service, self.clients[service].meta.method_to_api_mapping[method]))
+
+    def __enter__(self):
+        for stub in self.stubs.values():
+            stub.activate()
+        return self
+
+    def __exit__(self, *exc):
+        for stub in self.stubs.values():
+            stub.deactivate()
+        if exc[0] is None:
+            for stub in self.stubs.values():
+                stub.assert_no_pending_responses()
+
+    def iam_actions(self) -> set[str]:
+        return {
+            f"cloudformation:{op}" if service == "cloudformation" else S3_ACTIONS[op]
+            for service, op in self.operations
+        }
+
+
+def _stack(status: str, outputs: list | None = None) -> dict:
+    return {
+        "Stacks": [
+            {
+                "StackName": STACK,
+                "StackStatus": status,
+                "CreationTime": NOW,
+                "Outputs": outputs or [],
+            }
+        ]
+    }
+
+
+def _replay_deploy_build(calls: Recorder) -> None:
+    """What `make deploy TARGET=aws` does with its credentials, stack by stack."""
+    from awscli.customizations.cloudformation.deployer import Deployer
+
+    from workflow.deploy import EventPrinter, _clear_failed_create, upload
+
+    cfn = calls.clients["cloudformation"]
+    # A stack whose first creation failed is deleted before this run creates it again.
+    calls.respond("cloudformation", "describe_stacks", _stack("ROLLBACK_COMPLETE"))
+    calls.respond("cloudformation", "delete_stack", {})
+    calls.fail("cloudformation", "describe_stacks", "ValidationError", f"{STACK} does not exist")
+    _clear_failed_create(cfn, STACK)
+
+    # Artifacts go to the artifact bucket named by the model-archiving stack's output.
+    output = [{"OutputKey": "ArtifactBucketName", "OutputValue": "artifacts"}]
+    calls.respond("cloudformation", "describe_stacks", _stack("UPDATE_COMPLETE", output))
+    calls.fail("s3", "head_object", "404", "Not Found", 404)
+    calls.respond("s3", "put_object", {})
+    ctx = SimpleNamespace(
+        target=SimpleNamespace(client=calls.clients.__getitem__),
+        manifest=SimpleNamespace(stack=lambda concern: SimpleNamespace(stack_name=STACK)),
+    )
+    upload(ctx, {"predictor": {"path": __file__, "key": "functions/p.zip", "sha256": "0"}})
+
+    # `aws cloudformation deploy` updating a stack through a change set, events printed meanwhile.
+    deployer = Deployer(cfn)
+    calls.respond("cloudformation", "describe_stacks", _stack("UPDATE_COMPLETE"))
+    calls.respond("cloudformation", "get_template_summary", {"Parameters": []})
+    calls.respond("cloudformation", "create_change_set", {"Id": "cs", "StackId": STACK})
+    calls.respond("cloudformation", "describe_change_set", {"Status": "CREATE_COMPLETE"})
+    result = deployer.create_and_wait_for_changeset(
+        STACK, "{}", [], ["CAPABILITY_IAM"], "arn:aws:iam::111122223333:role/cfn", None, None, []
+    )
+    calls.respond("cloudformation", "execute_change_set", {})
+    deployer.execute_changeset(result.changeset_id, STACK)
+    calls.respond("cloudformation", "describe_stack_events", {"StackEvents": []})
+    EventPrinter(cfn, STACK, NOW).poll()
+    calls.respond("cloudformation", "describe_stacks", _stack("UPDATE_COMPLETE"))
+    deployer.wait_for_execute(STACK, result.changeset_type)
+
+
+def test_deploy_build_role_allows_every_call_of_make_deploy(templates):
+    with Recorder() as calls:
+        _replay_deploy_build(calls)
+    allowed = _allowed(templates["cicd-pipeline"], "DeployBuildRole")
+    assert calls.iam_actions() - allowed == set()
+    stacks = next(
+        s
+        for s in _statements(templates["cicd-pipeline"], "DeployBuildRole")
+        if s["Sid"] == "DeployProjectStacks"
+    )
+    assert "cloudformation:DeleteStack" in stacks["Action"]
