@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from awacs import cloudformation
+from awacs import application_autoscaling, cloudformation
+from awacs import iam as awacs_iam
+from awacs import s3
 from awacs.aws import Condition, StringEquals
 from troposphere import GetAtt, Ref, Sub, Template, codebuild
 from troposphere import codepipeline as cp
@@ -403,6 +405,11 @@ def _cloudformation_statements(cfg) -> list:
                 "s3:GetLifecycleConfiguration",
                 "s3:PutBucketTagging",
                 "s3:GetBucketTagging",
+                # Stack tags reach every bucket; CloudFormation also manages them with these
+                # (its DeleteBucketTagging call is authorised as s3:PutBucketTagging).
+                s3.TagResource.JSONrepr(),
+                s3.UntagResource.JSONrepr(),
+                s3.ListTagsForResource.JSONrepr(),
                 "s3:GetBucketLocation",
                 "s3:ListBucket",
                 # Read back by CloudFormation after create and update.
@@ -448,6 +455,7 @@ def _cloudformation_statements(cfg) -> list:
                 "iam:ListAttachedRolePolicies",
                 "iam:TagRole",
                 "iam:UntagRole",
+                awacs_iam.ListRoleTags.JSONrepr(),
                 "iam:PassRole",
             ],
             [Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{prefix}-*")],
@@ -563,8 +571,18 @@ def _cloudformation_statements(cfg) -> list:
                 "application-autoscaling:PutScalingPolicy",
                 "application-autoscaling:DeleteScalingPolicy",
                 "application-autoscaling:DescribeScalingPolicies",
+                application_autoscaling.DescribeScheduledActions.JSONrepr(),
             ],
             [iam.ANY],
+        ),
+        iam.statement(
+            "TagScalableTargets",
+            [
+                application_autoscaling.TagResource.JSONrepr(),
+                application_autoscaling.UntagResource.JSONrepr(),
+                application_autoscaling.ListTagsForResource.JSONrepr(),
+            ],
+            [iam.arn("application-autoscaling", "scalable-target/*")],
         ),
         iam.statement(
             "ManageAlarms",

@@ -8,17 +8,23 @@ role, are those the resource provider schemas (shipped with cfn-lint) list for e
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
 import boto3
+import pytest
 from botocore.stub import Stubber
-from generator_testkit import as_list
+from cfnlint.schema import PROVIDER_SCHEMA_MANAGER
+from generator_testkit import VARIANTS, as_list
 
 STACK = "TextClassificationDemo-api-hosting"
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
 # IAM action authorising each S3 operation the deploy build makes (HeadObject is s3:GetObject).
 S3_ACTIONS = {"HeadObject": "s3:GetObject", "PutObject": "s3:PutObject"}
+# Schema permissions that are API operations, not IAM actions: DeleteBucketTagging is
+# authorised as s3:PutBucketTagging (S3 API reference, DeleteBucketTagging).
+NOT_IAM_ACTIONS = {"s3:DeleteBucketTagging"}
 
 
 def _statements(doc: dict, role: str) -> list[dict]:
@@ -142,3 +148,47 @@ def test_deploy_build_role_allows_every_call_of_make_deploy(templates):
         if s["Sid"] == "DeployProjectStacks"
     )
     assert "cloudformation:DeleteStack" in stacks["Action"]
+
+
+def _provider_schema(type_name: str) -> dict:
+    return PROVIDER_SCHEMA_MANAGER.get_resource_schema("us-east-1", type_name).schema
+
+
+def _deployed(variant_renders, name: str) -> tuple[dict, set[str]]:
+    """The cicd-pipeline template and every resource type the pipeline deploys."""
+    files = variant_renders[name]
+    types = {
+        res["Type"]
+        for filename, text in files.items()
+        if filename != "manifest.json"
+        for res in json.loads(text)["Resources"].values()
+    }
+    return json.loads(files["cicd-pipeline.json"]), types
+
+
+PIPELINE_VARIANTS = sorted(n for n, changes in VARIANTS.items() if changes.get("cicd.enabled", 1))
+
+
+@pytest.mark.parametrize("name", PIPELINE_VARIANTS)
+def test_execution_role_manages_the_stack_tags_of_every_resource(name, variant_renders):
+    """`make deploy` tags every stack (Project, Stage, project.tags) and CloudFormation passes
+    the tags on to each taggable resource; without the tagging permissions its provider
+    schema lists, the stack operation fails."""
+    doc, types = _deployed(variant_renders, name)
+    allowed = _allowed(doc, "CloudFormationExecutionRole")
+    missing = {
+        type_name: sorted(set(tagging.get("permissions", [])) - allowed - NOT_IAM_ACTIONS)
+        for type_name in sorted(types)
+        if (tagging := _provider_schema(type_name).get("tagging", {})).get("taggable")
+    }
+    assert {k: v for k, v in missing.items() if v} == {}
+
+
+def test_execution_role_reads_back_the_scaling_targets(variant_renders):
+    """CloudFormation reads a scalable target back (scheduled actions and tags included) after
+    creating or updating it."""
+    doc, types = _deployed(variant_renders, "scaling-guardrail")
+    assert "AWS::ApplicationAutoScaling::ScalableTarget" in types
+    schema = _provider_schema("AWS::ApplicationAutoScaling::ScalableTarget")
+    read = set(schema["handlers"]["read"]["permissions"])
+    assert read - _allowed(doc, "CloudFormationExecutionRole") == set()
