@@ -253,6 +253,9 @@ def _project(t, cfg, kind, key, artifacts, log_group, cfn_role) -> codebuild.Pro
             EncryptionKey=GetAtt(key, "Arn"),
             Source=codebuild.Source(Type="CODEPIPELINE", BuildSpec=buildspec),
             Artifacts=codebuild.Artifacts(Type="CODEPIPELINE"),
+            # Keeps the buildspec's `cache: paths` (pip's downloads) between builds on a host;
+            # without a project cache CodeBuild ignores them.
+            Cache=codebuild.ProjectCache(Type="LOCAL", Modes=["LOCAL_CUSTOM_CACHE"]),
             Environment=codebuild.Environment(
                 Type="LINUX_CONTAINER",
                 ComputeType="BUILD_GENERAL1_MEDIUM",

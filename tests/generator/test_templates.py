@@ -7,7 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from generator_testkit import CONCERNS, VARIANTS, one, resources_of, variant, walk
+import yaml
+from generator_testkit import CONCERNS, ROOT, VARIANTS, one, resources_of, variant, walk
 
 from generator import config as config_module
 from generator.render import render
@@ -437,6 +438,19 @@ def test_pipeline_with_s3_source(templates):
         assert project["Properties"]["Environment"]["PrivilegedMode"] is False
     store = one(doc, "AWS::CodePipeline::Pipeline")["Properties"]["ArtifactStore"]
     assert store["EncryptionKey"]["Type"] == "KMS"
+
+
+def test_build_projects_keep_the_paths_their_buildspecs_cache(templates):
+    """A buildspec's `cache: paths` only take effect with a project cache: S3, or LOCAL with
+    the custom-cache mode (a project without one defaults to NO_CACHE)."""
+    for project in resources_of(templates["cicd-pipeline"], "AWS::CodeBuild::Project").values():
+        props = project["Properties"]
+        spec = yaml.safe_load((ROOT / props["Source"]["BuildSpec"]).read_text())
+        assert spec["cache"]["paths"], props["Name"]
+        cache = props.get("Cache", {"Type": "NO_CACHE"})
+        assert cache["Type"] == "S3" or (
+            cache["Type"] == "LOCAL" and "LOCAL_CUSTOM_CACHE" in cache["Modes"]
+        ), props["Name"]
 
 
 def test_pipeline_with_connection_and_approval(variant_renders):
