@@ -3,9 +3,6 @@
 
 from __future__ import annotations
 
-from awacs import application_autoscaling, cloudformation
-from awacs import iam as awacs_iam
-from awacs import s3
 from awacs.aws import Condition, StringEquals
 from troposphere import GetAtt, Ref, Sub, Template, codebuild
 from troposphere import codepipeline as cp
@@ -326,7 +323,7 @@ def _deployer_statements(cfg, cfn_role) -> list:
                 "cloudformation:ExecuteChangeSet",
                 "cloudformation:DeleteChangeSet",
                 # `make deploy` deletes a stack whose creation failed before it creates it again.
-                cloudformation.DeleteStack.JSONrepr(),
+                "cloudformation:DeleteStack",
                 "cloudformation:DescribeStacks",
                 "cloudformation:DescribeStackEvents",
                 "cloudformation:DescribeStackResources",
@@ -410,9 +407,9 @@ def _cloudformation_statements(cfg) -> list:
                 "s3:GetBucketTagging",
                 # Stack tags reach every bucket; CloudFormation also manages them with these
                 # (its DeleteBucketTagging call is authorised as s3:PutBucketTagging).
-                s3.TagResource.JSONrepr(),
-                s3.UntagResource.JSONrepr(),
-                s3.ListTagsForResource.JSONrepr(),
+                "s3:TagResource",
+                "s3:UntagResource",
+                "s3:ListTagsForResource",
                 "s3:GetBucketLocation",
                 "s3:ListBucket",
                 # Read back by CloudFormation after create and update.
@@ -458,7 +455,7 @@ def _cloudformation_statements(cfg) -> list:
                 "iam:ListAttachedRolePolicies",
                 "iam:TagRole",
                 "iam:UntagRole",
-                awacs_iam.ListRoleTags.JSONrepr(),
+                "iam:ListRoleTags",
                 "iam:PassRole",
             ],
             [Sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{prefix}-*")],
@@ -574,16 +571,16 @@ def _cloudformation_statements(cfg) -> list:
                 "application-autoscaling:PutScalingPolicy",
                 "application-autoscaling:DeleteScalingPolicy",
                 "application-autoscaling:DescribeScalingPolicies",
-                application_autoscaling.DescribeScheduledActions.JSONrepr(),
+                "application-autoscaling:DescribeScheduledActions",
             ],
             [iam.ANY],
         ),
         iam.statement(
             "TagScalableTargets",
             [
-                application_autoscaling.TagResource.JSONrepr(),
-                application_autoscaling.UntagResource.JSONrepr(),
-                application_autoscaling.ListTagsForResource.JSONrepr(),
+                "application-autoscaling:TagResource",
+                "application-autoscaling:UntagResource",
+                "application-autoscaling:ListTagsForResource",
             ],
             [iam.arn("application-autoscaling", "scalable-target/*")],
         ),

@@ -453,6 +453,14 @@ def test_build_projects_keep_the_paths_their_buildspecs_cache(templates):
         ), props["Name"]
 
 
+def test_build_projects_install_the_cpu_build_of_torch(templates):
+    """The builds install the project with pip, where torch's default Linux wheel is the
+    several-GB CUDA build: each buildspec adds the index of its CPU build."""
+    for project in resources_of(templates["cicd-pipeline"], "AWS::CodeBuild::Project").values():
+        spec = yaml.safe_load((ROOT / project["Properties"]["Source"]["BuildSpec"]).read_text())
+        assert spec["env"]["variables"]["PIP_EXTRA_INDEX_URL"].endswith("/whl/cpu")
+
+
 def test_pipeline_with_connection_and_approval(variant_renders):
     doc = json.loads(variant_renders["repository-approval"]["cicd-pipeline.json"])
     assert _stages(doc) == ["Source", "Test", "Approve", "Deploy"]
