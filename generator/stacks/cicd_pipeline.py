@@ -426,6 +426,8 @@ def _cloudformation_statements(cfg) -> list:
                 "s3:GetMetricsConfiguration",
                 "s3:GetInventoryConfiguration",
                 "s3:GetIntelligentTieringConfiguration",
+                "s3:GetBucketAbac",
+                "s3:GetBucketMetadataTableConfiguration",
             ],
             [bucket_arn(f"{lower}-*")],
         ),
@@ -503,6 +505,9 @@ def _cloudformation_statements(cfg) -> list:
                 "logs:TagResource",
                 "logs:UntagResource",
                 "logs:ListTagsForResource",
+                # Read back by CloudFormation after create and update.
+                "logs:DescribeIndexPolicies",
+                "logs:GetDataProtectionPolicy",
             ],
             [
                 iam.arn("logs", f"log-group:{g}{prefix}-*")
@@ -512,6 +517,7 @@ def _cloudformation_statements(cfg) -> list:
         iam.statement(
             "ListLogGroups", ["logs:DescribeLogGroups"], [iam.arn("logs", "log-group:*")]
         ),
+        iam.statement("ListLogResourcePolicies", ["logs:DescribeResourcePolicies"], [iam.ANY]),
         iam.statement(
             "ManageFunctions",
             [
@@ -535,6 +541,8 @@ def _cloudformation_statements(cfg) -> list:
                 "lambda:GetPolicy",
                 "lambda:GetRuntimeManagementConfig",
                 "lambda:GetFunctionCodeSigningConfig",
+                "lambda:GetFunctionRecursionConfig",
+                "lambda:GetFunctionScalingConfig",
             ],
             [iam.arn("lambda", f"function:{prefix}-*")],
         ),
@@ -618,6 +626,7 @@ def _cloudformation_statements(cfg) -> list:
                 "sns:TagResource",
                 "sns:UntagResource",
                 "sns:ListTagsForResource",
+                "sns:GetDataProtectionPolicy",
             ],
             [iam.arn("sns", f"{prefix}-*")],
         ),

@@ -184,11 +184,16 @@ def test_execution_role_manages_the_stack_tags_of_every_resource(name, variant_r
     assert {k: v for k, v in missing.items() if v} == {}
 
 
-def test_execution_role_reads_back_the_scaling_targets(variant_renders):
-    """CloudFormation reads a scalable target back (scheduled actions and tags included) after
-    creating or updating it."""
-    doc, types = _deployed(variant_renders, "scaling-guardrail")
-    assert "AWS::ApplicationAutoScaling::ScalableTarget" in types
-    schema = _provider_schema("AWS::ApplicationAutoScaling::ScalableTarget")
-    read = set(schema["handlers"]["read"]["permissions"])
-    assert read - _allowed(doc, "CloudFormationExecutionRole") == set()
+@pytest.mark.parametrize("name", PIPELINE_VARIANTS)
+def test_execution_role_reads_back_every_resource(name, variant_renders):
+    """CloudFormation reads each resource back after creating or updating it, with every
+    permission its provider schema's read handler lists (a scalable target's scheduled actions,
+    a log group's data protection policy, ...)."""
+    doc, types = _deployed(variant_renders, name)
+    allowed = _allowed(doc, "CloudFormationExecutionRole")
+    missing = {
+        type_name: sorted(set(read.get("permissions", [])) - allowed)
+        for type_name in sorted(types)
+        if (read := _provider_schema(type_name).get("handlers", {}).get("read"))
+    }
+    assert {k: v for k, v in missing.items() if v} == {}
