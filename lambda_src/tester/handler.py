@@ -20,8 +20,14 @@ import jsonlog
 from api_auth import auth_for
 from api_client import ApiConnection
 from botocore.exceptions import BotoCoreError, ClientError
-from load_message import (RUN_ID, LoadTest, MessageError, message_from_event, parse_load_test,
-                          run_id_of)
+from load_message import (
+    RUN_ID,
+    LoadTest,
+    MessageError,
+    message_from_event,
+    parse_load_test,
+    run_id_of,
+)
 from metric_publisher import metric_data, publish
 from open_loop import fleet_start_delay, run_open_loop, schedule
 from run_summary import judge, summarize
