@@ -8,7 +8,8 @@ own; docs/local-cloud-compat.md gives symptom, fix and upstream route for each.
 Stack operations
   fix_execute_change_set       ExecuteChangeSet runs the create-stack / update-stack logic: Outputs,
                                Exports, Fn::ImportValue against the live export table, DependsOn
-                               order; a failed CREATE ends ROLLBACK_COMPLETE, a failed UPDATE
+                               order; a failed CREATE ends ROLLBACK_COMPLETE (listing its
+                               resources creates none again), a failed UPDATE
                                UPDATE_ROLLBACK_COMPLETE, with the failing resource's reason.
   fix_create_change_set        a leftover REVIEW_IN_PROGRESS stack is replaced, not duplicated;
                                CREATE on a live stack and UPDATE on a ROLLBACK_COMPLETE one are
@@ -311,8 +312,21 @@ def _roll_back_create(
         stack.status = "ROLLBACK_FAILED"
         stack._add_stack_event("ROLLBACK_FAILED", resource_status_reason=_error_message(delete_exc))
         return
+    finally:
+        _forget_deleted_resources(stack.resource_map)
     stack.status = "ROLLBACK_COMPLETE"
     stack._add_stack_event("ROLLBACK_COMPLETE")
+
+
+def _forget_deleted_resources(resources_map: cfn_parsing.ResourceMap) -> None:
+    """Keep only the resources that still exist. moto's ResourceMap creates any template resource
+    it is asked for and does not hold, so ListStackResources on a rolled-back stack (what a
+    teardown calls first) would create them all again, and fail again where the stack failed."""
+    resources_map._resource_json_map = {
+        name: body
+        for name, body in resources_map._resource_json_map.items()
+        if name in resources_map._parsed_resources
+    }
 
 
 def _update_stack_resources(

@@ -297,6 +297,35 @@ def test_failed_create_deletes_what_it_created(cfn, client):
     assert ("Bucket", "DELETE_COMPLETE") in statuses
 
 
+def test_rolled_back_stack_lists_no_resources_and_creates_none(cfn, client):
+    """Listing a ROLLBACK_COMPLETE stack's resources (as `make teardown` does) must not create
+    them again, and deleting the stack must leave nothing behind."""
+    name = unique("relist")
+    template = {
+        "Resources": {
+            "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": name}},
+            "Param": {
+                "Type": "AWS::SSM::Parameter",
+                "DependsOn": "Bucket",
+                "Properties": {
+                    "Name": f"/{name}",
+                    "Type": "String",
+                    "Value": {"Fn::ImportValue": "missing-" + name},
+                },
+            },
+        }
+    }
+    with pytest.raises(ClientError):
+        deploy(cfn, name, template)
+    assert stack(cfn, name)["StackStatus"] == "ROLLBACK_COMPLETE"
+    assert cfn.list_stack_resources(StackName=name)["StackResourceSummaries"] == []
+    assert cfn.describe_stack_resources(StackName=name)["StackResources"] == []
+    assert name not in {b["Name"] for b in client("s3").list_buckets()["Buckets"]}
+    cfn.delete_stack(StackName=name)
+    assert not _stacks_named(cfn, name)
+    assert name not in {b["Name"] for b in client("s3").list_buckets()["Buckets"]}
+
+
 def test_failed_update_rolls_back_to_previous_state(cfn, client):
     prefix = unique("uroll")
     deploy(cfn, prefix, bucket_template(prefix))
