@@ -58,6 +58,8 @@ created, updated and deleted through moto's own service backend, with AWS's Ref/
   fix_sagemaker_endpoint_update
                                an updated SageMaker::Endpoint is updated in place (its new
                                config, same creation time), not deleted and created again.
+  fix_sagemaker_replacement    a replaced Model or EndpointConfig is deleted after its replacement
+                               is created, so a refused one rolls back to the old.
   fix_non_empty_bucket_delete  deleting a bucket that still holds objects fails the stack delete
                                (DELETE_FAILED) instead of silently leaving the bucket behind.
   fix_bucket_configuration     a bucket gets (and an update changes) its versioning, lifecycle
@@ -2371,6 +2373,36 @@ def fix_sagemaker_endpoint_update() -> None:
     FakeEndpoint.update_from_cloudformation_json = classmethod(update_in_place)
 
 
+def fix_sagemaker_replacement() -> None:
+    # moto defect: Model and EndpointConfig updates (always replacements: both are immutable) delete
+    # the old resource before creating the new one. When the new one is refused (an instance type
+    # SageMaker does not offer), the old one is gone although the stack still names it: the
+    # rollback fails to find it (UPDATE_ROLLBACK_FAILED) and a later DeleteStack answers 500.
+    # CloudFormation creates the replacement first and deletes the old resource only afterwards.
+    from moto.sagemaker.models import FakeEndpointConfig, Model
+
+    def replace(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        new = cls.create_from_cloudformation_json(
+            new_resource_name, cloudformation_json, account_id, region_name
+        )
+        old_id = original_resource.physical_resource_id
+        if new.physical_resource_id != old_id:  # the same name: the create replaced it in place
+            cls.delete_from_cloudformation_json(
+                old_id, cloudformation_json, account_id, region_name
+            )
+        return new
+
+    for model_class in (Model, FakeEndpointConfig):
+        model_class.update_from_cloudformation_json = classmethod(replace)
+
+
 _FIXES: tuple[Callable[[], None], ...] = (
     fix_execute_change_set,
     fix_create_change_set,
@@ -2389,6 +2421,7 @@ _FIXES: tuple[Callable[[], None], ...] = (
     fix_role_policies,
     fix_sagemaker_names,
     fix_sagemaker_endpoint_update,
+    fix_sagemaker_replacement,
     fix_bool_conditions,
     fix_non_empty_bucket_delete,
     fix_bucket_configuration,

@@ -356,6 +356,90 @@ def test_failed_update_rolls_back_to_previous_state(cfn, client):
     assert stack(cfn, prefix)["StackStatus"] == "UPDATE_COMPLETE"
 
 
+ECR_IMAGE = "123456789012.dkr.ecr.us-east-1.amazonaws.com/pytorch"
+
+
+def _serving_template(name, instance_type="ml.m5.large", image_tag="2"):
+    """A model, an endpoint config with a generated name, and an endpoint, as model-serving has."""
+    return {
+        "Resources": {
+            "Role": {
+                "Type": "AWS::IAM::Role",
+                "Properties": {
+                    "RoleName": f"{name}-sm",
+                    "AssumeRolePolicyDocument": _trust("sagemaker.amazonaws.com"),
+                },
+            },
+            "Model": {
+                "Type": "AWS::SageMaker::Model",
+                "Properties": {
+                    "ExecutionRoleArn": {"Fn::GetAtt": ["Role", "Arn"]},
+                    "PrimaryContainer": {
+                        "Image": f"{ECR_IMAGE}:{image_tag}",
+                        "ModelDataUrl": f"s3://{name}/model.tar.gz",
+                    },
+                },
+            },
+            "Config": {
+                "Type": "AWS::SageMaker::EndpointConfig",
+                "Properties": {
+                    "ProductionVariants": [
+                        {
+                            "VariantName": "A",
+                            "ModelName": {"Fn::GetAtt": ["Model", "ModelName"]},
+                            "InitialInstanceCount": 1,
+                            "InstanceType": instance_type,
+                            "InitialVariantWeight": 1,
+                        }
+                    ]
+                },
+            },
+            "Endpoint": {
+                "Type": "AWS::SageMaker::Endpoint",
+                "Properties": {
+                    "EndpointName": f"{name}-endpoint",
+                    "EndpointConfigName": {"Fn::GetAtt": ["Config", "EndpointConfigName"]},
+                },
+            },
+        },
+        "Outputs": {"Config": {"Value": {"Fn::GetAtt": ["Config", "EndpointConfigName"]}}},
+    }
+
+
+def test_failed_sagemaker_replacement_rolls_back_to_the_old_resources(cfn, client):
+    """A replacement is created before the resource it replaces is deleted, as on AWS: when the
+    new endpoint config is refused, the old one is still there, the update rolls back, and the
+    stack deploys and tears down again."""
+    name = unique("smroll")
+    sagemaker = client("sagemaker")
+    deploy(cfn, name, _serving_template(name))
+    config = outputs(cfn, name)["Config"]
+
+    with pytest.raises(ClientError, match="ml.c5.lrage"):
+        deploy(cfn, name, _serving_template(name, instance_type="ml.c5.lrage", image_tag="3"))
+    assert stack(cfn, name)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    used = sagemaker.describe_endpoint(EndpointName=f"{name}-endpoint")["EndpointConfigName"]
+    assert used == outputs(cfn, name)["Config"]
+    described = sagemaker.describe_endpoint_config(EndpointConfigName=used)
+    assert [v["InstanceType"] for v in described["ProductionVariants"]] == ["ml.m5.large"]
+    model = sagemaker.describe_model(ModelName=described["ProductionVariants"][0]["ModelName"])
+    assert model["PrimaryContainer"]["Image"].endswith("pytorch:2")
+    assert _endpoint_configs(sagemaker, name) == {used}
+    assert len(cfn.list_stack_resources(StackName=name)["StackResourceSummaries"]) == 4
+
+    deploy(cfn, name, _serving_template(name, instance_type="ml.c5.large"))
+    assert stack(cfn, name)["StackStatus"] == "UPDATE_COMPLETE"
+    assert outputs(cfn, name)["Config"] not in (config, used)
+    cfn.delete_stack(StackName=name)
+    assert not _stacks_named(cfn, name)
+    assert not _endpoint_configs(sagemaker, name)
+
+
+def _endpoint_configs(sagemaker, prefix):
+    listed = sagemaker.list_endpoint_configs()["EndpointConfigs"]
+    return {c["EndpointConfigName"] for c in listed if c["EndpointConfigName"].startswith(prefix)}
+
+
 def test_leftover_review_in_progress_stack_is_reused(cfn):
     prefix = unique("review")
     cfn.create_change_set(
