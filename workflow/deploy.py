@@ -78,7 +78,28 @@ def artifact_bucket(ctx: Context) -> str:
     return outputs[ARTIFACT_BUCKET_OUTPUT]
 
 
+def check_pack(pack: dict[str, dict[str, str]]) -> None:
+    """Every packed file still holds what ``make pack`` built: its S3 key and the "is current"
+    check both stand for that content, so other bytes (a truncated or replaced file) would be
+    uploaded under the key of the right ones and never replaced."""
+    from workflow.archive import sha256
+
+    for name, entry in sorted(pack.items()):
+        path = Path(entry["path"])
+        try:
+            digest = sha256(path.read_bytes())
+        except FileNotFoundError:
+            digest = None
+        if digest != entry["sha256"]:
+            state = "is missing" if digest is None else "changed after `make pack` built it"
+            raise WorkflowError(
+                f"artifact {name}: {path} {state} (build/pack.json has sha256 "
+                f"{entry['sha256'][:16]}...): run `make clean deploy` to build and deploy it again"
+            )
+
+
 def upload(ctx: Context, pack: dict[str, dict[str, str]]) -> None:
+    check_pack(pack)
     s3 = ctx.target.client("s3")
     bucket = artifact_bucket(ctx)
     for name, entry in sorted(pack.items()):

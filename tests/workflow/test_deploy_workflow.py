@@ -517,3 +517,32 @@ def test_another_config_regenerates_the_templates_even_when_its_file_is_older(tm
     os.utime(older, (0, 0))  # older than templates_out/: make's timestamps alone would skip it
     assert f"-m generator --config {older}" in make("-n", "templates", f"CONFIG={older}")
     assert "-m generator" not in make("-n", "templates")
+
+
+class NoCloud:
+    """A context whose target must not be called: checks that fail come first."""
+
+    class target:  # noqa: N801
+        @staticmethod
+        def client(service):
+            raise AssertionError(f"{service} was called")
+
+
+@pytest.mark.parametrize("damage", ["corrupt", "missing"])
+def test_upload_refuses_an_artifact_that_changed_after_pack(tmp_path, damage):
+    from workflow.archive import sha256
+    from workflow.context import WorkflowError
+    from workflow.deploy import upload
+
+    artifact = tmp_path / "model-a.tar.gz"
+    artifact.write_bytes(b"packed bytes")
+    pack = {"model-a": {"path": str(artifact), "key": "models/model-a/k/model.tar.gz",
+                        "sha256": sha256(b"packed bytes")}}
+    if damage == "corrupt":
+        artifact.write_bytes(b"other bytes")
+    else:
+        artifact.unlink()
+    state = "changed after `make pack`" if damage == "corrupt" else "is missing"
+    with pytest.raises(WorkflowError, match=f"artifact model-a: .*model-a.tar.gz {state}.*"
+                                            "make clean deploy"):
+        upload(NoCloud(), pack)
