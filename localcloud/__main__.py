@@ -39,12 +39,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "up":
         if args.foreground:
             return daemon.serve_foreground(args.config)
-        info, started = daemon.start_background(args.config)
+        info, started, lost = daemon.start_background(args.config)
         state = "started" if started else "already running"
         print(
             f"local cloud {state} (pid {info.pid}): control plane {info.control_url}, "
             f"data plane {info.dataplane_url}, region {info.region}"
         )
+        if lost is not None:
+            print(
+                f"local cloud: the previous one (pid {lost.pid}) stopped without `make local-down` "
+                "(killed, crashed or the machine restarted); the stacks, buckets and functions it "
+                "held in memory are gone: `make deploy` deploys them again"
+            )
         return 0
     if args.command == "down":
         print("local cloud stopped" if daemon.stop() else "local cloud is not running")

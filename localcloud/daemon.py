@@ -142,9 +142,13 @@ def _busy_port_error(port: int) -> LocalCloudError:
 # -- commands ------------------------------------------------------------------------------------
 
 
-def start_background(config_path: Path | None = None) -> tuple[DaemonInfo, bool]:
-    """Start the daemon detached and wait until it answers; (info, False) if it was running.
-    Its region is ``config_path``'s (see :func:`region`); a running one must have that region.
+def start_background(
+    config_path: Path | None = None,
+) -> tuple[DaemonInfo, bool, DaemonInfo | None]:
+    """Start the daemon detached and wait until it answers; (info, False, None) if it was
+    running. Its region is ``config_path``'s (see :func:`region`); a running one must have that
+    region. The third item is the previous daemon when it stopped without ``down`` (killed,
+    crashed, or the machine restarted): the state it held in memory is gone.
 
     Concurrent ``up`` commands (``make -j``) serialise on a lock file, so only one starts it.
     """
@@ -160,9 +164,13 @@ def start_background(config_path: Path | None = None) -> tuple[DaemonInfo, bool]
         return _start_locked(home_dir, config_path)
 
 
-def _start_locked(home_dir: Path, config_path: Path | None) -> tuple[DaemonInfo, bool]:
+def _start_locked(
+    home_dir: Path, config_path: Path | None
+) -> tuple[DaemonInfo, bool, DaemonInfo | None]:
     reg = region(config_path)  # validate the config before detaching, so the error shows here
     info = read_info(home_dir)
+    # A daemon that stops, and `down`, remove daemon.json; one left behind names a dead daemon.
+    lost = info if info is not None and not _is_our_daemon(info.pid) else None
     if info is not None and _is_our_daemon(info.pid):
         deadline = time.monotonic() + START_TIMEOUT  # it may be starting up right now
         while _is_our_daemon(info.pid) and time.monotonic() < deadline:
@@ -172,7 +180,7 @@ def _start_locked(home_dir: Path, config_path: Path | None) -> tuple[DaemonInfo,
                         f"the local cloud (pid {info.pid}) runs for region {info.region}, but "
                         f"the config says {reg}: stop it first (`make local-down`)"
                     )
-                return info, False
+                return info, False, None
             time.sleep(0.1)
         if _is_our_daemon(info.pid):
             raise LocalCloudError(
@@ -209,7 +217,7 @@ def _start_locked(home_dir: Path, config_path: Path | None) -> tuple[DaemonInfo,
             )
         info = read_info(home_dir)
         if info is not None and info.pid == process.pid and _healthy(info.dataplane_url, 0.5):
-            return info, True
+            return info, True, lost
         time.sleep(0.1)
     _terminate(process.pid)
     raise LocalCloudError(

@@ -140,6 +140,26 @@ def test_up_status_down_leave_no_process_behind(cloud_env):
     assert again.returncode == 0 and "not running" in again.stdout
 
 
+def test_up_after_an_unclean_stop_says_the_deployment_is_gone(cloud_env):
+    home = Path(cloud_env["LOCALCLOUD_HOME"])
+    home.mkdir(parents=True)
+    gone = subprocess.Popen(["true"])  # a pid that no longer runs, as after kill -9 or a reboot
+    gone.wait()
+    (home / "daemon.json").write_text(json.dumps({
+        "pid": gone.pid, "control_url": "http://x", "dataplane_url": "http://x",
+        "region": "us-east-1", "started_at": 0.0,
+    }))
+    (home / "localcloud.pid").write_text(f"{gone.pid}\n")
+    up = _cli(cloud_env, "up")
+    assert up.returncode == 0, up.stderr
+    assert "stopped without `make local-down`" in up.stdout
+    assert "gone: `make deploy` deploys them again" in up.stdout
+    # a clean stop, or a running one, is no news
+    assert "previous" not in _cli(cloud_env, "up").stdout
+    _cli(cloud_env, "down")
+    assert "previous" not in _cli(cloud_env, "up").stdout
+
+
 def test_up_refuses_a_busy_port_in_one_line(cloud_env):
     port = int(cloud_env["LOCALCLOUD_PORT"])
     with socket.socket() as squatter:
