@@ -571,6 +571,10 @@ class SageMakerRuntime:
         loop = self.loop
         if loop is None or loop.is_closed():
             return  # not serving yet: servers start lazily on the first invocation
+        if endpoint is not None and key not in self._serving:
+            # As on AWS, a new endpoint is Creating until its model servers are ready, and
+            # Failed, with the reason, when one cannot start (reconcile decides).
+            endpoint.endpoint_status = "Creating"
         loop.call_soon_threadsafe(
             lambda: self._spawn(self._reconcile_logged(account, region, name))
         )
@@ -597,11 +601,36 @@ class SageMakerRuntime:
             serving = self._serving.get(key)
         if serving is not None:  # a new endpoint's servers start now, not on its first call
             view = self._view(key, serving, endpoint)
+            started = []
             for variant in view.variants:
                 try:
-                    await self._server_for(view, variant.spec)
+                    started.append(await self._server_for(view, variant.spec))
                 except ValidationError as exc:
                     log.error("%s", exc.message)
+            if endpoint.endpoint_status == "Creating":
+                failure = await self._warm(started)
+                if failure is not None:
+                    self._creation_failed(endpoint, name, failure)
+                else:
+                    self._created(view)
+
+    def _creation_failed(self, endpoint: Any, name: str, reason: str) -> None:
+        """A new endpoint that cannot serve: Failed, with the reason (invocations still say
+        why each one fails)."""
+        if endpoint.endpoint_status == "Creating":
+            log.error("endpoint %s failed: %s", name, reason)
+            endpoint.endpoint_status = "Failed"
+            endpoint.failure_reason = reason
+
+    def _created(self, view: EndpointView) -> None:
+        """A new endpoint is InService once a server of each of its variants is ready."""
+        endpoint = view.moto_endpoint
+        if endpoint.endpoint_status != "Creating":
+            return
+        key = (view.account, view.region, view.name)
+        servers = [self._servers.get((*key, v.spec.name)) for v in view.variants]
+        if all(server is not None and server.process.state == READY for server in servers):
+            endpoint.endpoint_status = "InService"
 
     async def _apply(self, key: EndpointKey, endpoint: Any, serving: Deployment | None) -> None:
         try:
@@ -610,6 +639,8 @@ class SageMakerRuntime:
             log.error("endpoint %s cannot be served: %s", key[2], exc.message)
             if serving is not None:
                 self._rejected[key] = endpoint  # it keeps serving what it served
+            else:
+                self._creation_failed(endpoint, key[2], exc.message)
             return
         if serving is None or not self._needs_servers(key, latest):
             self._switch(key, latest, {})
@@ -885,6 +916,7 @@ class SageMakerRuntime:
             lambda p: p.state == READY or p.failures_since_ready >= FAIL_FAST_AFTER,
             self.ready_wait,
         )
+        self._created(view)
         if process.state != READY:
             failing = process.failures_since_ready >= FAIL_FAST_AFTER
             raise ModelNotReady(

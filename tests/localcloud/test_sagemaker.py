@@ -658,6 +658,23 @@ def test_a_model_that_cannot_load_fails_fast_with_model_not_ready(cloud):
     assert "RuntimeError: corrupt weights" in open(log_path).read()
 
 
+def test_a_new_endpoint_is_creating_until_its_model_loads_and_failed_if_it_cannot(cloud):
+    cloud.model("model-a", "weights-a", env={"LOAD_SECONDS": "2"})
+    cloud.endpoint("Slow", {"Model-A": ("model-a", 1)})
+    assert cloud.status("Slow")["EndpointStatus"] == "Creating"
+    wait_until(lambda: cloud.status("Slow")["EndpointStatus"] == "InService", 20,
+               what="the endpoint to be InService once its model loaded")
+    assert "FailureReason" not in cloud.status("Slow")
+
+    cloud.model("model-broken", "x", archive=broken_archive(cloud.tmp_path))
+    cloud.endpoint("Unloadable", {"Model-A": ("model-broken", 1)})
+    wait_until(lambda: cloud.status("Unloadable")["EndpointStatus"] == "Failed", 20,
+               what="an endpoint whose model cannot load to be Failed")
+    reason = cloud.status("Unloadable")["FailureReason"]
+    assert "variant Model-A failed to start 2 times" in reason
+    assert reason.endswith("model-Unloadable-Model-A.log")
+
+
 def test_wire_level_requests_outside_the_operation_are_refused(cloud, loop_thread):
     handle = cloud.runtime.handle
     status, headers, body = loop_thread.run(handle("GET", "/endpoints/E/invocations", {}, b""))
