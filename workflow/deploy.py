@@ -34,6 +34,10 @@ INLINE_TEMPLATE_LIMIT = 51_200
 ROLE_ARN_VARIABLE = "CFN_ROLE_ARN"
 TERMINAL_FAILED = {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "REVIEW_IN_PROGRESS"}
 EVENT_POLL_SECONDS = 1.0
+# Endpoint states that end by themselves, and how long a local endpoint may take to get out of
+# them (its models load; TorchServe's take longest).
+ENDPOINT_SETTLING = {"Creating", "Updating", "SystemUpdating"}
+ENDPOINT_WAIT_SECONDS = 600
 
 
 def make_rules(manifest: Manifest) -> str:
@@ -217,6 +221,41 @@ def deploy_stack(ctx: Context, spec: StackSpec, pack: dict[str, dict[str, str]])
         raise WorkflowError(f"deploy {spec.stack_name} failed: {detail}")
     verdict = "no changes" if "No changes to deploy" in output else "deployed"
     print(f"[=] {spec.stack_name}: {verdict} ({time.monotonic() - started:.1f} s)", flush=True)
+    if ctx.target.is_local:
+        check_endpoint(ctx, spec.stack_name)
+
+
+def check_endpoint(ctx: Context, stack_name: str) -> None:
+    """The stack's endpoint (output EndpointName), once its model servers started, serves what
+    the stack deployed. On AWS CloudFormation waits for the endpoint and fails the stack when it
+    cannot serve; the local cloud's stack completes at once, so the deploy waits here instead."""
+    name = stack_outputs(ctx.target.client("cloudformation"), stack_name).get("EndpointName")
+    if not name:
+        return
+    sagemaker = ctx.target.client("sagemaker")
+    deadline = time.monotonic() + ENDPOINT_WAIT_SECONDS
+    described = sagemaker.describe_endpoint(EndpointName=name)
+    if described["EndpointStatus"] in ENDPOINT_SETTLING:
+        print(f"[*] endpoint {name}: {described['EndpointStatus']}, loading its models", flush=True)
+    while described["EndpointStatus"] in ENDPOINT_SETTLING:
+        if time.monotonic() > deadline:
+            raise WorkflowError(
+                f"{stack_name}: endpoint {name} is still {described['EndpointStatus']} after "
+                f"{ENDPOINT_WAIT_SECONDS} s; see the local cloud's log"
+            )
+        time.sleep(EVENT_POLL_SECONDS)
+        described = sagemaker.describe_endpoint(EndpointName=name)
+    reason = described.get("FailureReason")
+    if described["EndpointStatus"] == "Failed":
+        raise WorkflowError(
+            f"{stack_name}: endpoint {name} is Failed: {reason}. Fix the model, then `make deploy` "
+            "(if the endpoint stays Failed: `make teardown`, then `make deploy`)"
+        )
+    if reason and described["EndpointConfigName"] in reason:
+        raise WorkflowError(
+            f"{stack_name}: endpoint {name} still serves its previous endpoint config: {reason}. "
+            "Fix the model, then `make deploy`"
+        )
 
 
 def tags(ctx: Context) -> list[str]:

@@ -546,3 +546,62 @@ def test_upload_refuses_an_artifact_that_changed_after_pack(tmp_path, damage):
     with pytest.raises(WorkflowError, match=f"artifact model-a: .*model-a.tar.gz {state}.*"
                                             "make clean deploy"):
         upload(NoCloud(), pack)
+
+
+class EndpointCloud:
+    """A local target whose serving stack outputs EndpointName E, and whose DescribeEndpoint
+    answers ``described`` one after another (the last one from then on)."""
+
+    def __init__(self, *described):
+        self.described = list(described)
+        self.target = self
+        self.is_local = True
+
+    def client(self, service):
+        return self
+
+    def describe_stacks(self, StackName):
+        return {"Stacks": [{"StackName": StackName, "StackStatus": "CREATE_COMPLETE",
+                            "Outputs": [{"OutputKey": "EndpointName", "OutputValue": "E"}]}]}
+
+    def describe_endpoint(self, EndpointName):
+        assert EndpointName == "E"
+        return self.described.pop(0) if len(self.described) > 1 else self.described[0]
+
+
+def _endpoint(status, config="E-config-2", reason=None):
+    return {"EndpointStatus": status, "EndpointConfigName": config,
+            **({"FailureReason": reason} if reason else {})}
+
+
+@pytest.fixture
+def no_wait(monkeypatch):
+    import workflow.deploy
+
+    monkeypatch.setattr(workflow.deploy, "EVENT_POLL_SECONDS", 0)
+
+
+def test_deploy_waits_for_a_creating_local_endpoint(no_wait, capsys):
+    from workflow.deploy import check_endpoint
+
+    check_endpoint(EndpointCloud(_endpoint("Creating"), _endpoint("Creating"),
+                                 _endpoint("InService")), "P-model-serving")
+    assert "[*] endpoint E: Creating, loading its models" in capsys.readouterr().out
+
+
+def test_deploy_fails_naming_why_a_local_endpoint_cannot_serve(no_wait):
+    from workflow.context import WorkflowError
+    from workflow.deploy import check_endpoint
+
+    failed = _endpoint("Failed", reason="the model server of variant Model-A failed to start")
+    with pytest.raises(WorkflowError, match="P-model-serving: endpoint E is Failed: the model "
+                                            "server of variant Model-A failed to start.*teardown"):
+        check_endpoint(EndpointCloud(_endpoint("Creating"), failed), "P-model-serving")
+    kept = _endpoint("InService", reason="Updating to endpoint config E-config-2 failed: boom")
+    with pytest.raises(WorkflowError, match="still serves its previous endpoint config: "
+                                            "Updating to endpoint config E-config-2 failed"):
+        check_endpoint(EndpointCloud(_endpoint("Updating"), kept), "P-model-serving")
+    # a failure of an earlier config, since replaced, is history
+    check_endpoint(EndpointCloud(_endpoint("InService", config="E-config-3",
+                                           reason="Updating to endpoint config E-config-2 "
+                                                  "failed: boom")), "P-model-serving")
