@@ -60,6 +60,7 @@ def cli(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
         @functools.wraps(main)
         def run(*args, **kwargs) -> int:
             from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+            from botocore.parsers import ResponseParserError
 
             from generator.config import ConfigError
 
@@ -80,6 +81,15 @@ def cli(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
                 print(f"{prog}: AWS error {err.get('Code')}: {err.get('Message')}", file=sys.stderr)
             except BotoCoreError as exc:
                 print(f"{prog}: {exc}", file=sys.stderr)
+            except ResponseParserError:
+                # an answer that is no AWS error document: the local cloud's HTTP 500 page
+                from localcloud import daemon
+
+                print(
+                    f"{prog}: the target failed a request without saying why (an internal "
+                    f"error); for the local cloud, {daemon.home() / daemon.LOG_FILE} has it",
+                    file=sys.stderr,
+                )
             except KeyboardInterrupt:
                 print(f"{prog}: interrupted", file=sys.stderr)
                 return 130

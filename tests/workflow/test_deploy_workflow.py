@@ -605,3 +605,21 @@ def test_deploy_fails_naming_why_a_local_endpoint_cannot_serve(no_wait):
     check_endpoint(EndpointCloud(_endpoint("InService", config="E-config-3",
                                            reason="Updating to endpoint config E-config-2 "
                                                   "failed: boom")), "P-model-serving")
+
+
+def test_an_internal_error_of_the_target_is_one_line_naming_the_log(capsys, monkeypatch, tmp_path):
+    from botocore.parsers import ResponseParserError
+
+    from workflow.context import cli
+
+    monkeypatch.setenv("LOCALCLOUD_HOME", str(tmp_path))
+
+    @cli("teardown")
+    def main():
+        raise ResponseParserError("Unable to parse response: b'<!doctype html>...500...'")
+
+    assert main() == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err and "doctype" not in err
+    assert err.startswith("teardown: the target failed a request without saying why")
+    assert str(tmp_path / "localcloud.log") in err
