@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timezone
+from pathlib import Path
 from types import SimpleNamespace
 
 import boto3
@@ -100,6 +101,7 @@ def _replay_deploy_build(calls: Recorder) -> None:
     """What `make deploy TARGET=aws` does with its credentials, stack by stack."""
     from awscli.customizations.cloudformation.deployer import Deployer
 
+    from workflow.archive import sha256
     from workflow.deploy import EventPrinter, _clear_failed_create, upload
 
     cfn = calls.clients["cloudformation"]
@@ -118,7 +120,8 @@ def _replay_deploy_build(calls: Recorder) -> None:
         target=SimpleNamespace(client=calls.clients.__getitem__),
         manifest=SimpleNamespace(stack=lambda concern: SimpleNamespace(stack_name=STACK)),
     )
-    upload(ctx, {"predictor": {"path": __file__, "key": "functions/p.zip", "sha256": "0"}})
+    digest = sha256(Path(__file__).read_bytes())
+    upload(ctx, {"predictor": {"path": __file__, "key": "functions/p.zip", "sha256": digest}})
 
     # `aws cloudformation deploy` updating a stack through a change set, events printed meanwhile.
     deployer = Deployer(cfn)
