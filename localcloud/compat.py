@@ -63,7 +63,8 @@ created, updated and deleted through moto's own service backend, with AWS's Ref/
   fix_non_empty_bucket_delete  deleting a bucket that still holds objects fails the stack delete
                                (DELETE_FAILED) instead of silently leaving the bucket behind.
   fix_bucket_configuration     a bucket gets (and an update changes) its versioning, lifecycle
-                               rules, public access block and ownership controls.
+                               rules, public access block, ownership controls and event delivery
+                               to EventBridge.
 
 Service behaviour
   fix_bool_conditions          Bool policy conditions on aws:SecureTransport hold (the loopback
@@ -2289,6 +2290,21 @@ def _lifecycle_rules(configuration: dict[str, Any]) -> list[dict[str, Any]]:
     return rules
 
 
+def _notification_configuration(configuration: dict[str, Any]) -> dict[str, Any]:
+    """A NotificationConfiguration in the form moto's S3 backend stores. Only EventBridge
+    delivery is translated; a topic, queue or function destination fails the stack by name
+    instead of being dropped."""
+    unknown = sorted(set(configuration) - {"EventBridgeConfiguration"})
+    if unknown:
+        raise ValidationError(
+            message=f"NotificationConfiguration: the local cloud does not support "
+            f"{', '.join(unknown)}"
+        )
+    eventbridge = configuration.get("EventBridgeConfiguration") or {}
+    # The S3 API enables delivery with an empty element; there is no "disabled" form.
+    return {"EventBridgeConfiguration": {}} if _flag(eventbridge.get("EventBridgeEnabled")) else {}
+
+
 def _configure_bucket(backend: Any, name: str, properties: dict[str, Any], update: bool) -> None:
     """Apply the bucket configuration moto's CloudFormation model drops; on ``update``, a
     configuration the template no longer has is removed (versioning, which a bucket cannot leave
@@ -2311,13 +2327,19 @@ def _configure_bucket(backend: Any, name: str, properties: dict[str, Any], updat
         backend.put_bucket_ownership_controls(name, ownership["Rules"][0]["ObjectOwnership"])
     elif update:
         backend.delete_bucket_ownership_controls(name)
+    notification = properties.get("NotificationConfiguration")
+    if notification or update:
+        backend.put_bucket_notification_configuration(
+            name, _notification_configuration(notification or {})
+        )
 
 
 def fix_bucket_configuration() -> None:
     # moto defect: FakeBucket's CloudFormation create and update apply BucketEncryption and Tags
-    # only. VersioningConfiguration, LifecycleConfiguration, PublicAccessBlockConfiguration and
-    # OwnershipControls are dropped: every bucket comes up unversioned, without lifecycle rules,
-    # public access block or ownership controls, and an update changes none of them.
+    # only. VersioningConfiguration, LifecycleConfiguration, PublicAccessBlockConfiguration,
+    # OwnershipControls and NotificationConfiguration are dropped: every bucket comes up
+    # unversioned, without lifecycle rules, public access block or ownership controls, sends no
+    # events to EventBridge, and an update changes none of them.
     from moto.s3.models import FakeBucket, s3_backends
 
     def configure(update: bool) -> Callable[[Any, dict[str, Any], str, str], None]:

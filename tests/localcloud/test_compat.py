@@ -1226,6 +1226,7 @@ def resource_probes(client):
         client("application-autoscaling"),
     )
     codebuild, codepipeline = client("codebuild"), client("codepipeline")
+    events = client("events")
 
     def permission(sid):
         functions = awslambda.list_functions()["Functions"]
@@ -1355,6 +1356,7 @@ def resource_probes(client):
         "AWS::CodeBuild::Project": lambda pid: bool(
             codebuild.batch_get_projects(names=[pid])["projects"]
         ),
+        "AWS::Events::Rule": lambda pid: _exists(lambda: events.describe_rule(Name=pid)),
         "AWS::CodePipeline::Pipeline": lambda pid: _exists(
             lambda: codepipeline.get_pipeline(name=pid)
         ),
@@ -1881,6 +1883,70 @@ def test_a_lifecycle_rule_property_the_local_cloud_cannot_apply_fails_the_stack_
     rule = template["Resources"]["Bucket"]["Properties"]["LifecycleConfiguration"]["Rules"][1]
     rule["Transitions"] = [{"StorageClass": "GLACIER", "TransitionInDays": 10}]
     with pytest.raises(ClientError, match="rule 2: the local cloud does not support Transitions"):
+        deploy(cfn, name, template)
+
+
+def eventbridge_bucket_template(name, eventbridge=True):
+    """A bucket, and a rule sending its uploads of one key to a queue."""
+    bucket = {"BucketName": name}
+    if eventbridge:
+        bucket["NotificationConfiguration"] = {
+            "EventBridgeConfiguration": {"EventBridgeEnabled": True}
+        }
+    return {
+        "Resources": {
+            "Bucket": {"Type": "AWS::S3::Bucket", "Properties": bucket},
+            "Uploads": {"Type": "AWS::SQS::Queue", "Properties": {"QueueName": name}},
+            "Uploaded": {
+                "Type": "AWS::Events::Rule",
+                "Properties": {
+                    "Name": name,
+                    "EventPattern": {
+                        "source": ["aws.s3"],
+                        "detail-type": ["Object Created"],
+                        "detail": {
+                            "bucket": {"name": [{"Ref": "Bucket"}]},
+                            "object": {"key": ["source/app.zip"]},
+                        },
+                    },
+                    "Targets": [{"Id": "Queue", "Arn": {"Fn::GetAtt": ["Uploads", "Arn"]}}],
+                },
+            },
+        }
+    }
+
+
+def test_a_bucket_sends_its_events_to_eventbridge_until_an_update_stops_them(cfn, client):
+    name = unique("eventbridge")
+    s3, sqs = client("s3"), client("sqs")
+    deploy(cfn, name, eventbridge_bucket_template(name))
+    # moto's GetBucketNotificationConfiguration never shows EventBridgeConfiguration: the
+    # events that arrive are the evidence.
+    queue = sqs.get_queue_url(QueueName=name)["QueueUrl"]
+
+    def uploads_seen():
+        s3.put_object(Bucket=name, Key="source/app.zip", Body=b"1")
+        s3.put_object(Bucket=name, Key="source/other.zip", Body=b"1")
+        messages = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10).get("Messages", [])
+        return [json.loads(m["Body"])["detail"]["object"]["key"] for m in messages]
+
+    assert uploads_seen() == ["source/app.zip"]
+
+    deploy(cfn, name, eventbridge_bucket_template(name, eventbridge=False))
+    assert stack(cfn, name)["StackStatus"] == "UPDATE_COMPLETE"
+    assert uploads_seen() == []
+    empty_bucket(s3, name)
+    cfn.delete_stack(StackName=name)
+
+
+def test_a_notification_destination_the_local_cloud_cannot_apply_fails_the_stack_by_name(cfn):
+    name = unique("notification")
+    template = eventbridge_bucket_template(name)
+    notification = template["Resources"]["Bucket"]["Properties"]["NotificationConfiguration"]
+    notification["QueueConfigurations"] = [
+        {"Event": "s3:ObjectCreated:*", "Queue": {"Fn::GetAtt": ["Uploads", "Arn"]}}
+    ]
+    with pytest.raises(ClientError, match="does not support QueueConfigurations"):
         deploy(cfn, name, template)
 
 
