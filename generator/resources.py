@@ -51,8 +51,10 @@ def bucket(
     versioned: bool,
     lifecycle: list[s3.LifecycleRule],
     description: str,
+    eventbridge: bool = False,
 ) -> s3.Bucket:
-    """Encrypted, private, owner-enforced bucket with a TLS-only policy."""
+    """Encrypted, private, owner-enforced bucket with a TLS-only policy; `eventbridge` sends
+    its events (object created, deleted, ...) to the account's default EventBridge bus."""
     props = dict(
         BucketEncryption=s3.BucketEncryption(
             ServerSideEncryptionConfiguration=[
@@ -89,6 +91,10 @@ def bucket(
         },
         **deletion_policy(retain),
     )
+    if eventbridge:
+        props["NotificationConfiguration"] = s3.NotificationConfiguration(
+            EventBridgeConfiguration=s3.EventBridgeConfiguration(EventBridgeEnabled=True)
+        )
     if versioned:
         props["VersioningConfiguration"] = s3.VersioningConfiguration(Status="Enabled")
     else:

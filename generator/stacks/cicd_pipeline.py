@@ -1,11 +1,16 @@
 """cicd-pipeline: CodePipeline source -> test (`make test`) -> optional approval -> deploy
-(`make pack templates deploy TARGET=aws`), with scoped roles and an encrypted artifact store."""
+(`make pack templates deploy TARGET=aws`), with scoped roles and an encrypted artifact store.
+
+The S3 source starts the pipeline through EventBridge (the source bucket's events, a rule matching
+the source object's uploads): CodePipeline stops polling a pipeline inactive for 30 days
+(`pollingDisabledAt`), and recommends event-based change detection instead."""
 
 from __future__ import annotations
 
 from awacs.aws import Condition, StringEquals
 from troposphere import GetAtt, Ref, Sub, Template, codebuild
 from troposphere import codepipeline as cp
+from troposphere import events
 
 from .. import iam, naming, resources
 
@@ -16,6 +21,11 @@ BUILD_IMAGE = "aws/codebuild/standard:7.0"  # Ubuntu 22.04 with Python 3.11
 
 def pipeline_name(cfg) -> str:
     return naming.resource_name(cfg, "pipeline", 100)
+
+
+def source_rule_name(cfg) -> str:
+    """EventBridge rule starting the pipeline on an upload of the source object (S3 source)."""
+    return naming.resource_name(cfg, "source-uploaded", 64)
 
 
 def project_name(cfg, kind: str) -> str:
@@ -62,6 +72,7 @@ def build(cfg) -> Template:
                 resources.noncurrent_expiry(cfg.model_archiving.noncurrent_version_expiry_days)
             ],
             description=f"Upload the project as {source_key(cfg)} to start the pipeline",
+            eventbridge=True,
         )
 
     cfn_role = t.add_resource(
@@ -140,6 +151,9 @@ def build(cfg) -> Template:
         )
     )
 
+    if source_bucket is not None:
+        _start_on_upload(t, cfg, source_bucket, pipeline)
+
     naming.output(t, "PipelineName", Ref(pipeline), "Pipeline name")
     if source_bucket is not None:
         naming.output(
@@ -169,7 +183,8 @@ def _source_stage(cfg, source_bucket) -> cp.Stages:
         configuration = {
             "S3Bucket": Ref(source_bucket),
             "S3ObjectKey": source_key(cfg),
-            "PollForSourceChanges": "true",
+            # Started by the SourceUploaded rule; polling as well would start it twice.
+            "PollForSourceChanges": "false",
         }
     return cp.Stages(
         Name="Source",
@@ -182,6 +197,43 @@ def _source_stage(cfg, source_bucket) -> cp.Stages:
                 OutputArtifacts=[cp.OutputArtifacts(Name="SourceOutput")],
             )
         ],
+    )
+
+
+def _start_on_upload(t, cfg, source_bucket, pipeline) -> events.Rule:
+    """EventBridge rule starting the pipeline when the source object is uploaded, through a role
+    that may start this pipeline and nothing else."""
+    pipeline_arn = iam.arn("codepipeline", "${%s}" % pipeline.title)
+    role = t.add_resource(
+        iam.role(
+            "SourceUploadedRole",
+            "events.amazonaws.com",
+            [
+                iam.statement(
+                    "StartPipeline", ["codepipeline:StartPipelineExecution"], [pipeline_arn]
+                )
+            ],
+            "EventBridge: start the pipeline when the source object is uploaded",
+        )
+    )
+    return t.add_resource(
+        events.Rule(
+            "SourceUploaded",
+            Name=source_rule_name(cfg),
+            Description=f"Starts the pipeline when {source_key(cfg)} is uploaded",
+            State="ENABLED",
+            EventPattern={
+                "source": ["aws.s3"],
+                "detail-type": ["Object Created"],
+                "detail": {
+                    "bucket": {"name": [Ref(source_bucket)]},
+                    "object": {"key": [source_key(cfg)]},
+                },
+            },
+            Targets=[
+                events.Target(Id="Pipeline", Arn=pipeline_arn, RoleArn=GetAtt(role, "Arn"))
+            ],
+        )
     )
 
 
@@ -403,6 +455,8 @@ def _cloudformation_statements(cfg) -> list:
                 "s3:GetBucketOwnershipControls",
                 "s3:PutLifecycleConfiguration",
                 "s3:GetLifecycleConfiguration",
+                # The source bucket sends its events to EventBridge.
+                "s3:PutBucketNotification",
                 "s3:PutBucketTagging",
                 "s3:GetBucketTagging",
                 # Stack tags reach every bucket; CloudFormation also manages them with these
@@ -668,6 +722,23 @@ def _cloudformation_statements(cfg) -> list:
                 "codepipeline:ListTagsForResource",
             ],
             [iam.arn("codepipeline", f"{prefix}-*")],
+        ),
+        # The S3 source's rule; granted with any source, so that a switch to a repository
+        # source can still delete it.
+        iam.statement(
+            "ManageRules",
+            [
+                "events:PutRule",
+                "events:DeleteRule",
+                "events:DescribeRule",
+                "events:PutTargets",
+                "events:RemoveTargets",
+                "events:ListTargetsByRule",
+                "events:TagResource",
+                "events:UntagResource",
+                "events:ListTagsForResource",
+            ],
+            [iam.arn("events", f"rule/{prefix}-*")],
         ),
         iam.statement(
             "ManageBuildProjects",

@@ -200,3 +200,26 @@ def test_execution_role_reads_back_every_resource(name, variant_renders):
         if (read := _provider_schema(type_name).get("handlers", {}).get("read"))
     }
     assert {k: v for k, v in missing.items() if v} == {}
+
+
+@pytest.mark.parametrize("name", PIPELINE_VARIANTS)
+def test_execution_role_creates_updates_and_deletes_the_source_rule(name, variant_renders):
+    """The S3 source's EventBridge rule, through every handler its provider schema lists, on
+    the rule's own name; the role is granted with either source, so that a switch to a
+    repository source can delete the rule. The source bucket's event delivery to EventBridge is
+    a bucket notification configuration."""
+    doc, _ = _deployed(variant_renders, name)
+    allowed = _allowed(doc, "CloudFormationExecutionRole")
+    handlers = _provider_schema("AWS::Events::Rule")["handlers"]
+    needed = {p for h in ("create", "read", "update", "delete") for p in handlers[h]["permissions"]}
+    assert needed - allowed == set()
+    assert {"s3:PutBucketNotification", "s3:GetBucketNotification"} <= allowed
+    rules = next(
+        s
+        for s in _statements(doc, "CloudFormationExecutionRole")
+        if "events:PutRule" in as_list(s["Action"])
+    )
+    (scope,) = rules["Resource"]
+    assert scope["Fn::Sub"].endswith(":rule/TextClassificationDemo-*")
+    for rule in (r for r in doc["Resources"].values() if r["Type"] == "AWS::Events::Rule"):
+        assert rule["Properties"]["Name"].startswith("TextClassificationDemo-")

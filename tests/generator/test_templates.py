@@ -440,6 +440,47 @@ def test_pipeline_with_s3_source(templates):
     assert store["EncryptionKey"]["Type"] == "KMS"
 
 
+def test_s3_source_starts_the_pipeline_through_eventbridge(templates):
+    """CodePipeline stops polling a pipeline inactive for 30 days (`pollingDisabledAt`): the
+    source bucket's uploads start it through an EventBridge rule instead."""
+    doc = templates["cicd-pipeline"]
+    pipelines = resources_of(doc, "AWS::CodePipeline::Pipeline")
+    (pipeline_id,) = pipelines
+    source = pipelines[pipeline_id]["Properties"]["Stages"][0]["Actions"][0]["Configuration"]
+    assert source["PollForSourceChanges"] == "false"
+    bucket_id = source["S3Bucket"]["Ref"]
+    bucket = doc["Resources"][bucket_id]["Properties"]
+    assert bucket["NotificationConfiguration"] == {
+        "EventBridgeConfiguration": {"EventBridgeEnabled": True}
+    }
+    assert bucket["VersioningConfiguration"] == {"Status": "Enabled"}
+
+    rule = one(doc, "AWS::Events::Rule")["Properties"]
+    assert rule["State"] == "ENABLED"
+    assert rule["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [{"Ref": bucket_id}]},
+            "object": {"key": [source["S3ObjectKey"]]},
+        },
+    }
+    pipeline_arn = {
+        "Fn::Sub": "arn:${AWS::Partition}:codepipeline:${AWS::Region}:${AWS::AccountId}:"
+        "${%s}" % pipeline_id
+    }
+    (target,) = rule["Targets"]
+    assert target["Arn"] == pipeline_arn
+    role = doc["Resources"][target["RoleArn"]["Fn::GetAtt"][0]]["Properties"]
+    assert [s["Principal"] for s in role["AssumeRolePolicyDocument"]["Statement"]] == [
+        {"Service": "events.amazonaws.com"}
+    ]
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert [(s["Effect"], s["Action"], s["Resource"]) for s in statements] == [
+        ("Allow", ["codepipeline:StartPipelineExecution"], [pipeline_arn])
+    ]
+
+
 def test_build_projects_keep_the_paths_their_buildspecs_cache(templates):
     """A buildspec's `cache: paths` only take effect with a project cache: S3, or LOCAL with
     the custom-cache mode (a project without one defaults to NO_CACHE)."""
@@ -474,6 +515,8 @@ def test_pipeline_with_connection_and_approval(variant_renders):
         )
     }
     assert "SourceBucketName" not in doc["Outputs"]
+    assert source["Configuration"]["DetectChanges"] == "true"
+    assert not resources_of(doc, "AWS::Events::Rule")
 
 
 def test_cicd_disabled_omits_stack_and_names_it_for_removal(variant_renders):
