@@ -272,25 +272,36 @@ def wait_for_summaries(
     prefix = f"{RESULTS_PREFIX}/{run_id}/"
     deadline = time.monotonic() + timeout
     found: dict[str, dict] = {}
-    while True:
-        listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
-        for item in listing.get("Contents", []):
-            name = item["Key"][len(prefix) :].removesuffix(".json")
-            if name not in found:
-                found[name] = json.loads(
-                    s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+    try:
+        while True:
+            listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+            for item in listing.get("Contents", []):
+                name = item["Key"][len(prefix) :].removesuffix(".json")
+                if name not in found:
+                    found[name] = json.loads(
+                        s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read()
+                    )
+                    print(f"[=] tester {name} finished ({len(found)}/{len(testers)})", flush=True)
+            if len(found) >= len(testers):
+                return found
+            if time.monotonic() > deadline:
+                missing = sorted(set(testers) - set(found))
+                raise WorkflowError(
+                    f"no summary from {', '.join(missing)} after {timeout:.0f} s: see the "
+                    "testers' logs (the Lambda log groups); a run that failed outright is "
+                    f"parked, with its error, in the {TESTING_STACK} stack's FailedRuns queue"
                 )
-                print(f"[=] tester {name} finished ({len(found)}/{len(testers)})", flush=True)
-        if len(found) >= len(testers):
-            return found
-        if time.monotonic() > deadline:
-            missing = sorted(set(testers) - set(found))
-            raise WorkflowError(
-                f"no summary from {', '.join(missing)} after {timeout:.0f} s: see the testers' "
-                "logs (the Lambda log groups); a run that failed outright is parked, with its "
-                f"error, in the {TESTING_STACK} stack's FailedRuns queue"
-            )
-        time.sleep(POLL_SECONDS)
+            time.sleep(POLL_SECONDS)
+    except KeyboardInterrupt:
+        # The published run is the testers' now: stopping the wait does not stop them.
+        print(
+            f"[!] load test {run_id}: its testers keep running (for up to "
+            f"{max(0.0, deadline - time.monotonic()):.0f} s more) and write their summaries to "
+            f"s3://{bucket}/{prefix}; a `make test-load` meanwhile shares the API with them",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise
 
 
 def run(ctx: Context, duration: float, rate: float, reports: Path) -> dict:

@@ -208,3 +208,15 @@ def test_a_tester_without_a_summary_is_named_with_where_to_read_why():
     message = str(raised.value)
     assert message.startswith("no summary from tester-001 after 0 s")
     assert "Lambda log groups" in message and "FailedRuns queue" in message
+
+
+def test_an_interrupted_wait_says_the_testers_keep_running(capsys):
+    class Interrupted:
+        def list_objects_v2(self, **_):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        wait_for_summaries(Interrupted(), "results", "run-1", ["tester-001"], timeout=90)
+    note = capsys.readouterr().err
+    assert note.startswith("[!] load test run-1: its testers keep running (for up to 90 s more)")
+    assert "s3://results/load-tests/run-1/" in note
