@@ -53,6 +53,21 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--manifest", default="templates_out/manifest.json")
 
 
+def _unreachable_hint(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    from localcloud import urls
+
+    parts = urlsplit(url)
+    if f"{parts.scheme}://{parts.netloc}" in (urls.control_url(), urls.dataplane_url()):
+        # It holds its stacks in memory: a local cloud that stopped took them with it.
+        return (
+            "the local cloud is not running, and what was deployed on it is gone: "
+            "`make deploy` starts it and deploys again"
+        )
+    return "is the network up and the region right?"
+
+
 def cli(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
     """Run ``main``; report expected failures as ``prog: reason`` and exit non-zero."""
 
@@ -71,11 +86,8 @@ def cli(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
             except (TargetError, ManifestError, WorkflowError) as exc:
                 print(f"{prog}: {exc}", file=sys.stderr)
             except EndpointConnectionError as exc:
-                print(
-                    f"{prog}: cannot reach {exc.kwargs.get('endpoint_url')}: is the target up? "
-                    "(for the local cloud: make local-up)",
-                    file=sys.stderr,
-                )
+                url = exc.kwargs.get("endpoint_url") or ""
+                print(f"{prog}: cannot reach {url}: {_unreachable_hint(url)}", file=sys.stderr)
             except ClientError as exc:
                 err = exc.response.get("Error", {})
                 print(f"{prog}: AWS error {err.get('Code')}: {err.get('Message')}", file=sys.stderr)

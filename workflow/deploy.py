@@ -123,9 +123,17 @@ def upload(ctx: Context, pack: dict[str, dict[str, str]]) -> None:
 
 
 def _clear_failed_create(cfn, stack_name: str) -> None:
-    """A stack whose creation failed cannot be updated: delete it so this run can create it."""
+    """A stack whose creation failed cannot be updated: delete it so this run can create it.
+    One whose update could not roll back needs a decision this run cannot make: say which."""
     stack = describe_stack(cfn, stack_name)
     status = stack["StackStatus"] if stack else None
+    if status == "UPDATE_ROLLBACK_FAILED":
+        reason = stack.get("StackStatusReason", "no reason")
+        raise WorkflowError(
+            f"{stack_name} is UPDATE_ROLLBACK_FAILED ({reason}): finish the rollback with "
+            f"`aws cloudformation continue-update-rollback --stack-name {stack_name}` "
+            "(--resources-to-skip for resources that cannot roll back), then `make deploy`"
+        )
     if status in TERMINAL_FAILED:
         print(f"[-] {stack_name}: removing the failed earlier attempt ({status})")
         cfn.delete_stack(StackName=stack_name)

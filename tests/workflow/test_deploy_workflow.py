@@ -623,3 +623,46 @@ def test_an_internal_error_of_the_target_is_one_line_naming_the_log(capsys, monk
     assert err.count("\n") == 1 and "Traceback" not in err and "doctype" not in err
     assert err.startswith("teardown: the target failed a request without saying why")
     assert str(tmp_path / "localcloud.log") in err
+
+
+@pytest.mark.parametrize("url, hint", [
+    ("http://127.0.0.1:{port}/", "the local cloud is not running, and what was deployed on it is "
+                                 "gone: `make deploy` starts it and deploys again"),
+    ("https://cloudformation.eu-west-1.amazonaws.com", "is the network up and the region right?"),
+    ("http://127.0.0.1:{port}0/", "is the network up and the region right?"),
+])
+def test_an_unreachable_target_is_named_with_what_to_do(capsys, monkeypatch, url, hint):
+    from botocore.exceptions import EndpointConnectionError
+
+    from workflow.context import cli
+
+    monkeypatch.setenv("LOCALCLOUD_PORT", "4766")
+    url = url.format(port=4766)
+
+    @cli("outputs")
+    def main():
+        raise EndpointConnectionError(endpoint_url=url)
+
+    assert main() == 2
+    assert capsys.readouterr().err == f"outputs: cannot reach {url}: {hint}\n"
+
+
+def test_a_stack_whose_update_could_not_roll_back_is_named_with_how_to_finish_it():
+    import boto3
+    from botocore.stub import Stubber
+
+    from workflow.context import WorkflowError
+    from workflow.deploy import _clear_failed_create
+
+    cfn = boto3.client("cloudformation", region_name="us-east-1", aws_access_key_id="a",
+                       aws_secret_access_key="b")
+    with Stubber(cfn) as stub:
+        stub.add_response("describe_stacks", {"Stacks": [{
+            "StackName": "P-model-serving", "StackStatus": "UPDATE_ROLLBACK_FAILED",
+            "StackStatusReason": "Endpoint failed to roll back", "CreationTime": "2026-01-01"}]})
+        with pytest.raises(WorkflowError) as raised:
+            _clear_failed_create(cfn, "P-model-serving")
+    assert str(raised.value).startswith(
+        "P-model-serving is UPDATE_ROLLBACK_FAILED (Endpoint failed to roll back): finish the "
+        "rollback with `aws cloudformation continue-update-rollback --stack-name P-model-serving`"
+    )
