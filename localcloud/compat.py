@@ -2370,6 +2370,26 @@ def fix_sagemaker_names() -> None:
     cfn_parsing.get_name_type_map.cache_clear()
 
 
+def _update_method(update: Callable[..., Any]) -> classmethod:
+    """An ``update_from_cloudformation_json`` for moto, which passes its arguments by keyword, from
+    ``update(cls, original_resource, new_name, *template)``, where ``template`` is the resource's
+    CloudFormation JSON, account id and region."""
+
+    def method(
+        cls: Any,
+        original_resource: Any,
+        new_resource_name: str,
+        cloudformation_json: Any,
+        account_id: str,
+        region_name: str,
+    ) -> Any:
+        return update(
+            cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
+        )
+
+    return classmethod(method)
+
+
 def fix_sagemaker_endpoint_update() -> None:
     # moto defect: FakeEndpoint.update_from_cloudformation_json deletes the endpoint and creates it
     # again, so for a moment InvokeEndpoint finds no endpoint, DescribeEndpoint shows a new
@@ -2378,21 +2398,12 @@ def fix_sagemaker_endpoint_update() -> None:
     # moto's create_endpoint replaces an endpoint of the same name in one step.
     from moto.sagemaker.models import FakeEndpoint
 
-    def update_in_place(
-        cls: Any,
-        original_resource: Any,
-        new_resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-    ) -> Any:
-        endpoint = cls.create_from_cloudformation_json(
-            original_resource.endpoint_name, cloudformation_json, account_id, region_name
-        )
+    def update_in_place(cls: Any, original_resource: Any, _new_name: str, *template: Any) -> Any:
+        endpoint = cls.create_from_cloudformation_json(original_resource.endpoint_name, *template)
         endpoint.creation_time = original_resource.creation_time
         return endpoint
 
-    FakeEndpoint.update_from_cloudformation_json = classmethod(update_in_place)
+    FakeEndpoint.update_from_cloudformation_json = _update_method(update_in_place)
 
 
 def fix_sagemaker_replacement() -> None:
@@ -2403,26 +2414,15 @@ def fix_sagemaker_replacement() -> None:
     # CloudFormation creates the replacement first and deletes the old resource only afterwards.
     from moto.sagemaker.models import FakeEndpointConfig, Model
 
-    def replace(
-        cls: Any,
-        original_resource: Any,
-        new_resource_name: str,
-        cloudformation_json: Any,
-        account_id: str,
-        region_name: str,
-    ) -> Any:
-        new = cls.create_from_cloudformation_json(
-            new_resource_name, cloudformation_json, account_id, region_name
-        )
+    def replace(cls: Any, original_resource: Any, new_name: str, *template: Any) -> Any:
+        new = cls.create_from_cloudformation_json(new_name, *template)
         old_id = original_resource.physical_resource_id
         if new.physical_resource_id != old_id:  # the same name: the create replaced it in place
-            cls.delete_from_cloudformation_json(
-                old_id, cloudformation_json, account_id, region_name
-            )
+            cls.delete_from_cloudformation_json(old_id, *template)
         return new
 
     for model_class in (Model, FakeEndpointConfig):
-        model_class.update_from_cloudformation_json = classmethod(replace)
+        model_class.update_from_cloudformation_json = _update_method(replace)
 
 
 _FIXES: tuple[Callable[[], None], ...] = (

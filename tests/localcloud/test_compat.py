@@ -273,9 +273,9 @@ def test_failed_create_rolls_back_with_reason(cfn, client):
     assert stack(cfn, name)["StackStatus"] == "CREATE_COMPLETE"
 
 
-def test_failed_create_deletes_what_it_created(cfn, client):
-    name = unique("partial")
-    template = {
+def failing_create_template(name: str) -> dict:
+    """A bucket, then a parameter whose import does not exist: the create fails after the bucket."""
+    return {
         "Resources": {
             "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": name}},
             "Param": {
@@ -289,8 +289,12 @@ def test_failed_create_deletes_what_it_created(cfn, client):
             },
         }
     }
+
+
+def test_failed_create_deletes_what_it_created(cfn, client):
+    name = unique("partial")
     with pytest.raises(ClientError):
-        deploy(cfn, name, template)
+        deploy(cfn, name, failing_create_template(name))
     assert stack(cfn, name)["StackStatus"] == "ROLLBACK_COMPLETE"
     assert name not in {b["Name"] for b in client("s3").list_buckets()["Buckets"]}
     statuses = [(e["LogicalResourceId"], e["ResourceStatus"]) for e in events(cfn, name)]
@@ -301,22 +305,8 @@ def test_rolled_back_stack_lists_no_resources_and_creates_none(cfn, client):
     """Listing a ROLLBACK_COMPLETE stack's resources (as `make teardown` does) must not create
     them again, and deleting the stack must leave nothing behind."""
     name = unique("relist")
-    template = {
-        "Resources": {
-            "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": name}},
-            "Param": {
-                "Type": "AWS::SSM::Parameter",
-                "DependsOn": "Bucket",
-                "Properties": {
-                    "Name": f"/{name}",
-                    "Type": "String",
-                    "Value": {"Fn::ImportValue": "missing-" + name},
-                },
-            },
-        }
-    }
     with pytest.raises(ClientError):
-        deploy(cfn, name, template)
+        deploy(cfn, name, failing_create_template(name))
     assert stack(cfn, name)["StackStatus"] == "ROLLBACK_COMPLETE"
     assert cfn.list_stack_resources(StackName=name)["StackResourceSummaries"] == []
     assert cfn.describe_stack_resources(StackName=name)["StackResources"] == []
