@@ -522,7 +522,8 @@ def _data_capture(n: _Node) -> DataCapture:
 def _guardrail(n: _Node) -> DeploymentGuardrail:
     return DeploymentGuardrail(
         enabled=n.boolean("enabled"),
-        canary_percentage=n.integer("canary_percentage", 1, 99),
+        # SageMaker's CanarySize: at most 50% of the variant's instances.
+        canary_percentage=n.integer("canary_percentage", 1, 50),
         wait_seconds=n.integer("wait_seconds", 0, 3600),
         bake_seconds=n.integer("bake_seconds", 0, 3600),
     )
