@@ -57,6 +57,9 @@ LABELS = (1, 2, 3, 4)
 # Longest prefix that survives CloudFormation's truncation of generated physical names.
 CICD_MAX_PREFIX = 24
 MAX_VARIANTS = 10  # SageMaker's limit of production variants per endpoint config
+# A guarded endpoint rolls back on two alarms per variant, and its AutoRollbackConfiguration
+# takes at most 10 alarms.
+MAX_GUARDED_VARIANTS = 5
 MAX_TESTERS = 50  # load_test.tester_count's upper bound; the tester function checks it too
 MAX_TESTER_RATE = 1000  # load_test.rate_per_second's upper bound; the tester checks it too
 # Upper bounds of api_hosting.throttle and api_hosting.predictor.reserved_concurrency.
@@ -536,6 +539,15 @@ def _model_serving(n: _Node) -> ModelServing:
     ]
     _unique([(m.name, f"{p}.name") for m, p in models], "model names")
     _unique([(m.variant_name, f"{p}.variant_name") for m, p in models], "variant names")
+    guardrail = _read(n.node("deployment_guardrail"), _guardrail)
+    if guardrail.enabled and len(models) > MAX_GUARDED_VARIANTS:
+        _fail(
+            "model_serving.deployment_guardrail.enabled",
+            True,
+            f"at most {MAX_GUARDED_VARIANTS} models can have a deployment guardrail (two rollback "
+            f"alarms each, and SageMaker takes at most {2 * MAX_GUARDED_VARIANTS}), not "
+            f"{len(models)}",
+        )
     return ModelServing(
         endpoint_name=n.string(
             "endpoint_name", _SAGEMAKER_NAME, "letters, digits and inner hyphens", 40
@@ -544,7 +556,7 @@ def _model_serving(n: _Node) -> ModelServing:
         max_text_chars=n.integer("max_text_chars", 1, MAX_TEXT_CHARS),
         models=tuple(m for m, _ in models),
         data_capture=_read(n.node("data_capture"), _data_capture),
-        deployment_guardrail=_read(n.node("deployment_guardrail"), _guardrail),
+        deployment_guardrail=guardrail,
     )
 
 

@@ -10,6 +10,7 @@ import pytest
 from generator_testkit import CONFIG_PATH, DELETE, base_document, variant
 
 from generator.config import ConfigError, load, parse
+from generator.render import render
 
 REPO = "example/text-classification"
 CONNECTION = "arn:aws:codeconnections:us-east-1:123456789012:connection/0a1b-2c3d"
@@ -272,6 +273,21 @@ def test_more_variants_than_sagemaker_allows():
         r"between 1 and 10 items$",
     ):
         parse(variant(**{"model_serving.models": many}))
+
+
+def test_guardrail_alarms_fit_sagemakers_rollback_limit():
+    models = base_document()["model_serving"]["models"]
+    many = [dict(models[0], name=f"m{i}", variant_name=f"V{i}") for i in range(6)]
+    guarded = {"model_serving.deployment_guardrail.enabled": True}
+    with pytest.raises(ConfigError) as raised:
+        parse(variant(**{"model_serving.models": many, **guarded}))
+    assert str(raised.value).startswith(
+        "model_serving.deployment_guardrail.enabled: true is not allowed; at most 5 models"
+    )
+    assert len(parse(variant(**{"model_serving.models": many})).model_serving.models) == 6
+    five = render(parse(variant(**{"model_serving.models": many[:5], **guarded})))
+    endpoint = json.loads(five["model-serving.json"])["Resources"]["Endpoint"]["Properties"]
+    assert len(endpoint["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"]) == 10
 
 
 def test_tester_duration_must_fit_lambda_timeout():
