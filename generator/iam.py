@@ -129,6 +129,11 @@ def put_metric_data(sid: str, namespace: str) -> Statement:
     )
 
 
+def describe_alarms(sid: str, alarm_arns: list) -> Statement:
+    """Read the named alarms' state (what SageMaker's deployment guardrail watches)."""
+    return statement(sid, [cloudwatch.DescribeAlarms.JSONrepr()], alarm_arns)
+
+
 def ecr_pull(sid: str, repository_arn) -> list[Statement]:
     return [
         statement(sid + "Token", [ecr.GetAuthorizationToken.JSONrepr()], [ANY]),

@@ -11,6 +11,8 @@ from .. import iam, naming, resources
 from ..config import ECR_IMAGE
 
 CONCERN = "model-serving"
+# Each variant's rollback alarms, by the suffix of their names.
+ROLLBACK_ALARM_KINDS = ("5xx", "latency")
 # Application Auto Scaling's service-linked role for SageMaker variants.
 SCALING_ROLE = (
     "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/aws-service-role/"
@@ -143,6 +145,18 @@ def _execution_statements(cfg, capture_bucket) -> list:
         iam.write_log_group_prefix("WriteEndpointLogs", "/aws/sagemaker/Endpoints/"),
         iam.put_metric_data("PublishEndpointMetrics", "/aws/sagemaker/Endpoints"),
     ]
+    if cfg.model_serving.deployment_guardrail.enabled:
+        # SageMaker reads the rollback alarms with the execution role during an update.
+        statements.append(
+            iam.describe_alarms(
+                "ReadRollbackAlarms",
+                [
+                    iam.arn("cloudwatch", f"alarm:{_rollback_alarm_name(cfg, model, kind)}")
+                    for model in cfg.model_serving.models
+                    for kind in ROLLBACK_ALARM_KINDS
+                ],
+            )
+        )
     return statements
 
 
@@ -190,6 +204,10 @@ def _data_capture(cfg, capture_bucket) -> sagemaker.DataCaptureConfig:
     return sagemaker.DataCaptureConfig(**props)
 
 
+def _rollback_alarm_name(cfg, model, kind: str) -> str:
+    return naming.resource_name(cfg, f"{model.variant_name}-rollback-{kind}", 255)
+
+
 def _guardrail(t, cfg) -> sagemaker.DeploymentConfig:
     guard, alarms_cfg = cfg.model_serving.deployment_guardrail, cfg.monitoring
     alarms = []
@@ -203,7 +221,7 @@ def _guardrail(t, cfg) -> sagemaker.DeploymentConfig:
             t.add_resource(
                 cloudwatch.Alarm(
                     base + "Errors",
-                    AlarmName=naming.resource_name(cfg, f"{model.variant_name}-rollback-5xx", 255),
+                    AlarmName=_rollback_alarm_name(cfg, model, "5xx"),
                     AlarmDescription=f"{model.variant_name}: model errors roll a deployment back",
                     Namespace="AWS/SageMaker",
                     MetricName="Invocation5XXErrors",
@@ -221,9 +239,7 @@ def _guardrail(t, cfg) -> sagemaker.DeploymentConfig:
             t.add_resource(
                 cloudwatch.Alarm(
                     base + "Latency",
-                    AlarmName=naming.resource_name(
-                        cfg, f"{model.variant_name}-rollback-latency", 255
-                    ),
+                    AlarmName=_rollback_alarm_name(cfg, model, "latency"),
                     AlarmDescription=f"{model.variant_name}: p99 latency rolls a deployment back",
                     Namespace="AWS/SageMaker",
                     MetricName="ModelLatency",

@@ -183,6 +183,27 @@ def test_autoscaling_and_guardrail(variant_renders):
     assert (latency["MetricName"], latency["Threshold"]) == ("ModelLatency", 500 * 1000)
 
 
+def _execution_statements(doc: dict) -> dict[str, dict]:
+    policy = doc["Resources"]["ExecutionRole"]["Properties"]["Policies"][0]["PolicyDocument"]
+    return {statement["Sid"]: statement for statement in policy["Statement"]}
+
+
+def test_execution_role_reads_the_rollback_alarms(templates, variant_renders):
+    """SageMaker reads the AutoRollbackConfiguration alarms with the execution role."""
+    assert "ReadRollbackAlarms" not in _execution_statements(templates["model-serving"])
+    doc = json.loads(variant_renders["scaling-guardrail"]["model-serving.json"])
+    alarms = doc["Resources"]["Endpoint"]["Properties"]["DeploymentConfig"][
+        "AutoRollbackConfiguration"
+    ]["Alarms"]
+    names = [doc["Resources"][a["AlarmName"]["Ref"]]["Properties"]["AlarmName"] for a in alarms]
+    read = _execution_statements(doc)["ReadRollbackAlarms"]
+    assert read["Action"] == ["cloudwatch:DescribeAlarms"]
+    assert read["Resource"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:cloudwatch:${AWS::Region}:${AWS::AccountId}:alarm:" + n}
+        for n in names
+    ]
+
+
 def test_capture_without_json_header(variant_renders):
     doc = json.loads(variant_renders["no-cicd-single-model"]["model-serving.json"])
     capture = one(doc, "AWS::SageMaker::EndpointConfig")["Properties"]["DataCaptureConfig"]
