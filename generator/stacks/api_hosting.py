@@ -269,6 +269,15 @@ def build(cfg) -> Template:
         cfg.project.log_retention_days,
         key,
     )
+    # API Gateway writes execution logs to this fixed name and, left to itself, creates the
+    # group without retention or encryption and outside the stack (it would outlive teardown).
+    execution_logs = resources.log_group(
+        t,
+        "ExecutionLogGroup",
+        Sub(f"API-Gateway-Execution-Logs_${{RestApi}}/{stage}"),
+        cfg.project.log_retention_days,
+        key,
+    )
     deployment = t.add_resource(
         apigw.Deployment(
             # A new logical id whenever the API changes, so CloudFormation deploys it to the stage.
@@ -299,7 +308,7 @@ def build(cfg) -> Template:
                     ThrottlingBurstLimit=api.throttle.burst_limit,
                 )
             ],
-            DependsOn=[account],
+            DependsOn=[account, execution_logs],
             Metadata={
                 "checkov": {
                     "skip": [

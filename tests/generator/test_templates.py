@@ -263,6 +263,20 @@ def test_stage_throttling_logging_tracing(cfg, templates):
     assert deployment["DependsOn"] == ["ClassifyMethod"]
 
 
+def test_execution_log_group_declared(cfg, templates):
+    """API Gateway's own execution log group, declared so it has retention and goes on teardown."""
+    api = templates["api-hosting"]
+    group = api["Resources"]["ExecutionLogGroup"]
+    assert group["Properties"]["LogGroupName"] == {
+        "Fn::Sub": "API-Gateway-Execution-Logs_${RestApi}/Demo"
+    }
+    assert group["Properties"]["RetentionInDays"] == cfg.project.log_retention_days
+    assert group["Properties"]["KmsKeyId"] == {"Fn::GetAtt": ["StackKey", "Arn"]}
+    assert group["DeletionPolicy"] == "Delete"
+    # The group exists before the stage can log, so API Gateway never creates its own.
+    assert "ExecutionLogGroup" in one(api, "AWS::ApiGateway::Stage")["DependsOn"]
+
+
 def test_predictor_function(templates):
     api = templates["api-hosting"]
     fn = one(api, "AWS::Lambda::Function")["Properties"]
