@@ -24,6 +24,10 @@ LAMBDA_MAX_TIMEOUT_S = 900
 TESTER_MARGIN_S = 60
 # API Gateway's default integration timeout is 29 s; the predictor must finish first.
 API_INTEGRATION_TIMEOUT_S = 29
+# The predictor's slowest own answer: two SageMaker attempts of 2 s connect + 6 s read and a
+# backoff under 1 s (lambda_src/predictor/endpoint.py). A shorter function timeout lets Lambda
+# end it first, and API Gateway then answers a bare 502 instead of the predictor's JSON 504.
+MIN_PREDICTOR_TIMEOUT_S = 18
 # Lambda's synchronous payload limit (6 MB); the predictor refuses larger bodies itself.
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
 # Values CloudWatch Logs accepts for RetentionInDays.
@@ -590,7 +594,9 @@ def _api_hosting(n: _Node) -> ApiHosting:
     quota_node.done()
     predictor = Predictor(
         memory_mb=predictor_node.integer("memory_mb", 128, 10240),
-        timeout_seconds=predictor_node.integer("timeout_seconds", 1, API_INTEGRATION_TIMEOUT_S - 1),
+        timeout_seconds=predictor_node.integer(
+            "timeout_seconds", MIN_PREDICTOR_TIMEOUT_S, API_INTEGRATION_TIMEOUT_S - 1
+        ),
         reserved_concurrency=predictor_node.integer(
             "reserved_concurrency", 1, MAX_RESERVED_CONCURRENCY
         ),

@@ -471,6 +471,17 @@ def test_runtime_client_is_cached_with_timeouts_retries_and_env_endpoint(predict
     assert client.total_attempts == predictor.endpoint.TOTAL_ATTEMPTS == 2
 
 
+def test_the_shortest_allowed_timeout_outlasts_the_runtime_attempts(predictor):
+    """The predictor answers a SageMaker timeout (504) before Lambda can end it (a bare 502)."""
+    from generator import config
+
+    endpoint, runtime = predictor.endpoint, predictor.sagemaker_runtime
+    attempts = endpoint.TOTAL_ATTEMPTS * (endpoint.CONNECT_TIMEOUT_SEC + endpoint.READ_TIMEOUT_SEC)
+    backoffs = sum(min(runtime.MAX_BACKOFF_SEC, 2 ** (attempt - 1))
+                   for attempt in range(1, endpoint.TOTAL_ATTEMPTS))
+    assert attempts + backoffs < config.MIN_PREDICTOR_TIMEOUT_S
+
+
 def test_the_aws_endpoint_is_the_regional_https_runtime(predictor, env):
     env.setenv("AWS_REGION", "eu-west-1")
     client = predictor.endpoint.runtime_client()
