@@ -57,6 +57,12 @@ def endpoint_name(cfg) -> str:
     return f"{prefix(cfg)}-{cfg.model_serving.endpoint_name}"
 
 
+def execution_log_group(cfg) -> str:
+    """The log group API Gateway writes the stage's execution logs to, by its own naming rule;
+    ``${RestApi}`` (the API's id) is for Fn::Sub."""
+    return f"API-Gateway-Execution-Logs_${{RestApi}}/{cfg.project.stage}"
+
+
 def content_hash(content) -> str:
     """Short stable hash of JSON-serialisable content (troposphere objects via to_dict)."""
     blob = json.dumps(content, sort_keys=True, separators=(",", ":"), default=_to_plain)

@@ -274,7 +274,7 @@ def build(cfg) -> Template:
     execution_logs = resources.log_group(
         t,
         "ExecutionLogGroup",
-        Sub(f"API-Gateway-Execution-Logs_${{RestApi}}/{stage}"),
+        Sub(naming.execution_log_group(cfg)),
         cfg.project.log_retention_days,
         key,
     )

@@ -436,6 +436,7 @@ def _cloudformation_statements(cfg) -> list:
             "/tags/*",
         )
     ]
+    execution_logs = naming.execution_log_group(cfg).replace("${RestApi}", "*")
     statements = [
         iam.statement(
             "ManageBuckets",
@@ -566,6 +567,11 @@ def _cloudformation_statements(cfg) -> list:
             [
                 iam.arn("logs", f"log-group:{g}{prefix}-*")
                 for g in ("/aws/lambda/", "/aws/apigateway/", "/aws/codebuild/")
+            ]
+            # The stage's execution logs, named by API Gateway after the API's id.
+            + [
+                iam.arn("logs", f"log-group:{execution_logs}{suffix}")
+                for suffix in ("", ":*")
             ],
         ),
         iam.statement(

@@ -223,3 +223,31 @@ def test_execution_role_creates_updates_and_deletes_the_source_rule(name, varian
     assert scope["Fn::Sub"].endswith(":rule/TextClassificationDemo-*")
     for rule in (r for r in doc["Resources"].values() if r["Type"] == "AWS::Events::Rule"):
         assert rule["Properties"]["Name"].startswith("TextClassificationDemo-")
+
+
+@pytest.mark.parametrize("name", PIPELINE_VARIANTS)
+def test_execution_role_manages_every_log_group_the_stacks_declare(name, variant_renders):
+    """Each declared log group's name (an API's id standing in for `${RestApi}`) falls within
+    the log groups the execution role may create and delete."""
+    import fnmatch
+    import re
+
+    doc = json.loads(variant_renders[name]["cicd-pipeline.json"])
+    managed = [
+        re.sub(r"^arn:\$\{AWS::Partition\}:logs:\$\{AWS::Region\}:\$\{AWS::AccountId\}:log-group:",
+               "", arn["Fn::Sub"])
+        for statement in _statements(doc, "CloudFormationExecutionRole")
+        if statement["Sid"] == "ManageLogGroups"
+        for arn in statement["Resource"]
+    ]
+    groups = [
+        res["Properties"]["LogGroupName"]
+        for filename, text in variant_renders[name].items()
+        if filename != "manifest.json"
+        for res in json.loads(text)["Resources"].values()
+        if res["Type"] == "AWS::Logs::LogGroup"
+    ]
+    names = [g["Fn::Sub"].replace("${RestApi}", "a1b2c3d4e5") if isinstance(g, dict) else g
+             for g in groups]
+    assert len(names) >= 5 and all(isinstance(n, str) for n in names)
+    assert [n for n in names if not any(fnmatch.fnmatchcase(n, p) for p in managed)] == []
