@@ -434,6 +434,18 @@ def test_testers(cfg, templates):
     assert len(resources_of(doc, "AWS::SNS::Subscription")) == cfg.load_test.tester_count
 
 
+def test_trigger_topic_takes_publishes_over_tls_only(templates):
+    """The trigger topic has its own policy: a Publish without TLS is refused."""
+    doc = templates["api-testing"]
+    policy = one(doc, "AWS::SNS::TopicPolicy")["Properties"]
+    assert policy["Topics"] == [{"Ref": "TriggerTopic"}]
+    (deny,) = [s for s in policy["PolicyDocument"]["Statement"] if s["Effect"] == "Deny"]
+    assert deny["Principal"] == "*"
+    assert deny["Action"] == ["sns:Publish"]
+    assert deny["Resource"] == [{"Ref": "TriggerTopic"}]
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
 def test_tester_dashboard_built_from_cases(cfg, templates):
     body = _dashboard_body(templates["tester-dashboard"])
     series = [

@@ -1248,6 +1248,17 @@ def resource_probes(client):
             ]
         )
 
+    def topic_policy(pid):
+        """A TopicPolicy's id names no topic: one of its stack's topics has a policy of its own
+        (SNS gives every new topic its default policy)."""
+        stack_prefix = pid.rsplit("-", 2)[0] + "-"
+        return any(
+            "__default_policy_ID"
+            not in sns.get_topic_attributes(TopicArn=t["TopicArn"])["Attributes"].get("Policy", "")
+            for t in sns.list_topics()["Topics"]
+            if t["TopicArn"].split(":")[-1].startswith(stack_prefix)
+        )
+
     def usage_plan_key(pid):
         key, plan = pid.split(":")
         return _exists(lambda: apigateway.get_usage_plan_key(usagePlanId=plan, keyId=key))
@@ -1274,6 +1285,7 @@ def resource_probes(client):
             )
         ),
         "AWS::SNS::Topic": lambda pid: _exists(lambda: sns.get_topic_attributes(TopicArn=pid)),
+        "AWS::SNS::TopicPolicy": topic_policy,
         "AWS::SNS::Subscription": lambda pid: _exists(
             lambda: sns.get_subscription_attributes(SubscriptionArn=pid)
         ),
