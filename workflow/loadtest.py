@@ -42,6 +42,7 @@ percentiles = _lambda_shared_module("latency_stats").percentiles
 
 TESTING_STACK = "api-testing"
 RESULTS_PREFIX = "load-tests"
+SNS_MESSAGE_LIMIT = 262_144  # bytes SNS takes in one Publish
 # Testers need their duration plus start-up and upload time; past this the run is reported as stuck.
 WAIT_MARGIN_SECONDS = 90
 POLL_SECONDS = 1.0
@@ -126,6 +127,20 @@ def build_message(cfg, run_id: str, duration: float, rate: float) -> dict:
             for case in load.cases
         ],
     }
+
+
+def message_text(message: dict) -> str:
+    """The message as published (readable JSON, ASCII whatever the shell's locale), refused
+    before publishing when SNS would refuse it: config validation bounds each case, not all of
+    them together."""
+    text = json.dumps(message, indent=2) + "\n"
+    size = len(text.encode("utf-8"))
+    if size > SNS_MESSAGE_LIMIT:
+        raise WorkflowError(
+            f"the load-test message is {size:,} bytes, over SNS's {SNS_MESSAGE_LIMIT:,}: "
+            "make load_test.cases fewer or their sentences shorter"
+        )
+    return text
 
 
 def merge(summaries: dict[str, dict]) -> dict:
@@ -318,7 +333,7 @@ def run(ctx: Context, duration: float, rate: float, reports: Path) -> dict:
     message = build_message(ctx.cfg, run_id, duration, rate)
     reports.mkdir(parents=True, exist_ok=True)
     message_file = reports / "load-test-message.json"
-    message_file.write_text(json.dumps(message, indent=2) + "\n")
+    message_file.write_text(message_text(message))
     config = message["Config"]
     print(
         f"[*] load test {run_id}: {len(testers)} tester{'s' if len(testers) > 1 else ''} x "

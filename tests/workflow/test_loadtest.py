@@ -13,6 +13,7 @@ from workflow.context import WorkflowError
 from workflow.loadtest import (
     build_message,
     merge,
+    message_text,
     percentiles,
     plot,
     render,
@@ -220,3 +221,18 @@ def test_an_interrupted_wait_says_the_testers_keep_running(capsys):
     note = capsys.readouterr().err
     assert note.startswith("[!] load test run-1: its testers keep running (for up to 90 s more)")
     assert "s3://results/load-tests/run-1/" in note
+
+
+def test_a_message_sns_would_refuse_is_refused_before_publishing():
+    """Every case within max_text_chars, yet together over SNS's 256 KiB."""
+    def message(sentence, count):
+        cases = tuple(config.TestCase(f"tc-{i}", sentence, 1) for i in range(count))
+        load = config.LoadTest(**{**vars(load_test()), "cases": cases})
+        cfg = SimpleNamespace(load_test=load, api_hosting=SimpleNamespace(resource_path="text"))
+        return build_message(cfg, "run-1", 20, 10)
+
+    fits = message("新闻" * 2500, 8)  # 5,000 characters a case, written as 6-byte \u escapes
+    assert json.loads(message_text(fits)) == fits
+    with pytest.raises(WorkflowError, match=r"the load-test message is 2\d\d,\d{3} bytes, over "
+                                            r"SNS's 262,144: make load_test.cases fewer"):
+        message_text(message("新闻" * 2500, 9))
