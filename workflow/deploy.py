@@ -122,7 +122,7 @@ def upload(ctx: Context, pack: dict[str, dict[str, str]]) -> None:
         print(f"[+] upload {name}: s3://{bucket}/{entry['key']}")
 
 
-def _clear_failed_create(cfn, stack_name: str) -> None:
+def _settle_earlier_attempt(cfn, stack_name: str) -> None:
     """A stack whose creation failed cannot be updated: delete it so this run can create it.
     One whose update could not roll back needs a decision this run cannot make: say which."""
     stack = describe_stack(cfn, stack_name)
@@ -214,7 +214,7 @@ def deploy_command(ctx: Context, spec: StackSpec, pack: dict[str, dict[str, str]
 
 def deploy_stack(ctx: Context, spec: StackSpec, pack: dict[str, dict[str, str]]) -> None:
     cfn = ctx.target.client("cloudformation")
-    _clear_failed_create(cfn, spec.stack_name)
+    _settle_earlier_attempt(cfn, spec.stack_name)
     command = deploy_command(ctx, spec, pack)
     print(f"[*] deploy {spec.stack_name}", flush=True)
     started = time.monotonic()

@@ -102,14 +102,14 @@ def _replay_deploy_build(calls: Recorder) -> None:
     from awscli.customizations.cloudformation.deployer import Deployer
 
     from workflow.archive import sha256
-    from workflow.deploy import EventPrinter, _clear_failed_create, upload
+    from workflow.deploy import EventPrinter, _settle_earlier_attempt, upload
 
     cfn = calls.clients["cloudformation"]
     # A stack whose first creation failed is deleted before this run creates it again.
     calls.respond("cloudformation", "describe_stacks", _stack("ROLLBACK_COMPLETE"))
     calls.respond("cloudformation", "delete_stack", {})
     calls.fail("cloudformation", "describe_stacks", "ValidationError", f"{STACK} does not exist")
-    _clear_failed_create(cfn, STACK)
+    _settle_earlier_attempt(cfn, STACK)
 
     # Artifacts go to the artifact bucket named by the model-archiving stack's output.
     output = [{"OutputKey": "ArtifactBucketName", "OutputValue": "artifacts"}]

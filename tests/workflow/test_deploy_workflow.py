@@ -652,7 +652,7 @@ def test_a_stack_whose_update_could_not_roll_back_is_named_with_how_to_finish_it
     from botocore.stub import Stubber
 
     from workflow.context import WorkflowError
-    from workflow.deploy import _clear_failed_create
+    from workflow.deploy import _settle_earlier_attempt
 
     cfn = boto3.client("cloudformation", region_name="us-east-1", aws_access_key_id="a",
                        aws_secret_access_key="b")
@@ -661,7 +661,7 @@ def test_a_stack_whose_update_could_not_roll_back_is_named_with_how_to_finish_it
             "StackName": "P-model-serving", "StackStatus": "UPDATE_ROLLBACK_FAILED",
             "StackStatusReason": "Endpoint failed to roll back", "CreationTime": "2026-01-01"}]})
         with pytest.raises(WorkflowError) as raised:
-            _clear_failed_create(cfn, "P-model-serving")
+            _settle_earlier_attempt(cfn, "P-model-serving")
     assert str(raised.value).startswith(
         "P-model-serving is UPDATE_ROLLBACK_FAILED (Endpoint failed to roll back): finish the "
         "rollback with `aws cloudformation continue-update-rollback --stack-name P-model-serving`"
