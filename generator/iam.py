@@ -8,7 +8,17 @@ have no resource-level permissions.
 from __future__ import annotations
 
 from awacs import cloudwatch, ecr, xray
-from awacs.aws import Action, Allow, Condition, PolicyDocument, Principal, Statement, StringEquals
+from awacs.aws import (
+    Action,
+    Allow,
+    Bool,
+    Condition,
+    Deny,
+    PolicyDocument,
+    Principal,
+    Statement,
+    StringEquals,
+)
 from troposphere import Sub
 from troposphere.iam import Policy, Role
 
@@ -60,6 +70,24 @@ def statement(
         Action=[Action(*name.split(":", 1)) for name in actions],
         Resource=resources,
         **kwargs,
+    )
+
+
+def deny_insecure_transport(action: str, resources: list) -> PolicyDocument:
+    """A resource policy refusing ``action`` (``service:Name`` or ``service:*``) on ``resources``
+    to every request made without TLS."""
+    return PolicyDocument(
+        Version="2012-10-17",
+        Statement=[
+            Statement(
+                Sid="DenyInsecureTransport",
+                Effect=Deny,
+                Principal=Principal("*"),
+                Action=[Action(*action.split(":", 1))],
+                Resource=resources,
+                Condition=Condition(Bool({"aws:SecureTransport": "false"})),
+            )
+        ],
     )
 
 

@@ -6,9 +6,7 @@ from awacs.aws import (
     Action,
     Allow,
     ArnLike,
-    Bool,
     Condition,
-    Deny,
     PolicyDocument,
     Principal,
     Statement,
@@ -110,18 +108,8 @@ def bucket(
         s3.BucketPolicy(
             logical_id + "Policy",
             Bucket=Ref(resource),
-            PolicyDocument=PolicyDocument(
-                Version="2012-10-17",
-                Statement=[
-                    Statement(
-                        Sid="DenyInsecureTransport",
-                        Effect=Deny,
-                        Principal=Principal("*"),
-                        Action=[Action("s3", "*")],
-                        Resource=[GetAtt(resource, "Arn"), Sub("${%s.Arn}/*" % logical_id)],
-                        Condition=Condition(Bool({"aws:SecureTransport": "false"})),
-                    )
-                ],
+            PolicyDocument=iam.deny_insecure_transport(
+                "s3:*", [GetAtt(resource, "Arn"), Sub("${%s.Arn}/*" % logical_id)]
             ),
         )
     )

@@ -3,7 +3,6 @@ publish latency metrics and write their summaries to the results bucket."""
 
 from __future__ import annotations
 
-from awacs.aws import Action, Bool, Condition, Deny, PolicyDocument, Principal, Statement
 from troposphere import GetAtt, Join, Ref, Sub, Template
 from troposphere import awslambda as lambda_
 from troposphere import sns, sqs
@@ -46,7 +45,8 @@ def build(cfg) -> Template:
         sns.TopicPolicy(
             "TriggerTopicPolicy",
             Topics=[Ref(topic)],
-            PolicyDocument=_topic_policy(topic),
+            # Replaces SNS's default topic policy: a load test starts only from a TLS request.
+            PolicyDocument=iam.deny_insecure_transport("sns:Publish", [Ref(topic)]),
         )
     )
     results = resources.bucket(
@@ -172,23 +172,6 @@ def build(cfg) -> Template:
         t, "TesterFunctionNames", Join(",", [Ref(fn) for fn in functions]), "Tester functions"
     )
     return t
-
-
-def _topic_policy(topic: sns.Topic) -> PolicyDocument:
-    """Replaces SNS's default topic policy: a load test starts only from a TLS request."""
-    return PolicyDocument(
-        Version="2012-10-17",
-        Statement=[
-            Statement(
-                Sid="DenyInsecureTransport",
-                Effect=Deny,
-                Principal=Principal("*"),
-                Action=[Action("sns", "Publish")],
-                Resource=[Ref(topic)],
-                Condition=Condition(Bool({"aws:SecureTransport": "false"})),
-            )
-        ],
-    )
 
 
 def _tester_statements(cfg, key, log_groups, results, dead_letters) -> list:
