@@ -353,13 +353,7 @@ def _serving_template(name, instance_type="ml.m5.large", image_tag="2"):
     """A model, an endpoint config with a generated name, and an endpoint, as model-serving has."""
     return {
         "Resources": {
-            "Role": {
-                "Type": "AWS::IAM::Role",
-                "Properties": {
-                    "RoleName": f"{name}-sm",
-                    "AssumeRolePolicyDocument": _trust("sagemaker.amazonaws.com"),
-                },
-            },
+            "Role": _sagemaker_role(name),
             "Model": {
                 "Type": "AWS::SageMaker::Model",
                 "Properties": {
@@ -525,6 +519,16 @@ def _trust(service):
     }
 
 
+def _sagemaker_role(name):
+    return {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "RoleName": f"{name}-sm",
+            "AssumeRolePolicyDocument": _trust("sagemaker.amazonaws.com"),
+        },
+    }
+
+
 def every_type_template(
     name, *, threshold=5, rate_limit=10, weights=(1, 1), config_suffix="v1", stage_action="Build"
 ):
@@ -658,13 +662,7 @@ def every_type_template(
                 "TreatMissingData": "notBreaching",
             },
         },
-        "ModelRole": {
-            "Type": "AWS::IAM::Role",
-            "Properties": {
-                "RoleName": f"{name}-sm",
-                "AssumeRolePolicyDocument": _trust("sagemaker.amazonaws.com"),
-            },
-        },
+        "ModelRole": _sagemaker_role(name),
         "Model": {
             "Type": "AWS::SageMaker::Model",
             "Properties": {
