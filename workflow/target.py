@@ -53,17 +53,10 @@ class Target:
         return self.name == "local"
 
     def session(self):
-        """A boto3 session bound to this target's credentials and region."""
+        """A boto3 session bound to this target's credentials and region: the keys in its
+        environment (the local cloud's dummies for ``local``), else its profile or the chain."""
         import boto3
 
-        if self.is_local:
-            return boto3.Session(
-                region_name=self.region,
-                **{
-                    "aws_access_key_id": LOCAL_CREDENTIALS["AWS_ACCESS_KEY_ID"],
-                    "aws_secret_access_key": LOCAL_CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
-                },
-            )
         keys = {
             argument: self.env[variable]
             for argument, variable in SESSION_KEY_VARIABLES.items()
