@@ -127,20 +127,6 @@ def role(
 # --- grants -----------------------------------------------------------------------------------
 
 
-def write_log_group_prefix(sid: str, name_prefix: str) -> Statement:
-    """Write to log groups a service creates itself under `name_prefix`."""
-    return statement(
-        sid,
-        [
-            "logs:CreateLogGroup",
-            "logs:CreateLogStream",
-            "logs:PutLogEvents",
-            "logs:DescribeLogStreams",
-        ],
-        [arn("logs", f"log-group:{name_prefix}*")],
-    )
-
-
 def xray_write(sid: str = "WriteTraces") -> Statement:
     return statement(
         sid, [xray.PutTraceSegments.JSONrepr(), xray.PutTelemetryRecords.JSONrepr()], [ANY]

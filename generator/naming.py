@@ -57,6 +57,11 @@ def endpoint_name(cfg) -> str:
     return f"{prefix(cfg)}-{cfg.model_serving.endpoint_name}"
 
 
+def endpoint_log_group(cfg) -> str:
+    """The log group SageMaker writes the endpoint's container logs to, by its own naming rule."""
+    return f"/aws/sagemaker/Endpoints/{endpoint_name(cfg)}"
+
+
 def execution_log_group(cfg) -> str:
     """The log group API Gateway writes the stage's execution logs to, by its own naming rule;
     ``${RestApi}`` (the API's id) is for Fn::Sub."""

@@ -50,17 +50,21 @@ def bucket(
     lifecycle: list[s3.LifecycleRule],
     description: str,
     eventbridge: bool = False,
+    key: kms.Key | None = None,
 ) -> s3.Bucket:
     """Encrypted, private, owner-enforced bucket with a TLS-only policy; `eventbridge` sends
-    its events (object created, deleted, ...) to the account's default EventBridge bus."""
+    its events (object created, deleted, ...) to the account's default EventBridge bus; `key`
+    encrypts its objects by default instead of S3's own key."""
+    encryption = (
+        s3.ServerSideEncryptionByDefault(SSEAlgorithm="aws:kms", KMSMasterKeyID=GetAtt(key, "Arn"))
+        if key is not None
+        else s3.ServerSideEncryptionByDefault(SSEAlgorithm="AES256")
+    )
     props = dict(
         BucketEncryption=s3.BucketEncryption(
             ServerSideEncryptionConfiguration=[
                 s3.ServerSideEncryptionRule(
-                    ServerSideEncryptionByDefault=s3.ServerSideEncryptionByDefault(
-                        SSEAlgorithm="AES256"
-                    ),
-                    BucketKeyEnabled=True,
+                    ServerSideEncryptionByDefault=encryption, BucketKeyEnabled=True
                 )
             ]
         ),

@@ -566,7 +566,12 @@ def _cloudformation_statements(cfg) -> list:
             ],
             [
                 iam.arn("logs", f"log-group:{g}{prefix}-*")
-                for g in ("/aws/lambda/", "/aws/apigateway/", "/aws/codebuild/")
+                for g in (
+                    "/aws/lambda/",
+                    "/aws/apigateway/",
+                    "/aws/codebuild/",
+                    "/aws/sagemaker/Endpoints/",
+                )
             ]
             # The stage's execution logs, named by API Gateway after the API's id.
             + [

@@ -1,7 +1,10 @@
 """model-serving: execution role, one Model per configured model, weighted EndpointConfig with
-data capture, the Endpoint, optional autoscaling and an optional blue/green guardrail."""
+data capture, the Endpoint and its log group, optional autoscaling and an optional blue/green
+guardrail; one customer key encrypts the storage volumes, the captured data and the logs."""
 
 from __future__ import annotations
+
+import re
 
 from troposphere import GetAtt, Join, Ref, Select, Split, Sub, Template
 from troposphere import applicationautoscaling as aas
@@ -19,6 +22,17 @@ SCALING_ROLE = (
     "sagemaker.application-autoscaling.amazonaws.com/"
     "AWSServiceRoleForApplicationAutoScaling_SageMakerEndpoint"
 )
+# Instance families whose ML storage is local NVMe, which the instance encrypts in hardware:
+# CreateEndpointConfig fails when it also names a KmsKeyId. They are the families with a "d"
+# attribute (c5d, m6id, g4dn, p4de, ...) and the accelerated ones whose local storage has no
+# letter (g5 and later, gr6, p5 and later, trn, dl). Matching too much only leaves the key off
+# the volumes; matching too little fails the deploy.
+INSTANCE_STORAGE_FAMILY = re.compile(r"[a-z]+\d+[a-z]*d[a-z]*|(?:g[5-9]|gr\d|p[5-9]|trn\d|dl\d).*")
+
+
+def has_instance_storage(instance_type: str) -> bool:
+    """Whether a SageMaker instance type (`ml.<family>.<size>`) has local NVMe storage."""
+    return INSTANCE_STORAGE_FAMILY.fullmatch(instance_type.split(".")[1]) is not None
 
 
 def build(cfg) -> Template:
@@ -30,6 +44,19 @@ def build(cfg) -> Template:
     t.set_version("2010-09-09")
     artifact_bucket = naming.imported(cfg, "model-archiving", "ArtifactBucketName")
     capture = serving.data_capture
+    key = resources.kms_key(
+        t,
+        "ServingKey",
+        "Encrypts the endpoint's storage volumes, its captured data and its log group",
+        [resources.logs_key_grant()],
+    )
+    log_group = resources.log_group(
+        t,
+        "EndpointLogGroup",
+        naming.endpoint_log_group(cfg),
+        cfg.project.log_retention_days,
+        key,
+    )
 
     capture_bucket = resources.bucket(
         t,
@@ -40,12 +67,13 @@ def build(cfg) -> Template:
             resources.expire_prefix("ExpireCapturedData", capture.prefix + "/", capture.expiry_days)
         ],
         description="SageMaker data capture (request and response samples)",
+        key=key,
     )
     role = t.add_resource(
         iam.role(
             "ExecutionRole",
             "sagemaker.amazonaws.com",
-            _execution_statements(cfg, capture_bucket),
+            _execution_statements(cfg, capture_bucket, key, log_group),
             "SageMaker execution role: pull images, read models, write capture",
         )
     )
@@ -55,6 +83,11 @@ def build(cfg) -> Template:
         key_param = resources.artifact_key_parameter(t, model.name, f"{model.name} model.tar.gz")
         models.append((model, _model(t, cfg, model, role, artifact_bucket, key_param)))
 
+    volume_key = (
+        {}
+        if any(has_instance_storage(m.instance_type) for m in serving.models)
+        else {"KmsKeyId": GetAtt(key, "Arn")}
+    )
     endpoint_config = t.add_resource(
         sagemaker.EndpointConfig(
             "EndpointConfig",
@@ -68,10 +101,11 @@ def build(cfg) -> Template:
                 )
                 for m, res in models
             ],
-            DataCaptureConfig=_data_capture(cfg, capture_bucket),
+            DataCaptureConfig=_data_capture(cfg, capture_bucket, key),
             # No fixed name: an EndpointConfig is replaced whenever a Model is, and
             # CloudFormation then
             # generates a fresh name, so nothing ever has to be renamed by hand.
+            **volume_key,
         )
     )
 
@@ -88,7 +122,11 @@ def build(cfg) -> Template:
         ]
     if serving.deployment_guardrail.enabled:
         endpoint_props["DeploymentConfig"] = _guardrail(t, cfg)
-    endpoint = t.add_resource(sagemaker.Endpoint("Endpoint", **endpoint_props))
+    # The log group exists before the endpoint can log, so SageMaker never creates its own
+    # (which would never expire and outlive the stack); it goes only after the endpoint.
+    endpoint = t.add_resource(
+        sagemaker.Endpoint("Endpoint", DependsOn=[log_group], **endpoint_props)
+    )
 
     for model, _ in models:
         if model.autoscaling.enabled:
@@ -113,7 +151,7 @@ def build(cfg) -> Template:
     return t
 
 
-def _execution_statements(cfg, capture_bucket) -> list:
+def _execution_statements(cfg, capture_bucket, key, log_group) -> list:
     repositories = sorted(
         {
             (g["account"], g["repository"])
@@ -142,7 +180,21 @@ def _execution_statements(cfg, capture_bucket) -> list:
         ),
         iam.s3_bucket_location("LocateCaptureBucket", [GetAtt(capture_bucket, "Arn")]),
         iam.s3_write_objects("WriteCapturedData", [Sub(f"${{CaptureBucket.Arn}}/{prefix}/*")]),
-        iam.write_log_group_prefix("WriteEndpointLogs", "/aws/sagemaker/Endpoints/"),
+        iam.kms_use("EncryptCapturedData", [GetAtt(key, "Arn")]),
+        iam.statement(
+            "WriteEndpointLogs",
+            [
+                # SageMaker asks to create the group it logs to; it exists, declared above.
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+                "logs:DescribeLogStreams",
+            ],
+            [
+                iam.arn("logs", f"log-group:{naming.endpoint_log_group(cfg)}"),
+                GetAtt(log_group, "Arn"),
+            ],
+        ),
         iam.put_metric_data("PublishEndpointMetrics", "/aws/sagemaker/Endpoints"),
     ]
     if cfg.model_serving.deployment_guardrail.enabled:
@@ -186,9 +238,10 @@ def _model(t, cfg, model, role, artifact_bucket, key_param):
     )
 
 
-def _data_capture(cfg, capture_bucket) -> sagemaker.DataCaptureConfig:
+def _data_capture(cfg, capture_bucket, key) -> sagemaker.DataCaptureConfig:
     capture = cfg.model_serving.data_capture
     props = dict(
+        KmsKeyId=GetAtt(key, "Arn"),
         EnableCapture=capture.enabled,
         InitialSamplingPercentage=capture.sampling_percentage,
         DestinationS3Uri=Sub(f"s3://${{{capture_bucket.title}}}/{capture.prefix}"),

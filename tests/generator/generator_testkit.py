@@ -57,6 +57,7 @@ VARIANTS = {
     "scaling-guardrail": {
         "model_serving.models[0].autoscaling.enabled": True,
         "model_serving.models[1].autoscaling.enabled": True,
+        "model_serving.models[1].instance_type": "ml.m5d.large",
         "model_serving.deployment_guardrail.enabled": True,
         "monitoring.subscription_emails": ["ops@example.com"],
     },

@@ -12,6 +12,7 @@ from generator_testkit import CONCERNS, ROOT, VARIANTS, one, resources_of, varia
 
 from generator import config as config_module
 from generator.render import render
+from generator.stacks import model_serving
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 
@@ -66,7 +67,95 @@ def test_data_capture_shape(templates):
         "DestinationS3Uri": {"Fn::Sub": "s3://${CaptureBucket}/data-capture"},
         "EnableCapture": True,
         "InitialSamplingPercentage": 30,
+        "KmsKeyId": {"Fn::GetAtt": ["ServingKey", "Arn"]},
     }
+
+
+def _statement(template: dict, role: str, sid: str) -> dict:
+    policy = template["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]
+    return next(s for s in policy["Statement"] if s["Sid"] == sid)
+
+
+def test_serving_key_encrypts_volumes_capture_and_logs(templates):
+    """security-notes G4: the endpoint's storage volumes, its captured data (each object and the
+    bucket's default) and its log group are under the stack's customer key, which the
+    execution role can encrypt with."""
+    serving = templates["model-serving"]
+    key = {"Fn::GetAtt": ["ServingKey", "Arn"]}
+    assert one(serving, "AWS::KMS::Key")["Properties"]["EnableKeyRotation"] is True
+    config = one(serving, "AWS::SageMaker::EndpointConfig")["Properties"]
+    assert config["KmsKeyId"] == key
+    assert config["DataCaptureConfig"]["KmsKeyId"] == key
+    encryption = serving["Resources"]["CaptureBucket"]["Properties"]["BucketEncryption"]
+    assert encryption["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"] == {
+        "SSEAlgorithm": "aws:kms",
+        "KMSMasterKeyID": key,
+    }
+    assert _statement(serving, "ExecutionRole", "EncryptCapturedData") == {
+        "Sid": "EncryptCapturedData",
+        "Effect": "Allow",
+        "Action": ["kms:Decrypt", "kms:GenerateDataKey", "kms:Encrypt"],
+        "Resource": [key],
+    }
+
+
+def test_instance_storage_keeps_the_key_off_the_volumes(variant_renders):
+    """CreateEndpointConfig fails with a KmsKeyId when a variant's instance has local NVMe
+    storage (the scaling-guardrail variant serves model-b on ml.m5d.large); capture keeps it."""
+    doc = json.loads(variant_renders["scaling-guardrail"]["model-serving.json"])
+    config = one(doc, "AWS::SageMaker::EndpointConfig")["Properties"]
+    assert "KmsKeyId" not in config
+    assert config["DataCaptureConfig"]["KmsKeyId"] == {"Fn::GetAtt": ["ServingKey", "Arn"]}
+
+
+@pytest.mark.parametrize(
+    "instance_type, local",
+    [
+        ("ml.c5.large", False),
+        ("ml.m5.xlarge", False),
+        ("ml.t2.medium", False),
+        ("ml.p3.2xlarge", False),
+        ("ml.g4dn.xlarge", True),
+        ("ml.inf2.xlarge", False),
+        ("ml.c7i.large", False),
+        ("ml.r7iz.large", False),
+        ("ml.c5d.large", True),
+        ("ml.m5d.large", True),
+        ("ml.r5d.large", True),
+        ("ml.m6id.large", True),
+        ("ml.c6gd.large", True),
+        ("ml.p3dn.24xlarge", True),
+        ("ml.p4d.24xlarge", True),
+        ("ml.p4de.24xlarge", True),
+        ("ml.g5.xlarge", True),
+        ("ml.g6e.xlarge", True),
+        ("ml.p5en.48xlarge", True),
+        ("ml.trn1.2xlarge", True),
+        ("ml.dl1.24xlarge", True),
+    ],
+)
+def test_instance_storage_families(instance_type, local):
+    assert model_serving.has_instance_storage(instance_type) is local
+
+
+def test_endpoint_log_group_declared(cfg, templates):
+    """SageMaker's own group never expires and outlives the stack (reference system 11.1)."""
+    serving = templates["model-serving"]
+    group = serving["Resources"]["EndpointLogGroup"]
+    assert group["Properties"] == {
+        "LogGroupName": "/aws/sagemaker/Endpoints/TextClassificationDemo-TextClassification",
+        "RetentionInDays": cfg.project.log_retention_days,
+        "KmsKeyId": {"Fn::GetAtt": ["ServingKey", "Arn"]},
+    }
+    assert group["DeletionPolicy"] == "Delete"
+    assert one(serving, "AWS::SageMaker::Endpoint")["DependsOn"] == ["EndpointLogGroup"]
+    assert _statement(serving, "ExecutionRole", "WriteEndpointLogs")["Resource"] == [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:"
+            "/aws/sagemaker/Endpoints/TextClassificationDemo-TextClassification"
+        },
+        {"Fn::GetAtt": ["EndpointLogGroup", "Arn"]},
+    ]
 
 
 def test_one_weighted_variant_per_model(cfg, templates):
@@ -581,7 +670,8 @@ def test_cicd_disabled_omits_stack_and_names_it_for_removal(variant_renders):
 
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_security_baseline(name, variant_renders):
-    """What checkov misses: policies, encryption, retention, runtimes, alarm actions."""
+    """What checkov misses (security-notes G4): policies, encryption, retention, runtimes, alarm
+    actions."""
     for filename, text in variant_renders[name].items():
         if filename == "manifest.json":
             continue
@@ -610,6 +700,13 @@ def test_security_baseline(name, variant_renders):
                 assert "KmsMasterKeyId" in props, lid
             elif kind == "AWS::KMS::Key":
                 assert props["EnableKeyRotation"] is True, lid
+            elif kind == "AWS::SageMaker::EndpointConfig":
+                assert props["DataCaptureConfig"]["KmsKeyId"], lid
+                local = any(
+                    model_serving.has_instance_storage(v["InstanceType"])
+                    for v in props["ProductionVariants"]
+                )
+                assert ("KmsKeyId" in props) is not local, lid
             elif kind == "AWS::CloudWatch::Alarm" and not lid.startswith("Rollback"):
                 assert props["AlarmActions"], lid
             elif kind == "AWS::IAM::Role":
