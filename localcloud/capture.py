@@ -2,8 +2,10 @@
 
 An endpoint's ``DataCaptureConfig`` decides what is captured: ``EnableCapture`` (default on),
 ``InitialSamplingPercentage``, ``CaptureOptions`` (``Input`` and/or ``Output``),
-``DestinationS3Uri`` and ``CaptureContentTypeHeader`` (``JsonContentTypes`` are stored as text
-with encoding ``JSON``, ``CsvContentTypes`` as text with ``CSV``, anything else ``BASE64``).
+``DestinationS3Uri``, ``KmsKeyId`` (objects are written with SSE-KMS under that key, otherwise
+under the bucket's default encryption) and ``CaptureContentTypeHeader`` (``JsonContentTypes``
+are stored as text with encoding ``JSON``, ``CsvContentTypes`` as text with ``CSV``, anything
+else ``BASE64``).
 Each captured invocation is one JSON line::
 
     {"captureData": {"endpointInput": {"observedContentType": "application/json", "mode": "INPUT",
@@ -56,7 +58,8 @@ SEGMENT_SUFFIX = ".spool"
 # Object names for a given segment and group are stable across retries (see module docstring).
 _KEY_NAMESPACE = uuid.UUID("0b3e5a5e-7c1a-4f36-9d8e-6c2f3b1a9e47")
 
-PutObject = Callable[[str, str, str, bytes], None]  # (account_id, bucket, key, body)
+# (account_id, bucket, key, body, kms_key_id or None)
+PutObject = Callable[[str, str, str, bytes, "str | None"], None]
 
 
 class CaptureConfigError(ValueError):
@@ -72,6 +75,7 @@ class CaptureSettings:
     prefix: str  # without leading or trailing "/"
     json_types: frozenset[str]
     csv_types: frozenset[str]
+    kms_key_id: str | None = None
 
     @classmethod
     def parse(cls, config: Mapping[str, Any] | None) -> "CaptureSettings | None":
@@ -113,6 +117,11 @@ class CaptureSettings:
                 f"DataCaptureConfig.DestinationS3Uri={uri!r}: expected s3://bucket[/prefix]"
             )
         bucket, _, prefix = uri[5:].partition("/")
+        kms_key_id = config.get("KmsKeyId") or None
+        if kms_key_id is not None and not isinstance(kms_key_id, str):
+            raise CaptureConfigError(
+                f"DataCaptureConfig.KmsKeyId={kms_key_id!r}: expected a KMS key id, ARN or alias"
+            )
         header = config.get("CaptureContentTypeHeader") or {}
         return cls(
             sampling_percentage=pct,
@@ -122,6 +131,7 @@ class CaptureSettings:
             prefix=prefix.strip("/"),
             json_types=frozenset(t.lower() for t in header.get("JsonContentTypes") or []),
             csv_types=frozenset(t.lower() for t in header.get("CsvContentTypes") or []),
+            kms_key_id=kms_key_id,
         )
 
     def encode(self, data: bytes, content_type: str | None) -> tuple[str, str]:
@@ -178,11 +188,15 @@ def object_key(prefix: str, endpoint: str, variant: str, when: float, unique: uu
     return "/".join(parts + [endpoint, variant, f"{moment:%Y/%m/%d/%H}", name])
 
 
-def moto_put_object(account_id: str, bucket: str, key: str, body: bytes) -> None:
-    """Write an object into moto's S3 backend in-process (the bucket may be in any account)."""
+def moto_put_object(
+    account_id: str, bucket: str, key: str, body: bytes, kms_key_id: str | None
+) -> None:
+    """Write an object into moto's S3 backend in-process (the bucket may be in any account);
+    with a key, as SSE-KMS under it, else under the bucket's default encryption."""
     from moto.s3.models import s3_backends
 
-    s3_backends[account_id]["aws"].put_object(bucket, key, body)
+    sse = {"encryption": "aws:kms", "kms_key_id": kms_key_id} if kms_key_id else {}
+    s3_backends[account_id]["aws"].put_object(bucket, key, body, **sse)
 
 
 def _is_missing_bucket(exc: Exception) -> bool:
@@ -264,6 +278,7 @@ class DataCapture:
                 "account": account_id,
                 "bucket": settings.bucket,
                 "prefix": settings.prefix,
+                "kms_key_id": settings.kms_key_id,
                 "endpoint": endpoint,
                 "variant": variant,
                 "time": when,
@@ -309,7 +324,8 @@ class DataCapture:
                 entry = json.loads(raw)
                 hour = _utc(entry["time"]).strftime("%Y%m%d%H")
                 group = (entry["account"], entry["bucket"], entry["prefix"])
-                group += (entry["endpoint"], entry["variant"], hour)
+                # No key in segments an earlier version spooled: the bucket's default.
+                group += (entry.get("kms_key_id"), entry["endpoint"], entry["variant"], hour)
             except (ValueError, KeyError, TypeError):
                 # Only a write torn by a crash can look like this; its response was never sent.
                 log.warning("skipping unreadable line %d of capture spool %s", number, segment.name)
@@ -317,12 +333,13 @@ class DataCapture:
             groups.setdefault(group, []).append(entry)
         done = 0
         for group, entries in groups.items():
-            account, bucket, prefix, endpoint, variant, _ = group
-            unique = uuid.uuid5(_KEY_NAMESPACE, segment.name + "/" + "/".join(group))
+            account, bucket, prefix, kms_key_id, endpoint, variant, _ = group
+            named = (account, bucket, prefix, endpoint, variant, group[-1])
+            unique = uuid.uuid5(_KEY_NAMESPACE, segment.name + "/" + "/".join(named))
             key = object_key(prefix, endpoint, variant, entries[0]["time"], unique)
             body = "".join(json.dumps(e["record"], separators=(",", ":")) + "\n" for e in entries)
             try:
-                self.put_object(account, bucket, key, body.encode("utf-8"))
+                self.put_object(account, bucket, key, body.encode("utf-8"), kms_key_id)
             except Exception as exc:
                 if self.is_missing_bucket(exc):
                     log.error(

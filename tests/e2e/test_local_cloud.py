@@ -205,6 +205,14 @@ def test_data_capture_records_land_in_the_capture_bucket(ctx, api):
         "application/json"
     )
     assert record["eventMetadata"]["inferenceId"]
+    # Encrypted as the template says: SSE-KMS under the serving stack's key.
+    stack = ctx.manifest.stack("model-serving").stack_name
+    key_id = ctx.target.client("cloudformation").describe_stack_resource(
+        StackName=stack, LogicalResourceId="ServingKey"
+    )["StackResourceDetail"]["PhysicalResourceId"]
+    head = s3.head_object(Bucket=serving["CaptureBucketName"], Key=keys[0])
+    assert head["ServerSideEncryption"] == "aws:kms"
+    assert head["SSEKMSKeyId"].endswith(f":key/{key_id}"), (head["SSEKMSKeyId"], key_id)
 
 
 def test_load_test_completes_without_errors(cloud_env):

@@ -12,6 +12,7 @@ import pytest
 from moto import mock_aws
 
 from localcloud.capture import (
+    SEGMENT_SUFFIX,
     CaptureConfigError,
     CaptureSettings,
     DataCapture,
@@ -38,13 +39,15 @@ class FakeS3:
 
     def __init__(self):
         self.objects = {}
+        self.keys = {}
         self.failures = 0
 
-    def __call__(self, account, bucket, key, body):
+    def __call__(self, account, bucket, key, body, kms_key_id):
         if self.failures:
             self.failures -= 1
             raise ConnectionError("simulated S3 outage")
         self.objects[(bucket, key)] = body
+        self.keys[(bucket, key)] = kms_key_id
 
     def records(self):
         return [
@@ -236,3 +239,45 @@ def test_upload_goes_to_moto_s3_and_a_deleted_bucket_drops_with_an_error(tmp_pat
     assert capture.flush() == 0
     assert "no-such-bucket no longer exists: dropping 1 record" in caplog.text
     assert list((tmp_path / "spool").iterdir()) == []
+
+
+def test_a_kms_key_encrypts_each_object_and_without_one_the_bucket_default_does(tmp_path, s3):
+    key_arn = boto3.client(
+        "kms", region_name="us-east-1", aws_access_key_id="test", aws_secret_access_key="test"
+    ).create_key()["KeyMetadata"]["Arn"]
+    s3.create_bucket(Bucket="capture-bucket")
+    capture = DataCapture(tmp_path / "spool", put_object=moto_put_object)
+    capture_one(capture, capture.settings_for({**CONFIG, "KmsKeyId": key_arn}), variant="Keyed")
+    capture_one(capture, capture.settings_for(CONFIG), variant="Default")
+    assert capture.flush() == 2
+    heads = {
+        obj["Key"].split("/")[2]: s3.head_object(Bucket="capture-bucket", Key=obj["Key"])
+        for obj in s3.list_objects_v2(Bucket="capture-bucket")["Contents"]
+    }
+    assert heads["Keyed"]["ServerSideEncryption"] == "aws:kms"
+    assert heads["Keyed"]["SSEKMSKeyId"] == key_arn
+    assert "SSEKMSKeyId" not in heads["Default"]
+
+
+def test_a_segment_spooled_without_a_key_field_uploads_under_the_bucket_default(tmp_path):
+    spool = tmp_path / "spool"
+    spool.mkdir()
+    entry = {
+        "account": "123456789012",
+        "bucket": "capture-bucket",
+        "prefix": "data-capture",
+        "endpoint": "E",
+        "variant": "V",
+        "time": WHEN,
+        "record": {"eventVersion": "0"},
+    }
+    (spool / f"00000000000000000001-1-000000{SEGMENT_SUFFIX}").write_text(json.dumps(entry) + "\n")
+    s3 = FakeS3()
+    capture = DataCapture(spool, put_object=s3)
+    assert capture.flush() == 1
+    assert list(s3.keys.values()) == [None]
+
+
+def test_a_kms_key_that_is_not_a_string_is_named():
+    with pytest.raises(CaptureConfigError, match=r"DataCaptureConfig.KmsKeyId=\{'x': 1\}"):
+        CaptureSettings.parse({**CONFIG, "KmsKeyId": {"x": 1}})
