@@ -118,7 +118,7 @@ build/stacks.mk: templates_out/manifest.json
 
 deploy: check-target pack templates build/stacks.mk ## Deploy every stack (local cloud by default; TARGET=aws for AWS)
 	@if [ "$(TARGET)" = local ]; then $(PY) -m localcloud up --config $(CONFIG); fi
-	@$(PY) -m workflow.deploy $(WORKFLOW_ARGS) retire
+	@$(PY) -m workflow.deploy $(WORKFLOW_ARGS) prepare
 	@$(MAKE) --no-print-directory -f build/stacks.mk -j $(JOBS) deploy-all \
 		DEPLOY_STACK="$(PY) -m workflow.deploy $(WORKFLOW_ARGS) stack" \
 		UPLOAD="$(PY) -m workflow.deploy $(WORKFLOW_ARGS) upload"

@@ -56,6 +56,8 @@ LOG_RETENTION_DAYS = (
     3653,
 )
 AUTH_MODES = ("api_key", "iam")
+# Who sets API Gateway's CloudWatch Logs role, one setting per account and region.
+ACCOUNT_LOGGING_ROLES = ("create", "existing")
 QUOTA_PERIODS = ("DAY", "WEEK", "MONTH")
 LABELS = (1, 2, 3, 4)
 # Longest prefix that survives CloudFormation's truncation of generated physical names.
@@ -213,6 +215,7 @@ class ApiHosting:
     quota: Quota
     max_body_bytes: int
     predictor: Predictor
+    account_logging_role: str
 
 
 @dataclass(frozen=True)
@@ -349,8 +352,8 @@ class _Node:
             _fail(path, value, "expected " + allowed + (" or null" if nullable else ""))
         return value
 
-    def choice(self, key: str, allowed: tuple) -> Any:
-        value, path = self.raw(key)
+    def choice(self, key: str, allowed: tuple, default: Any = _MISSING) -> Any:
+        value, path = self.raw(key, default)
         if not any(type(value) is type(a) and value == a for a in allowed):  # 30.0 is not 30
             _fail(path, value, "expected one of " + ", ".join(json.dumps(a) for a in allowed))
         return value
@@ -610,6 +613,9 @@ def _api_hosting(n: _Node) -> ApiHosting:
         quota=quota,
         max_body_bytes=n.integer("max_body_bytes", 1, LAMBDA_SYNC_PAYLOAD_BYTES),
         predictor=predictor,
+        account_logging_role=n.choice(
+            "account_logging_role", ACCOUNT_LOGGING_ROLES, default="create"
+        ),
     )
 
 

@@ -1971,8 +1971,6 @@ class ApiGatewayAccount(_ApiGatewayResource):
     TYPE = "AWS::ApiGateway::Account"
 
     def _create(self) -> str:
-        # deleting the resource restores the account's previous role
-        self.previous_role_arn = self._backend().get_account().cloudwatch_role_arn
         self._set_role(self.properties.get("CloudWatchRoleArn"))
         return self.name
 
@@ -1986,7 +1984,7 @@ class ApiGatewayAccount(_ApiGatewayResource):
         return True
 
     def _delete(self) -> None:
-        self._set_role(self.previous_role_arn)
+        """Nothing: as on AWS, the account keeps the setting (there is no API to unset it)."""
 
 
 COMPAT_RESOURCE_TYPES: tuple[type[CompatResource], ...] = (

@@ -4,6 +4,8 @@ Sub-commands (the Makefile calls them; ``rules`` generates the Make rules that o
 
 * ``rules``: write ``build/stacks.mk``, one ``deploy-<concern>`` target per stack depending on the
   stacks it imports from, so ``make -j`` deploys independent stacks in parallel.
+* ``prepare``: before any stack changes, check what the account must provide (an ``existing``
+  API Gateway logging role), then delete the stacks of concerns the config leaves out.
 * ``upload``: put every packed artifact into the artifact bucket under its content-hashed key
   (skipped when the key already holds the same bytes).
 * ``stack CONCERN``: run ``aws cloudformation deploy --no-fail-on-empty-changeset`` for one stack,
@@ -212,6 +214,22 @@ def deploy_command(ctx: Context, spec: StackSpec, pack: dict[str, dict[str, str]
     return command
 
 
+def check_account_logging_role(ctx: Context) -> None:
+    """With `api_hosting.account_logging_role` "existing" the stack sets no API Gateway logging
+    role, so the account must have one: without it CloudFormation fails the stage."""
+    if ctx.cfg.api_hosting.account_logging_role != "existing":
+        return
+    if ctx.target.client("apigateway").get_account().get("cloudwatchRoleArn"):
+        return
+    raise WorkflowError(
+        'api_hosting.account_logging_role is "existing", but API Gateway has no CloudWatch Logs '
+        f"role in this account and {ctx.target.region}, and the stage cannot log without one: "
+        "set it once for the account (aws apigateway update-account --patch-operations "
+        "op=replace,path=/cloudwatchRoleArn,value=<ARN of a role API Gateway may assume "
+        'that may write logs>), or set api_hosting.account_logging_role to "create"'
+    )
+
+
 def deploy_stack(ctx: Context, spec: StackSpec, pack: dict[str, dict[str, str]]) -> None:
     cfn = ctx.target.client("cloudformation")
     _settle_earlier_attempt(cfn, spec.stack_name)
@@ -328,7 +346,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("upload")
     sub.add_parser("stack").add_argument("concern")
     sub.add_parser("summary")
-    sub.add_parser("retire", help="delete the stacks of concerns the config leaves out")
+    sub.add_parser(
+        "prepare",
+        help="before any stack changes: check what the account must provide, then delete the "
+        "stacks of concerns the config leaves out",
+    )
     args = parser.parse_args(argv)
     if args.command == "rules":
         from workflow.manifest import load_manifest
@@ -342,12 +364,13 @@ def main(argv: list[str] | None = None) -> int:
         upload(ctx, load_pack(Path(args.pack)))
     elif args.command == "stack":
         deploy_stack(ctx, ctx.manifest.stack(args.concern), load_pack(Path(args.pack)))
-    elif args.command == "retire":
+    elif args.command == "prepare":
         from workflow.teardown import report, retire
 
-        kept, scheduled = retire(ctx)
-        if kept or scheduled:
-            print(report(kept, scheduled))
+        check_account_logging_role(ctx)
+        left = retire(ctx)
+        if left:
+            print(report(left))
     else:
         print(summary(ctx))
     return 0

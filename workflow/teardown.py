@@ -3,7 +3,9 @@
 A bucket the stack deletes is emptied (every object version and delete marker) so CloudFormation can
 remove it; a bucket whose DeletionPolicy is Retain is left as it is and reported as kept. KMS keys
 cannot be deleted at once anywhere: CloudFormation schedules them for deletion after AWS's waiting
-period, and the report says so.
+period, and the report says so. Deleting an ``AWS::ApiGateway::Account`` leaves API Gateway's
+account-wide logging role setting as it is: when it still names the role the stack deleted, the
+report says so too.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass, field
 
 from botocore.exceptions import ClientError, WaiterError
 
@@ -19,6 +22,35 @@ from workflow.outputs import describe_stack
 
 BUCKET = "AWS::S3::Bucket"
 KMS_KEY = "AWS::KMS::Key"
+APIGW_ACCOUNT = "AWS::ApiGateway::Account"
+
+
+@dataclass
+class Leftovers:
+    """What deleting stacks leaves: resources kept by their DeletionPolicy, KMS keys waiting out
+    their deletion period, and account settings that still name something deleted."""
+
+    kept: list[str] = field(default_factory=list)
+    scheduled: list[str] = field(default_factory=list)
+    settings: list[str] = field(default_factory=list)
+
+    def add(self, other: "Leftovers") -> None:
+        self.kept += other.kept
+        self.scheduled += other.scheduled
+        self.settings += other.settings
+
+    def __bool__(self) -> bool:
+        return bool(self.kept or self.scheduled or self.settings)
+
+
+def account_logging_roles(template: dict) -> set[str]:
+    """Logical ids of the roles the template's ``AWS::ApiGateway::Account`` sets."""
+    return {
+        res["Properties"]["CloudWatchRoleArn"]["Fn::GetAtt"][0]
+        for res in template.get("Resources", {}).values()
+        if res.get("Type") == APIGW_ACCOUNT
+        and "Fn::GetAtt" in res.get("Properties", {}).get("CloudWatchRoleArn", {})
+    }
 
 
 def retained_buckets(template: dict) -> set[str]:
@@ -51,43 +83,39 @@ def empty_bucket(s3, bucket: str) -> int:
 DELETE_ATTEMPTS = 3
 
 
-def teardown(ctx: Context) -> tuple[list[str], list[str]]:
+def teardown(ctx: Context) -> Leftovers:
     """Delete the stacks, those the config leaves out first (they may import from the others);
-    return what was deliberately kept and what is scheduled for deletion."""
-    cfn, s3 = ctx.target.client("cloudformation"), ctx.target.client("s3")
-    kept: list[str] = []
-    scheduled: list[str] = []
+    return what they leave."""
+    clients = [ctx.target.client(s) for s in ("cloudformation", "s3", "apigateway")]
+    left = Leftovers()
     names = [d.stack_name for d in ctx.manifest.disabled]
     names += [spec.stack_name for spec in reversed(ctx.manifest.stacks)]
     for name in names:
-        removed = remove_stack(cfn, s3, name)
+        removed = remove_stack(*clients, name)
         if removed is None:
             print(f"[=] {name}: not deployed")
             continue
-        kept += removed[0]
-        scheduled += removed[1]
-    return kept, scheduled
+        left.add(removed)
+    return left
 
 
-def retire(ctx: Context) -> tuple[list[str], list[str]]:
+def retire(ctx: Context) -> Leftovers:
     """Delete the deployed stacks of concerns the config leaves out (``cicd.enabled`` false), as a
     resource removed from a template is deleted: a deploy converges on the config."""
-    cfn, s3 = ctx.target.client("cloudformation"), ctx.target.client("s3")
-    kept: list[str] = []
-    scheduled: list[str] = []
+    clients = [ctx.target.client(s) for s in ("cloudformation", "s3", "apigateway")]
+    left = Leftovers()
     for disabled in ctx.manifest.disabled:
-        if describe_stack(cfn, disabled.stack_name) is None:
+        if describe_stack(clients[0], disabled.stack_name) is None:
             continue
         print(f"[-] {disabled.stack_name}: {disabled.concern} is not in this configuration")
-        removed = remove_stack(cfn, s3, disabled.stack_name)
-        kept += removed[0]
-        scheduled += removed[1]
-    return kept, scheduled
+        left.add(remove_stack(*clients, disabled.stack_name))
+    return left
 
 
-def remove_stack(cfn, s3, stack_name: str) -> tuple[list[str], list[str]] | None:
+def remove_stack(cfn, s3, apigateway, stack_name: str) -> Leftovers | None:
     """Delete one stack, emptying the buckets it deletes; None when it does not exist. The
-    deployed template says which buckets it keeps (DeletionPolicy Retain)."""
+    deployed template says which buckets it keeps (DeletionPolicy Retain) and which role it set
+    as API Gateway's logging role."""
     try:
         resources = cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
     except cfn.exceptions.ClientError as exc:
@@ -95,7 +123,14 @@ def remove_stack(cfn, s3, stack_name: str) -> tuple[list[str], list[str]] | None
             return None
         raise
     body = cfn.get_template(StackName=stack_name)["TemplateBody"]
-    retained = retained_buckets(json.loads(body) if isinstance(body, str) else body)
+    template = json.loads(body) if isinstance(body, str) else body
+    retained = retained_buckets(template)
+    logging_roles = account_logging_roles(template)
+    role_names = [
+        r["PhysicalResourceId"]
+        for r in resources
+        if r["LogicalResourceId"] in logging_roles and r.get("PhysicalResourceId")
+    ]
     scheduled = [
         f"KMS key {r['PhysicalResourceId']} ({stack_name})"
         for r in resources
@@ -110,7 +145,17 @@ def remove_stack(cfn, s3, stack_name: str) -> tuple[list[str], list[str]] | None
         else:
             owned.append(res["PhysicalResourceId"])
     delete_stack(cfn, s3, stack_name, owned)
-    return kept, scheduled
+    settings = []
+    if role_names:
+        setting = apigateway.get_account().get("cloudwatchRoleArn") or ""
+        if any(setting.endswith(f":role/{name}") for name in role_names):
+            settings.append(
+                f"API Gateway's logging role in this account and region is still {setting}, "
+                f"which {stack_name} deleted (AWS never resets the setting): other APIs here "
+                "that log need it to name a live role; where the account has its own, set "
+                'api_hosting.account_logging_role to "existing"'
+            )
+    return Leftovers(kept, scheduled, settings)
 
 
 def delete_stack(cfn, s3, stack_name: str, buckets: list[str]) -> None:
@@ -157,14 +202,17 @@ def main(argv: list[str] | None = None) -> int:
     add_common_arguments(parser)
     args = parser.parse_args(argv)
     ctx = load_context(args.target, args.config, args.manifest)
-    print(report(*teardown(ctx)))
+    print(report(teardown(ctx)))
     return 0
 
 
-def report(kept: list[str], scheduled: list[str]) -> str:
-    lines = ["Kept: " + ("; ".join(kept) if kept else "nothing")]
-    if scheduled:
-        lines.append("Scheduled for deletion after the KMS waiting period: " + "; ".join(scheduled))
+def report(left: Leftovers) -> str:
+    lines = ["Kept: " + ("; ".join(left.kept) if left.kept else "nothing")]
+    if left.scheduled:
+        lines.append(
+            "Scheduled for deletion after the KMS waiting period: " + "; ".join(left.scheduled)
+        )
+    lines += [f"Account setting: {setting}" for setting in left.settings]
     return "\n".join(lines)
 
 

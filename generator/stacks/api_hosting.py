@@ -237,31 +237,6 @@ def build(cfg) -> Template:
         )
     )
 
-    account_role = t.add_resource(
-        iam.role(
-            "ApiGatewayLoggingRole",
-            "apigateway.amazonaws.com",
-            [
-                iam.statement(
-                    "WriteApiLogs",
-                    [
-                        "logs:CreateLogGroup",
-                        "logs:CreateLogStream",
-                        "logs:DescribeLogGroups",
-                        "logs:DescribeLogStreams",
-                        "logs:PutLogEvents",
-                        "logs:GetLogEvents",
-                        "logs:FilterLogEvents",
-                    ],
-                    [iam.arn("logs", "log-group:*")],
-                )
-            ],
-            "Lets API Gateway write execution and access logs (account-level setting)",
-        )
-    )
-    account = t.add_resource(
-        apigw.Account("ApiGatewayAccount", CloudWatchRoleArn=GetAtt(account_role, "Arn"))
-    )
     access_logs = resources.log_group(
         t,
         "AccessLogGroup",
@@ -308,7 +283,7 @@ def build(cfg) -> Template:
                     ThrottlingBurstLimit=api.throttle.burst_limit,
                 )
             ],
-            DependsOn=[account, execution_logs],
+            DependsOn=[*_account_logging_role(t, cfg), execution_logs],
             Metadata={
                 "checkov": {
                     "skip": [
@@ -337,6 +312,40 @@ def build(cfg) -> Template:
         cfg, t, CONCERN, "PredictorFunctionName", Ref(predictor), "Predictor function name"
     )
     return t
+
+
+def _account_logging_role(t, cfg) -> list:
+    """With `create`, the role API Gateway writes logs with and the account-wide setting naming
+    it (the stage needs it before it can log); with `existing`, nothing: the account has one."""
+    if cfg.api_hosting.account_logging_role != "create":
+        return []
+    role = t.add_resource(
+        iam.role(
+            "ApiGatewayLoggingRole",
+            "apigateway.amazonaws.com",
+            [
+                iam.statement(
+                    "WriteApiLogs",
+                    [
+                        "logs:CreateLogGroup",
+                        "logs:CreateLogStream",
+                        "logs:DescribeLogGroups",
+                        "logs:DescribeLogStreams",
+                        "logs:PutLogEvents",
+                        "logs:GetLogEvents",
+                        "logs:FilterLogEvents",
+                    ],
+                    [iam.arn("logs", "log-group:*")],
+                )
+            ],
+            "Lets API Gateway write execution and access logs (account-level setting)",
+        )
+    )
+    return [
+        t.add_resource(
+            apigw.Account("ApiGatewayAccount", CloudWatchRoleArn=GetAtt(role, "Arn"))
+        )
+    ]
 
 
 def _api_key(t, cfg, rest_api, stage_res) -> None:

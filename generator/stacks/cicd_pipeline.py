@@ -366,7 +366,19 @@ def _pipeline_statements(cfg, key, artifacts, source_bucket, projects) -> list:
 
 def _deployer_statements(cfg, cfn_role) -> list:
     prefix = naming.prefix(cfg)
-    return [
+    # `make deploy` checks that an `existing` account logging role is set.
+    read_account = (
+        [
+            iam.statement(
+                "ReadApiGatewayAccount",
+                ["apigateway:GET"],
+                [iam.arn("apigateway", "/account", account=False)],
+            )
+        ]
+        if cfg.api_hosting.account_logging_role == "existing"
+        else []
+    )
+    return read_account + [
         iam.statement(
             "DeployProjectStacks",
             [
@@ -432,7 +444,8 @@ def _cloudformation_statements(cfg) -> list:
             "/apikeys/*",
             "/usageplans",
             "/usageplans/*",
-            "/account",
+            # The account-wide logging role setting, which only `create` makes the stack manage.
+            *(("/account",) if cfg.api_hosting.account_logging_role == "create" else ()),
             "/tags/*",
         )
     ]

@@ -240,6 +240,12 @@ def test_second_deploy_changes_nothing(cloud_env, ctx):
 def test_teardown_leaves_nothing_behind(cloud_env, ctx):
     result = make(cloud_env, "teardown")
     assert "Kept: nothing" in result.stdout
+    # As on AWS, the account keeps naming the logging role the api-hosting stack deleted.
+    setting = ctx.target.client("apigateway").get_account()["cloudwatchRoleArn"]
+    assert (
+        f"Account setting: API Gateway's logging role in this account and region is still {setting}"
+        in result.stdout
+    ), result.stdout
     cfn = ctx.target.client("cloudformation")
     live = [s for s in cfn.list_stacks()["StackSummaries"] if s["StackStatus"] != "DELETE_COMPLETE"]
     assert live == []

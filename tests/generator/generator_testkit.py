@@ -53,7 +53,7 @@ CONCERNS = (
 # Configurations that switch on every optional branch of the generator.
 VARIANTS = {
     "default": {},
-    "iam-auth": {"api_hosting.auth": "iam"},
+    "iam-auth": {"api_hosting.auth": "iam", "api_hosting.account_logging_role": "existing"},
     "scaling-guardrail": {
         "model_serving.models[0].autoscaling.enabled": True,
         "model_serving.models[1].autoscaling.enabled": True,

@@ -100,6 +100,11 @@ REJECTED = [
     ("api_hosting.resource_path", "v1/..", "no part of dots alone"),
     ("api_hosting.resource_path", "text\n", "expected a resource path"),
     ("api_hosting.auth", "none", '"none" is not allowed; expected one of "api_key", "iam"'),
+    (
+        "api_hosting.account_logging_role",
+        "shared",
+        '"shared" is not allowed; expected one of "create", "existing"',
+    ),
     ("api_hosting.throttle.rate_limit", 0, "expected a finite number > 0"),
     ("api_hosting.throttle.burst_limit", 0, "between 1 and 5000"),
     ("api_hosting.quota.limit", 0, "expected an integer between 1 and 2147483647"),
@@ -176,10 +181,17 @@ def test_shipped_config_is_valid_and_frozen():
 
 def test_optional_keys_take_documented_defaults():
     cfg = parse(
-        variant(**{"load_test.tester_memory_mb": DELETE, "load_test.results_expiry_days": DELETE})
+        variant(
+            **{
+                "load_test.tester_memory_mb": DELETE,
+                "load_test.results_expiry_days": DELETE,
+                "api_hosting.account_logging_role": DELETE,
+            }
+        )
     )
     assert cfg.load_test.tester_memory_mb == 256
     assert cfg.load_test.results_expiry_days == 30
+    assert cfg.api_hosting.account_logging_role == "create"
 
 
 @pytest.mark.parametrize(

@@ -352,6 +352,38 @@ def test_stage_throttling_logging_tracing(cfg, templates):
     assert deployment["DependsOn"] == ["ClassifyMethod"]
 
 
+def _apigateway_paths(doc: dict, role: str) -> set[str]:
+    """The API Gateway resource paths a role's statements name."""
+    policy = doc["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]
+    return {
+        resource["Fn::Sub"].rsplit("::", 1)[1]
+        for statement in policy["Statement"]
+        if any(action.startswith("apigateway:") for action in statement["Action"])
+        for resource in statement["Resource"]
+    }
+
+
+def test_account_logging_role_created_or_left_to_the_account(templates, variant_renders):
+    """`create` sets API Gateway's account-wide logging role before the stage logs; `existing`
+    (the iam-auth variant) leaves the account's setting alone, and the pipeline may only read
+    it (make deploy checks it is set)."""
+    api, pipeline = templates["api-hosting"], templates["cicd-pipeline"]
+    account = one(api, "AWS::ApiGateway::Account")["Properties"]
+    assert account == {"CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayLoggingRole", "Arn"]}}
+    stage = one(api, "AWS::ApiGateway::Stage")
+    assert stage["DependsOn"] == ["ApiGatewayAccount", "ExecutionLogGroup"]
+    assert "/account" in _apigateway_paths(pipeline, "CloudFormationExecutionRole")
+    assert "/account" not in _apigateway_paths(pipeline, "DeployBuildRole")
+
+    files = variant_renders["iam-auth"]
+    api, pipeline = json.loads(files["api-hosting.json"]), json.loads(files["cicd-pipeline.json"])
+    assert not resources_of(api, "AWS::ApiGateway::Account")
+    assert "ApiGatewayLoggingRole" not in api["Resources"]
+    assert one(api, "AWS::ApiGateway::Stage")["DependsOn"] == ["ExecutionLogGroup"]
+    assert "/account" not in _apigateway_paths(pipeline, "CloudFormationExecutionRole")
+    assert _apigateway_paths(pipeline, "DeployBuildRole") == {"/account"}
+
+
 def test_execution_log_group_declared(cfg, templates):
     """API Gateway's own execution log group, declared so it has retention and goes on teardown."""
     api = templates["api-hosting"]

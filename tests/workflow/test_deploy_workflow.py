@@ -272,19 +272,19 @@ def test_a_deploy_removes_the_stacks_the_config_leaves_out(cloud_with_a_left_out
 
     ctx, pipeline_bucket, kept_bucket = cloud_with_a_left_out_stack
     cfn, s3 = ctx.target.client("cloudformation"), ctx.target.client("s3")
-    assert retire(ctx) == ([], [])
+    assert not retire(ctx)
     assert _live_stacks(cfn) == ["P-model-archiving"]
     buckets = {b["Name"] for b in s3.list_buckets()["Buckets"]}
     assert pipeline_bucket not in buckets and kept_bucket in buckets
-    assert retire(ctx) == ([], [])  # nothing left to retire
+    assert not retire(ctx)  # nothing left to retire
 
 
 def test_teardown_removes_the_left_out_stacks_first_then_the_rest(cloud_with_a_left_out_stack):
     from workflow.teardown import teardown
 
     ctx, _, kept_bucket = cloud_with_a_left_out_stack
-    kept, _ = teardown(ctx)
-    assert kept == [f"bucket {kept_bucket} (P-model-archiving, DeletionPolicy Retain)"]
+    left = teardown(ctx)
+    assert left.kept == [f"bucket {kept_bucket} (P-model-archiving, DeletionPolicy Retain)"]
     assert _live_stacks(ctx.target.client("cloudformation")) == []
 
 
@@ -666,3 +666,42 @@ def test_a_stack_whose_update_could_not_roll_back_is_named_with_how_to_finish_it
         "P-model-serving is UPDATE_ROLLBACK_FAILED (Endpoint failed to roll back): finish the "
         "rollback with `aws cloudformation continue-update-rollback --stack-name P-model-serving`"
     )
+
+
+@pytest.mark.parametrize("mode", ["create", "existing"])
+def test_an_existing_account_logging_role_must_be_set_before_the_api_deploys(mode, monkeypatch):
+    """With `existing` the stage would fail to create without the account's role; `create`
+    needs none, the stack sets it."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from moto import mock_aws
+
+    from generator.config import load
+    from workflow.context import WorkflowError
+    from workflow.deploy import check_account_logging_role
+
+    keys = {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
+    cfg = load(ROOT / "config.json")
+    cfg = replace(cfg, api_hosting=replace(cfg.api_hosting, account_logging_role=mode))
+    with mock_aws():
+        ctx = SimpleNamespace(cfg=cfg, target=resolve("aws", "eu-west-1", None, keys))
+        if mode == "existing":
+            with pytest.raises(WorkflowError) as refused:
+                check_account_logging_role(ctx)
+            message = str(refused.value)
+            assert message.startswith('api_hosting.account_logging_role is "existing"')
+            assert "eu-west-1" in message and "aws apigateway update-account" in message
+            role = "arn:aws:iam::123456789012:role/account-apigateway-logs"
+            ctx.target.client("apigateway").update_account(
+                patchOperations=[{"op": "replace", "path": "/cloudwatchRoleArn", "value": role}]
+            )
+        check_account_logging_role(ctx)
+
+
+def test_teardown_finds_the_role_an_account_resource_sets():
+    from workflow.teardown import account_logging_roles
+
+    api = json.loads((ROOT / "templates_out" / "api-hosting.json").read_text())
+    assert account_logging_roles(api) == {"ApiGatewayLoggingRole"}
+    assert account_logging_roles({"Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}}}) == set()
