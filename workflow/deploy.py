@@ -25,6 +25,8 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+from botocore.exceptions import ClientError
+
 from workflow.context import Context, WorkflowError, add_common_arguments, cli, load_context
 from workflow.manifest import ARTIFACT_BUCKET_OUTPUT, ARTIFACT_STACK, Manifest, StackSpec
 from workflow.outputs import describe_stack, stack_outputs
@@ -216,18 +218,39 @@ def deploy_command(ctx: Context, spec: StackSpec, pack: dict[str, dict[str, str]
 
 def check_account_logging_role(ctx: Context) -> None:
     """With `api_hosting.account_logging_role` "existing" the stack sets no API Gateway logging
-    role, so the account must have one: without it CloudFormation fails the stage."""
+    role, so the account must have one: without it CloudFormation fails the stage. Nor may it be
+    the role the api-hosting stack created under "create": this deploy would delete it."""
+    from generator.stacks.api_hosting import CONCERN, LOGGING_ROLE
+
     if ctx.cfg.api_hosting.account_logging_role != "existing":
         return
-    if ctx.target.client("apigateway").get_account().get("cloudwatchRoleArn"):
-        return
-    raise WorkflowError(
-        'api_hosting.account_logging_role is "existing", but API Gateway has no CloudWatch Logs '
-        f"role in this account and {ctx.target.region}, and the stage cannot log without one: "
-        "set it once for the account (aws apigateway update-account --patch-operations "
-        "op=replace,path=/cloudwatchRoleArn,value=<ARN of a role API Gateway may assume "
-        'that may write logs>), or set api_hosting.account_logging_role to "create"'
+    role = ctx.target.client("apigateway").get_account().get("cloudwatchRoleArn")
+    remedy = (
+        "(aws apigateway update-account --patch-operations op=replace,path=/cloudwatchRoleArn,"
+        "value=<ARN of a role API Gateway may assume that may write logs>), or set "
+        'api_hosting.account_logging_role to "create"'
     )
+    if not role:
+        raise WorkflowError(
+            'api_hosting.account_logging_role is "existing", but API Gateway has no CloudWatch '
+            f"Logs role in this account and {ctx.target.region}, and the stage cannot log "
+            f"without one: set it once for the account {remedy}"
+        )
+    stack_name = ctx.manifest.stack(CONCERN).stack_name
+    try:
+        own = ctx.target.client("cloudformation").describe_stack_resources(
+            StackName=stack_name, LogicalResourceId=LOGGING_ROLE
+        )["StackResources"]
+    except ClientError as exc:
+        if "does not exist" not in str(exc):
+            raise
+        own = []  # no such stack, or it has no logging role
+    if any(role.endswith(f":role/{r['PhysicalResourceId']}") for r in own):
+        raise WorkflowError(
+            'api_hosting.account_logging_role is "existing", but the account\'s API Gateway '
+            f"logging role is {role}, which {stack_name} created and this deploy would delete: "
+            f"set the account's own role first {remedy}"
+        )
 
 
 def deploy_stack(ctx: Context, spec: StackSpec, pack: dict[str, dict[str, str]]) -> None:

@@ -13,6 +13,8 @@ from .. import iam, naming, resources
 
 CONCERN = "api-hosting"
 ARTIFACT = "predictor"
+# With account_logging_role "create": the role the account-wide setting names.
+LOGGING_ROLE = "ApiGatewayLoggingRole"
 
 
 # JSON schema of the request body; the handler validates again (never trust the gateway alone).
@@ -321,7 +323,7 @@ def _account_logging_role(t, cfg) -> list:
         return []
     role = t.add_resource(
         iam.role(
-            "ApiGatewayLoggingRole",
+            LOGGING_ROLE,
             "apigateway.amazonaws.com",
             [
                 iam.statement(

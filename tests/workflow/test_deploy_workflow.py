@@ -669,7 +669,7 @@ def test_a_stack_whose_update_could_not_roll_back_is_named_with_how_to_finish_it
 
 
 @pytest.mark.parametrize("mode", ["create", "existing"])
-def test_an_existing_account_logging_role_must_be_set_before_the_api_deploys(mode, monkeypatch):
+def test_an_existing_account_logging_role_must_be_set_before_the_api_deploys(mode, tmp_path):
     """With `existing` the stage would fail to create without the account's role; `create`
     needs none, the stack sets it."""
     from dataclasses import replace
@@ -685,7 +685,11 @@ def test_an_existing_account_logging_role_must_be_set_before_the_api_deploys(mod
     cfg = load(ROOT / "config.json")
     cfg = replace(cfg, api_hosting=replace(cfg.api_hosting, account_logging_role=mode))
     with mock_aws():
-        ctx = SimpleNamespace(cfg=cfg, target=resolve("aws", "eu-west-1", None, keys))
+        ctx = SimpleNamespace(
+            cfg=cfg,
+            target=resolve("aws", "eu-west-1", None, keys),
+            manifest=load_manifest(write_manifest(tmp_path, STACKS)),
+        )
         if mode == "existing":
             with pytest.raises(WorkflowError) as refused:
                 check_account_logging_role(ctx)
@@ -705,3 +709,54 @@ def test_teardown_finds_the_role_an_account_resource_sets():
     api = json.loads((ROOT / "templates_out" / "api-hosting.json").read_text())
     assert account_logging_roles(api) == {"ApiGatewayLoggingRole"}
     assert account_logging_roles({"Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}}}) == set()
+
+
+def test_an_existing_account_logging_role_may_not_be_the_one_the_stack_created(tmp_path):
+    """Switching from `create` to `existing` deletes the stack's role: the account's setting
+    must name another one first."""
+    from dataclasses import replace
+    from types import SimpleNamespace
+
+    from moto import mock_aws
+
+    from generator.config import load
+    from workflow.context import WorkflowError
+    from workflow.deploy import check_account_logging_role
+
+    keys = {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
+    cfg = load(ROOT / "config.json")
+    cfg = replace(cfg, api_hosting=replace(cfg.api_hosting, account_logging_role="existing"))
+    role = {
+        "Type": "AWS::IAM::Role",
+        "Properties": {
+            "AssumeRolePolicyDocument": {
+                "Version": "2012-10-17",
+                "Statement": [
+                    {
+                        "Effect": "Allow",
+                        "Principal": {"Service": "apigateway.amazonaws.com"},
+                        "Action": "sts:AssumeRole",
+                    }
+                ],
+            }
+        },
+    }
+    with mock_aws():
+        ctx = SimpleNamespace(
+            cfg=cfg,
+            target=resolve("aws", "us-east-1", None, keys),
+            manifest=load_manifest(write_manifest(tmp_path, STACKS)),
+        )
+        cfn, apigateway = ctx.target.client("cloudformation"), ctx.target.client("apigateway")
+        template = {"Resources": {"ApiGatewayLoggingRole": role}}
+        cfn.create_stack(StackName="P-api-hosting", TemplateBody=json.dumps(template))
+        created = ctx.target.client("iam").list_roles()["Roles"][0]["Arn"]
+        for arn in (created, "arn:aws:iam::123456789012:role/account-apigateway-logs"):
+            apigateway.update_account(
+                patchOperations=[{"op": "replace", "path": "/cloudwatchRoleArn", "value": arn}]
+            )
+            if arn == created:
+                with pytest.raises(WorkflowError, match="which P-api-hosting created and this"):
+                    check_account_logging_role(ctx)
+            else:
+                check_account_logging_role(ctx)
