@@ -90,8 +90,9 @@ _ARTIFACT_ID = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 _SAGEMAKER_NAME = re.compile(r"[a-zA-Z0-9](-*[a-zA-Z0-9])*")
 # ECR image; region and URL suffix may be the ${AWS::Region}/${AWS::URLSuffix} placeholders.
 ECR_IMAGE = re.compile(
-    r"(?P<account>\d{12})\.dkr\.ecr\.(?:\$\{AWS::Region\}|[a-z0-9-]+)\."
-    r"(?:\$\{AWS::URLSuffix\}|amazonaws\.com(?:\.cn)?)/(?P<repository>[a-z0-9][a-z0-9._/-]*)"
+    r"(?P<account>\d{12})\.dkr\.ecr\.(?P<region>\$\{AWS::Region\}|[a-z0-9-]+)\."
+    r"(?P<suffix>\$\{AWS::URLSuffix\}|amazonaws\.com(?:\.cn)?)"
+    r"/(?P<repository>[a-z0-9][a-z0-9._/-]*)"
     r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|@sha256:[0-9a-f]{64})"
 )
 _INSTANCE_TYPE = re.compile(r"ml\.[a-z0-9]+\.[a-z0-9]+")
@@ -772,6 +773,8 @@ def parse(data: Any) -> Config:
             f"{CICD_MAX_PREFIX} characters: CloudFormation-generated names keep only the start "
             "of the stack name, and the pipeline's deploy role is scoped by that prefix",
         )
+    for index, model in enumerate(serving.models):
+        _check_image_region(f"model_serving.models[{index}].image_uri", model.image_uri, project)
     endpoint = f"{project.name}{project.stage}-{serving.endpoint_name}"
     if len(endpoint) > 63:
         _fail(
@@ -780,6 +783,28 @@ def parse(data: Any) -> Config:
             f"the endpoint name {endpoint!r} must be at most 63 characters",
         )
     return cfg
+
+
+def _check_image_region(path: str, image_uri: str, project) -> None:
+    """SageMaker pulls images only from its own region ("Cross region ECR image pulls are not
+    allowed"), named with that region's DNS suffix."""
+    parts = ECR_IMAGE.fullmatch(image_uri)
+    region, suffix = parts["region"], parts["suffix"]
+    if region not in ("${AWS::Region}", project.region):
+        _fail(
+            path,
+            image_uri,
+            f"the image's region {region} must be project.region ({project.region}) or "
+            "${AWS::Region}: SageMaker pulls no image from another region",
+        )
+    expected = "amazonaws.com.cn" if project.region.startswith("cn-") else "amazonaws.com"
+    if suffix not in ("${AWS::URLSuffix}", expected):
+        _fail(
+            path,
+            image_uri,
+            f"the image's domain suffix {suffix} must be {expected} in project.region "
+            f"({project.region}) or ${{AWS::URLSuffix}}",
+        )
 
 
 class _JsonObject(dict):

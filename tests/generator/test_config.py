@@ -57,6 +57,16 @@ REJECTED = [
         "763104351884.dkr.ecr.us-east-1.amazonaws.com/Py:1",
         "expected an ECR image URI",
     ),
+    (
+        "model_serving.models[0].image_uri",
+        "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.5.1-cpu",
+        "the image's region eu-west-1 must be project.region (us-east-1) or ${AWS::Region}",
+    ),
+    (
+        "model_serving.models[1].image_uri",
+        "763104351884.dkr.ecr.${AWS::Region}.amazonaws.com.cn/pytorch-inference:2.5.1-cpu",
+        "domain suffix amazonaws.com.cn must be amazonaws.com in project.region (us-east-1)",
+    ),
     ("model_serving.models[0].variant_name", "Model A", "letters, digits and inner hyphens"),
     ("model_serving.models[1].initial_weight", -1, "-1 is not allowed; expected a finite number"),
     ("model_serving.models[1].initial_weight", 0, "expected a finite number > 0"),
@@ -466,3 +476,14 @@ def test_every_config_key_is_documented():
 
     missing = [p for p in paths(json.loads(CONFIG_PATH.read_text())) if f"`{p}`" not in docs]
     assert not missing, f"undocumented keys: {missing}"
+
+
+def test_an_image_named_with_the_project_region_and_suffix_is_accepted():
+    image = "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.5.1-cpu"
+    changes = {"project.region": "eu-west-1", "model_serving.models[0].image_uri": image}
+    cfg = parse(variant(**changes))
+    assert cfg.model_serving.models[0].image_uri == image
+    china = "727897471807.dkr.ecr.cn-north-1.amazonaws.com.cn/pytorch-inference:2.5.1-cpu"
+    changes = {"project.region": "cn-north-1", "model_serving.models[0].image_uri": china}
+    cfg = parse(variant(**changes))
+    assert cfg.model_serving.models[0].image_uri == china
