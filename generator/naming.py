@@ -53,6 +53,11 @@ def imported(cfg, concern: str, key: str) -> ImportValue:
     return ImportValue(export_name(cfg, concern, key))
 
 
+def model_artifact_prefix(model_name: str) -> str:
+    """Where a model's archives go in the artifact bucket: ``<prefix><hash>/model.tar.gz``."""
+    return f"models/{model_name}/"
+
+
 def endpoint_name(cfg) -> str:
     return f"{prefix(cfg)}-{cfg.model_serving.endpoint_name}"
 

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from generator.naming import model_artifact_prefix
 from workflow.archive import collect, sha256, tar_gz_bytes, zip_bytes
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,7 +82,7 @@ def pack(
         digest = sha256(data)
         path = _write(out, f"{name}.tar.gz", data)
         index[name] = {
-            "key": f"models/{name}/{digest[:HASH_CHARS]}/model.tar.gz",
+            "key": f"{model_artifact_prefix(name)}{digest[:HASH_CHARS]}/model.tar.gz",
             "path": str(path),
             "sha256": digest,
         }

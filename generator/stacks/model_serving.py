@@ -173,9 +173,11 @@ def _execution_statements(cfg, capture_bucket, key, log_group) -> list:
             "ReadModelArtifacts",
             [
                 Sub(
-                    "arn:${AWS::Partition}:s3:::${Bucket}/models/*",
+                    f"arn:${{AWS::Partition}}:s3:::${{Bucket}}/"
+                    f"{naming.model_artifact_prefix(model.name)}*",
                     Bucket=naming.imported(cfg, "model-archiving", "ArtifactBucketName"),
                 )
+                for model in cfg.model_serving.models
             ],
         ),
         iam.s3_bucket_location("LocateCaptureBucket", [GetAtt(capture_bucket, "Arn")]),

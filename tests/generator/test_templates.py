@@ -99,6 +99,21 @@ def test_serving_key_encrypts_volumes_capture_and_logs(templates):
     }
 
 
+def test_execution_role_reads_only_the_configured_models_archives(cfg, templates, variant_renders):
+    """Each model's prefix (where `make pack` keys its archives), not every model's."""
+
+    def read(template: dict) -> list[str]:
+        statement = _statement(template, "ExecutionRole", "ReadModelArtifacts")
+        return [resource["Fn::Sub"][0] for resource in statement["Resource"]]
+
+    assert read(templates["model-serving"]) == [
+        f"arn:${{AWS::Partition}}:s3:::${{Bucket}}/models/{m.name}/*"
+        for m in cfg.model_serving.models
+    ]
+    single = json.loads(variant_renders["no-cicd-single-model"]["model-serving.json"])
+    assert read(single) == ["arn:${AWS::Partition}:s3:::${Bucket}/models/model-a/*"]
+
+
 def test_instance_storage_keeps_the_key_off_the_volumes(variant_renders):
     """CreateEndpointConfig fails with a KmsKeyId when a variant's instance has local NVMe
     storage (the scaling-guardrail variant serves model-b on ml.m5d.large); capture keeps it."""
