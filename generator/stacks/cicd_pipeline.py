@@ -366,19 +366,15 @@ def _pipeline_statements(cfg, key, artifacts, source_bucket, projects) -> list:
 
 def _deployer_statements(cfg, cfn_role) -> list:
     prefix = naming.prefix(cfg)
-    # `make deploy` checks that an `existing` account logging role is set.
-    read_account = (
-        [
-            iam.statement(
-                "ReadApiGatewayAccount",
-                ["apigateway:GET"],
-                [iam.arn("apigateway", "/account", account=False)],
-            )
-        ]
-        if cfg.api_hosting.account_logging_role == "existing"
-        else []
-    )
-    return read_account + [
+    return [
+        # `make deploy` checks that an `existing` account logging role is set. Granted in both
+        # modes: the run that switches to `existing` checks before any stack changes, so with
+        # this role as the previous (`create`) config left it.
+        iam.statement(
+            "ReadApiGatewayAccount",
+            ["apigateway:GET"],
+            [iam.arn("apigateway", "/account", account=False)],
+        ),
         iam.statement(
             "DeployProjectStacks",
             [
@@ -732,6 +728,19 @@ def _cloudformation_statements(cfg) -> list:
                 "apigateway:DELETE",
             ],
             apigw,
+        ),
+        # With `existing`, only read the account setting: deleting the AWS::ApiGateway::Account
+        # that `create` left (a switch from `create`) reads it (its delete handler's permission).
+        *(
+            [
+                iam.statement(
+                    "ReadApiGatewayAccount",
+                    ["apigateway:GET"],
+                    [iam.arn("apigateway", "/account", account=False)],
+                )
+            ]
+            if cfg.api_hosting.account_logging_role != "create"
+            else []
         ),
         iam.statement(
             "ManagePipeline",

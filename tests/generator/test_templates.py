@@ -378,6 +378,20 @@ def _apigateway_paths(doc: dict, role: str) -> set[str]:
     }
 
 
+def _account_actions(doc: dict, role: str) -> set[str]:
+    """The API Gateway actions a role's statements allow on the account setting."""
+    policy = doc["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]
+    return {
+        action
+        for statement in policy["Statement"]
+        for resource in statement["Resource"]
+        if isinstance(resource, dict)
+        and isinstance(resource.get("Fn::Sub"), str)
+        and resource["Fn::Sub"].endswith("::/account")
+        for action in statement["Action"]
+    }
+
+
 def test_account_logging_role_created_or_left_to_the_account(templates, variant_renders):
     """`create` sets API Gateway's account-wide logging role before the stage logs; `existing`
     (the iam-auth variant) leaves the account's setting alone, and the pipeline may only read
@@ -387,16 +401,28 @@ def test_account_logging_role_created_or_left_to_the_account(templates, variant_
     assert account == {"CloudWatchRoleArn": {"Fn::GetAtt": ["ApiGatewayLoggingRole", "Arn"]}}
     stage = one(api, "AWS::ApiGateway::Stage")
     assert stage["DependsOn"] == ["ApiGatewayAccount", "ExecutionLogGroup"]
-    assert "/account" in _apigateway_paths(pipeline, "CloudFormationExecutionRole")
-    assert "/account" not in _apigateway_paths(pipeline, "DeployBuildRole")
+    assert "apigateway:PATCH" in _account_actions(pipeline, "CloudFormationExecutionRole")
 
     files = variant_renders["iam-auth"]
     api, pipeline = json.loads(files["api-hosting.json"]), json.loads(files["cicd-pipeline.json"])
     assert not resources_of(api, "AWS::ApiGateway::Account")
     assert "ApiGatewayLoggingRole" not in api["Resources"]
     assert one(api, "AWS::ApiGateway::Stage")["DependsOn"] == ["ExecutionLogGroup"]
-    assert "/account" not in _apigateway_paths(pipeline, "CloudFormationExecutionRole")
     assert _apigateway_paths(pipeline, "DeployBuildRole") == {"/account"}
+    assert _account_actions(pipeline, "DeployBuildRole") == {"apigateway:GET"}
+
+
+def test_a_switch_to_an_existing_account_logging_role_works_through_the_pipeline(
+    templates, variant_renders
+):
+    """The first pipeline run after a switch from `create` to `existing` runs `make deploy`'s
+    check (apigateway:GET /account) with the deploy role the `create` config left; its
+    api-hosting update then deletes the AWS::ApiGateway::Account, whose delete handler reads
+    the setting (apigateway:GET) as the execution role the `existing` config grants."""
+    pipeline = templates["cicd-pipeline"]
+    assert _account_actions(pipeline, "DeployBuildRole") == {"apigateway:GET"}
+    existing = json.loads(variant_renders["iam-auth"]["cicd-pipeline.json"])
+    assert _account_actions(existing, "CloudFormationExecutionRole") == {"apigateway:GET"}
 
 
 def test_execution_log_group_declared(cfg, templates):
