@@ -140,9 +140,15 @@ def expire_prefix(rule_id: str, prefix: str, days: int) -> s3.LifecycleRule:
 
 
 def kms_key(
-    template: Template, logical_id: str, description: str, grants: list[Statement]
+    template: Template,
+    logical_id: str,
+    description: str,
+    grants: list[Statement],
+    retain: bool = False,
 ) -> kms.Key:
-    """Customer key with rotation, administered through IAM; `grants` admit services."""
+    """Customer key with rotation, administered through IAM; `grants` admit services. A key
+    that encrypts data a retained resource keeps is retained with it: once deleted, nothing
+    it encrypted can be decrypted again."""
     root = Statement(
         Sid="AccountAdministersKeyThroughIam",
         Effect=Allow,
@@ -156,7 +162,7 @@ def kms_key(
             Description=description,
             EnableKeyRotation=True,
             KeyPolicy=PolicyDocument(Version="2012-10-17", Statement=[root] + grants),
-            **deletion_policy(False),
+            **deletion_policy(retain),
         )
     )
 

@@ -3,7 +3,8 @@
 A bucket the stack deletes is emptied (every object version and delete marker) so CloudFormation can
 remove it; a bucket whose DeletionPolicy is Retain is left as it is and reported as kept. KMS keys
 cannot be deleted at once anywhere: CloudFormation schedules them for deletion after AWS's waiting
-period, and the report says so. Deleting an ``AWS::ApiGateway::Account`` leaves API Gateway's
+period, and the report says so; a key kept with the data it encrypts (DeletionPolicy Retain) is
+reported as kept. Deleting an ``AWS::ApiGateway::Account`` leaves API Gateway's
 account-wide logging role setting as it is: when it still names the role the stack deleted, the
 report says so too.
 """
@@ -53,14 +54,19 @@ def account_logging_roles(template: dict) -> set[str]:
     }
 
 
-def retained_buckets(template: dict) -> set[str]:
-    """Logical ids of buckets the template keeps on stack deletion."""
+def retained_resources(template: dict, type_name: str) -> set[str]:
+    """Logical ids of the template's resources of `type_name` kept on stack deletion."""
     return {
         lid
         for lid, res in template.get("Resources", {}).items()
-        if res.get("Type") == BUCKET
+        if res.get("Type") == type_name
         and res.get("DeletionPolicy") in ("Retain", "RetainExceptOnCreate")
     }
+
+
+def retained_buckets(template: dict) -> set[str]:
+    """Logical ids of buckets the template keeps on stack deletion."""
+    return retained_resources(template, BUCKET)
 
 
 def empty_bucket(s3, bucket: str) -> int:
@@ -131,12 +137,21 @@ def remove_stack(cfn, s3, apigateway, stack_name: str) -> Leftovers | None:
         for r in resources
         if r["LogicalResourceId"] in logging_roles and r.get("PhysicalResourceId")
     ]
+    keys = [
+        r for r in resources if r.get("ResourceType") == KMS_KEY and r.get("PhysicalResourceId")
+    ]
+    kept_keys = retained_resources(template, KMS_KEY)
     scheduled = [
         f"KMS key {r['PhysicalResourceId']} ({stack_name})"
-        for r in resources
-        if r.get("ResourceType") == KMS_KEY and r.get("PhysicalResourceId")
+        for r in keys
+        if r["LogicalResourceId"] not in kept_keys
     ]
-    kept, owned = [], []
+    kept = [
+        f"KMS key {r['PhysicalResourceId']} ({stack_name}, DeletionPolicy Retain)"
+        for r in keys
+        if r["LogicalResourceId"] in kept_keys
+    ]
+    owned = []
     for res in resources:
         if res.get("ResourceType") != BUCKET or not res.get("PhysicalResourceId"):
             continue

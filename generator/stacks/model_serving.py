@@ -49,6 +49,8 @@ def build(cfg) -> Template:
         "ServingKey",
         "Encrypts the endpoint's storage volumes, its captured data and its log group",
         [resources.logs_key_grant()],
+        # A retained capture bucket keeps data only this key decrypts.
+        retain=cfg.model_archiving.retain_on_delete,
     )
     log_group = resources.log_group(
         t,

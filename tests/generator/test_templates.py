@@ -99,6 +99,18 @@ def test_serving_key_encrypts_volumes_capture_and_logs(templates):
     }
 
 
+@pytest.mark.parametrize("retain", [False, True])
+def test_a_retained_capture_bucket_keeps_the_key_its_data_needs(retain):
+    """Captured objects are SSE-KMS under ServingKey: a capture bucket kept on stack deletion
+    keeps that key too, or its data cannot be decrypted once the key's deletion completes."""
+    files = render(config_module.parse(variant(**{"model_archiving.retain_on_delete": retain})))
+    serving = json.loads(files["model-serving.json"])
+    policy = "Retain" if retain else "Delete"
+    assert serving["Resources"]["CaptureBucket"]["DeletionPolicy"] == policy
+    key = serving["Resources"]["ServingKey"]
+    assert (key["DeletionPolicy"], key["UpdateReplacePolicy"]) == (policy, policy)
+
+
 def test_execution_role_reads_only_the_configured_models_archives(cfg, templates, variant_renders):
     """Each model's prefix (where `make pack` keys its archives), not every model's."""
 

@@ -225,6 +225,32 @@ def test_teardown_keeps_only_buckets_marked_retain():
     assert retained_buckets(template) == {"Kept"}
 
 
+def test_teardown_reports_a_retained_key_as_kept_not_scheduled():
+    """A key kept with the data it encrypts is not waiting out a deletion period."""
+    from unittest.mock import MagicMock
+
+    from workflow import teardown
+
+    template = {
+        "Resources": {
+            "Key": {"Type": "AWS::KMS::Key", "DeletionPolicy": "Retain"},
+            "OtherKey": {"Type": "AWS::KMS::Key", "DeletionPolicy": "Delete"},
+        }
+    }
+    cfn = MagicMock()
+    cfn.list_stack_resources.return_value = {"StackResourceSummaries": [
+        {"LogicalResourceId": "Key", "ResourceType": "AWS::KMS::Key", "PhysicalResourceId": "k1"},
+        {"LogicalResourceId": "OtherKey", "ResourceType": "AWS::KMS::Key",
+         "PhysicalResourceId": "k2"},
+    ]}
+    cfn.get_template.return_value = {"TemplateBody": json.dumps(template)}
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(teardown, "delete_stack", lambda *args: None)
+        left = teardown.remove_stack(cfn, MagicMock(), MagicMock(), "P-model-serving")
+    assert left.kept == ["KMS key k1 (P-model-serving, DeletionPolicy Retain)"]
+    assert left.scheduled == ["KMS key k2 (P-model-serving)"]
+
+
 def _bucket_stack(cfn, name, policy):
     template = {"Resources": {"Bucket": {"Type": "AWS::S3::Bucket", "DeletionPolicy": policy}}}
     cfn.create_stack(StackName=name, TemplateBody=json.dumps(template))
