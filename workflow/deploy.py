@@ -5,7 +5,9 @@ Sub-commands (the Makefile calls them; ``rules`` generates the Make rules that o
 * ``rules``: write ``build/stacks.mk``, one ``deploy-<concern>`` target per stack depending on the
   stacks it imports from, so ``make -j`` deploys independent stacks in parallel.
 * ``prepare``: before any stack changes, check what the account must provide (an ``existing``
-  API Gateway logging role), then delete the stacks of concerns the config leaves out.
+  API Gateway logging role) and what would keep a stack from creating its resources (an
+  endpoint log group SageMaker created itself), then delete the stacks of concerns the config
+  leaves out.
 * ``upload``: put every packed artifact into the artifact bucket under its content-hashed key
   (skipped when the key already holds the same bytes).
 * ``stack CONCERN``: run ``aws cloudformation deploy --no-fail-on-empty-changeset`` for one stack,
@@ -237,20 +239,50 @@ def check_account_logging_role(ctx: Context) -> None:
             f"without one: set it once for the account {remedy}"
         )
     stack_name = ctx.manifest.stack(CONCERN).stack_name
-    try:
-        own = ctx.target.client("cloudformation").describe_stack_resources(
-            StackName=stack_name, LogicalResourceId=LOGGING_ROLE
-        )["StackResources"]
-    except ClientError as exc:
-        if "does not exist" not in str(exc):
-            raise
-        own = []  # no such stack, or it has no logging role
+    own = _own_resources(ctx, stack_name, LOGGING_ROLE)
     if any(role.endswith(f":role/{r['PhysicalResourceId']}") for r in own):
         raise WorkflowError(
             'api_hosting.account_logging_role is "existing", but the account\'s API Gateway '
             f"logging role is {role}, which {stack_name} created and this deploy would delete: "
             f"set the account's own role first {remedy}"
         )
+
+
+def _own_resources(ctx: Context, stack_name: str, logical_id: str) -> list[dict]:
+    """The stack's resource `logical_id` as DescribeStackResources lists it; none when the stack
+    or the resource does not exist."""
+    try:
+        return ctx.target.client("cloudformation").describe_stack_resources(
+            StackName=stack_name, LogicalResourceId=logical_id
+        )["StackResources"]
+    except ClientError as exc:
+        if "does not exist" not in str(exc):
+            raise
+        return []
+
+
+def check_endpoint_log_group(ctx: Context) -> None:
+    """The model-serving stack declares the endpoint's log group, whose name SageMaker fixes;
+    CloudFormation cannot create a group that already exists (AlreadyExists). A group the stack
+    does not own is SageMaker's own, made before the stack declared it, by a running endpoint
+    or one a teardown left behind: say so before any stack changes, not in a failed update."""
+    from generator.naming import endpoint_log_group
+    from generator.stacks.model_serving import CONCERN, LOG_GROUP
+
+    name = endpoint_log_group(ctx.cfg)
+    found = ctx.target.client("logs").describe_log_groups(logGroupNamePrefix=name)["logGroups"]
+    if not any(group["logGroupName"] == name for group in found):
+        return
+    stack_name = ctx.manifest.stack(CONCERN).stack_name
+    if any(r.get("PhysicalResourceId") == name for r in _own_resources(ctx, stack_name, LOG_GROUP)):
+        return
+    raise WorkflowError(
+        f"log group {name} exists, but not in {stack_name}, which declares it ({LOG_GROUP}) and "
+        "so cannot create it: SageMaker created it before the stack declared the group. Import "
+        f"it into the stack as {LOG_GROUP} (a CloudFormation resource import), or, when no "
+        f"endpoint writes to it, delete it (aws logs delete-log-group --log-group-name {name}, "
+        "which deletes its logs); then make deploy"
+    )
 
 
 def deploy_stack(ctx: Context, spec: StackSpec, pack: dict[str, dict[str, str]]) -> None:
@@ -391,6 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         from workflow.teardown import report, retire
 
         check_account_logging_role(ctx)
+        check_endpoint_log_group(ctx)
         left = retire(ctx)
         if left:
             print(report(left))

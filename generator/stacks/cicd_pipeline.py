@@ -375,6 +375,10 @@ def _deployer_statements(cfg, cfn_role) -> list:
             ["apigateway:GET"],
             [iam.arn("apigateway", "/account", account=False)],
         ),
+        # `make deploy` checks that no log group the stacks declare exists outside them.
+        iam.statement(
+            "FindLogGroups", ["logs:DescribeLogGroups"], [iam.arn("logs", "log-group:*")]
+        ),
         iam.statement(
             "DeployProjectStacks",
             [

@@ -14,6 +14,8 @@ from .. import iam, naming, resources
 from ..config import ECR_IMAGE
 
 CONCERN = "model-serving"
+# The endpoint's log group, named by SageMaker's rule (make deploy checks nothing else has it).
+LOG_GROUP = "EndpointLogGroup"
 # Each variant's rollback alarms, by the suffix of their names.
 ROLLBACK_ALARM_KINDS = ("5xx", "latency")
 # Application Auto Scaling's service-linked role for SageMaker variants.
@@ -54,7 +56,7 @@ def build(cfg) -> Template:
     )
     log_group = resources.log_group(
         t,
-        "EndpointLogGroup",
+        LOG_GROUP,
         naming.endpoint_log_group(cfg),
         cfg.project.log_retention_days,
         key,

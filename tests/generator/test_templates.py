@@ -404,6 +404,15 @@ def _account_actions(doc: dict, role: str) -> set[str]:
     }
 
 
+def test_the_deploy_role_may_look_for_the_endpoint_log_group(templates):
+    """`make deploy` checks that the endpoint's log group exists only in its stack."""
+    statement = _statement(templates["cicd-pipeline"], "DeployBuildRole", "FindLogGroups")
+    assert statement["Action"] == ["logs:DescribeLogGroups"]
+    assert statement["Resource"] == [
+        {"Fn::Sub": "arn:${AWS::Partition}:logs:${AWS::Region}:${AWS::AccountId}:log-group:*"}
+    ]
+
+
 def test_account_logging_role_created_or_left_to_the_account(templates, variant_renders):
     """`create` sets API Gateway's account-wide logging role before the stage logs; `existing`
     (the iam-auth variant) leaves the account's setting alone, and the pipeline may only read

@@ -786,3 +786,45 @@ def test_an_existing_account_logging_role_may_not_be_the_one_the_stack_created(t
                     check_account_logging_role(ctx)
             else:
                 check_account_logging_role(ctx)
+
+
+def test_an_endpoint_log_group_sagemaker_made_stops_the_deploy_before_any_stack(tmp_path):
+    """CloudFormation cannot create the declared endpoint log group when SageMaker already made
+    it (a deployment from before the stack declared it, or one a teardown then left): the
+    deploy says so up front instead of failing and rolling back the model-serving update."""
+    from types import SimpleNamespace
+
+    from moto import mock_aws
+
+    from generator.config import load
+    from generator.naming import endpoint_log_group
+    from workflow.context import WorkflowError
+    from workflow.deploy import check_endpoint_log_group
+
+    keys = {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
+    cfg = load(ROOT / "config.json")
+    name = endpoint_log_group(cfg)
+    with mock_aws():
+        ctx = SimpleNamespace(
+            cfg=cfg,
+            target=resolve("aws", "us-east-1", None, keys),
+            manifest=load_manifest(write_manifest(tmp_path, STACKS)),
+        )
+        cfn, logs = ctx.target.client("cloudformation"), ctx.target.client("logs")
+        check_endpoint_log_group(ctx)  # a fresh account: nothing in the way
+        logs.create_log_group(logGroupName=name)
+        with pytest.raises(WorkflowError, match="exists, but not in P-model-serving") as refused:
+            check_endpoint_log_group(ctx)
+        assert f"aws logs delete-log-group --log-group-name {name}" in str(refused.value)
+        bucket = {"Bucket": {"Type": "AWS::S3::Bucket"}}
+        cfn.create_stack(
+            StackName="P-model-serving", TemplateBody=json.dumps({"Resources": bucket})
+        )
+        with pytest.raises(WorkflowError, match="exists, but not in P-model-serving"):
+            check_endpoint_log_group(ctx)  # the deployed stack predates the declared group
+        logs.delete_log_group(logGroupName=name)
+        cfn.delete_stack(StackName="P-model-serving")
+        group = {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": name}}
+        template = {"Resources": {"EndpointLogGroup": group}}
+        cfn.create_stack(StackName="P-model-serving", TemplateBody=json.dumps(template))
+        check_endpoint_log_group(ctx)  # the stack's own group
