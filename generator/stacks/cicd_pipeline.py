@@ -364,17 +364,19 @@ def _pipeline_statements(cfg, key, artifacts, source_bucket, projects) -> list:
     return statements
 
 
+def _read_apigateway_account():
+    """Read API Gateway's account-wide settings (its CloudWatch Logs role)."""
+    account = iam.arn("apigateway", "/account", account=False)
+    return iam.statement("ReadApiGatewayAccount", ["apigateway:GET"], [account])
+
+
 def _deployer_statements(cfg, cfn_role) -> list:
     prefix = naming.prefix(cfg)
     return [
         # `make deploy` checks that an `existing` account logging role is set. Granted in both
         # modes: the run that switches to `existing` checks before any stack changes, so with
         # this role as the previous (`create`) config left it.
-        iam.statement(
-            "ReadApiGatewayAccount",
-            ["apigateway:GET"],
-            [iam.arn("apigateway", "/account", account=False)],
-        ),
+        _read_apigateway_account(),
         # `make deploy` checks that no log group the stacks declare exists outside them.
         iam.statement(
             "FindLogGroups", ["logs:DescribeLogGroups"], [iam.arn("logs", "log-group:*")]
@@ -735,17 +737,7 @@ def _cloudformation_statements(cfg) -> list:
         ),
         # With `existing`, only read the account setting: deleting the AWS::ApiGateway::Account
         # that `create` left (a switch from `create`) reads it (its delete handler's permission).
-        *(
-            [
-                iam.statement(
-                    "ReadApiGatewayAccount",
-                    ["apigateway:GET"],
-                    [iam.arn("apigateway", "/account", account=False)],
-                )
-            ]
-            if cfg.api_hosting.account_logging_role != "create"
-            else []
-        ),
+        *([_read_apigateway_account()] if cfg.api_hosting.account_logging_role != "create" else []),
         iam.statement(
             "ManagePipeline",
             [
