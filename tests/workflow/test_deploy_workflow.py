@@ -65,10 +65,29 @@ def test_missing_manifest_says_how_to_make_it(tmp_path):
 
 def test_make_rules_order_stacks_by_imports_and_artifacts(tmp_path):
     rules = make_rules(load_manifest(write_manifest(tmp_path, STACKS)))
-    assert "deploy-model-serving: deploy-model-archiving upload-artifacts\n" in rules
-    assert "deploy-api-hosting: deploy-model-serving deploy-model-archiving\n" in rules
-    assert "deploy-cicd-pipeline:\n" in rules  # independent: free to run in parallel
+    assert "deploy-cicd-pipeline:\n" in rules
+    # The pipeline stack's execution role deploys the others: its update goes first.
+    assert "deploy-model-archiving: deploy-cicd-pipeline\n" in rules
+    assert (
+        "deploy-model-serving: deploy-model-archiving deploy-cicd-pipeline upload-artifacts\n"
+        in rules
+    )
+    assert (
+        "deploy-api-hosting: deploy-model-serving deploy-model-archiving deploy-cicd-pipeline\n"
+        in rules
+    )
     assert "upload-artifacts: deploy-model-archiving\n" in rules
+    without_pipeline = make_rules(load_manifest(write_manifest(tmp_path, STACKS[:3])))
+    assert "deploy-model-serving: deploy-model-archiving upload-artifacts\n" in without_pipeline
+
+
+def test_the_stacks_the_pipeline_stack_imports_from_do_not_wait_for_it(tmp_path):
+    stacks = [dict(spec) for spec in STACKS]
+    stacks[3]["imports_from"] = ["model-archiving"]
+    rules = make_rules(load_manifest(write_manifest(tmp_path, stacks)))
+    assert "deploy-model-archiving:\n" in rules
+    assert "deploy-cicd-pipeline: deploy-model-archiving\n" in rules
+    assert "deploy-model-serving: deploy-model-archiving deploy-cicd-pipeline" in rules
 
 
 def test_make_rules_run_in_dependency_order_under_parallel_make(tmp_path):
@@ -96,6 +115,7 @@ def test_make_rules_run_in_dependency_order_under_parallel_make(tmp_path):
     assert result.returncode == 0
     assert order.index("model-archiving") < order.index("upload") < order.index("model-serving")
     assert order.index("model-serving") < order.index("api-hosting")
+    assert order.index("cicd-pipeline") < order.index("model-serving")
     assert sorted(order) == sorted(
         ["model-archiving", "upload", "model-serving", "api-hosting", "cicd-pipeline"]
     )
