@@ -68,6 +68,9 @@ MAX_VARIANTS = 10  # SageMaker's limit of production variants per endpoint confi
 MAX_GUARDED_VARIANTS = 5
 MAX_TESTERS = 50  # load_test.tester_count's upper bound; the tester function checks it too
 MAX_TESTER_RATE = 1000  # load_test.rate_per_second's upper bound; the tester checks it too
+# Requests one tester sends in one run (rate x duration); the tester refuses more (it keeps
+# every reply for its samples), and so does make test-load before publishing.
+MAX_TESTER_REQUESTS = 100_000
 # Upper bounds of api_hosting.throttle and api_hosting.predictor.reserved_concurrency.
 MAX_API_RATE_LIMIT = 10000
 MAX_API_BURST_LIMIT = 5000
@@ -713,6 +716,15 @@ def _load_test(n: _Node, max_chars: int) -> LoadTest:
             f"expected an integer <= {limit} (duration + request_timeout_seconds + "
             f"{TESTER_MARGIN_S} s "
             f"margin must fit the {LAMBDA_MAX_TIMEOUT_S} s Lambda timeout)",
+        )
+    # The run make test-load publishes by default must be one the testers accept.
+    planned = math.ceil(load.duration_seconds * load.rate_per_second)
+    if planned > MAX_TESTER_REQUESTS:
+        _fail(
+            f"{n.path}.rate_per_second",
+            load.rate_per_second,
+            f"rate_per_second x duration_seconds is {planned} requests per tester and run; "
+            f"a tester sends at most {MAX_TESTER_REQUESTS} (lower either, or add testers)",
         )
     return load
 

@@ -326,6 +326,22 @@ def test_tester_duration_must_fit_lambda_timeout():
     )
 
 
+def test_a_default_run_the_testers_would_refuse_is_refused():
+    """make test-load publishes rate x duration by default: valid settings must be a run the
+    testers accept (at most 100,000 requests each), not a make test-load that always refuses."""
+    with pytest.raises(ConfigError) as raised:
+        parse(variant(**{"load_test.rate_per_second": 500.5, "load_test.duration_seconds": 200}))
+    assert str(raised.value) == (
+        "load_test.rate_per_second: 500.5 is not allowed; rate_per_second x duration_seconds is "
+        "100100 requests per tester and run; a tester sends at most 100000 (lower either, or "
+        "add testers)"
+    )
+    load = parse(
+        variant(**{"load_test.rate_per_second": 500, "load_test.duration_seconds": 200})
+    ).load_test
+    assert (load.rate_per_second, load.duration_seconds) == (500, 200)
+
+
 def test_repository_needs_connection_and_vice_versa():
     with pytest.raises(
         ConfigError, match=r"^cicd\.connection_arn: null is not allowed; a repository needs"

@@ -497,6 +497,8 @@ def test_tester_accepts_exactly_what_the_config_allows(tester):
     # The zip cannot import the generator, so the tester repeats these; they must not drift.
     assert tester.tester_config.AUTH_MODES == config.AUTH_MODES
     assert tester.tester_config.MAX_FLEET_SIZE == config.MAX_TESTERS
+    assert tester.load_message.MAX_REQUESTS_PER_RUN == config.MAX_TESTER_REQUESTS
+    assert tester.load_message.MAX_RATE_PER_SEC == config.MAX_TESTER_RATE
 
 
 @pytest.mark.parametrize("key, value, fragment", [
