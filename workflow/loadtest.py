@@ -242,6 +242,22 @@ def server_error_hint(totals: dict, local: bool, home: Path | None = None) -> st
     return f"{count} answers were 5xx: {where} say why"
 
 
+def shortened_runs(summaries: dict[str, dict], duration: float) -> list[str]:
+    """One line per tester that ran less than ``duration``: a tester cuts its run to fit its
+    Lambda timeout, which is the deployed one, while DURATION is checked against the config's
+    (a load_test.duration_seconds raised but not yet deployed)."""
+    lines = []
+    for name, summary in sorted(summaries.items()):
+        ran = (summary.get("config") or {}).get("runDurationSec")
+        if isinstance(ran, (int, float)) and ran < duration - 0.5:
+            lines.append(
+                f"[!] tester {name} ran {ran:.0f} s of the {duration:g} s asked: its deployed "
+                "Lambda timeout is shorter than load_test.duration_seconds needs (make deploy "
+                "applies a changed load_test)"
+            )
+    return lines
+
+
 def plot(report: dict, out: Path) -> list[Path]:
     """Latency over time (one series per variant) and a latency histogram."""
     import matplotlib
@@ -379,9 +395,12 @@ def run(ctx: Context, duration: float, rate: float, reports: Path) -> dict:
             )
         )
     report = {"run_id": run_id, "message": message, **merge(summaries)}
+    report["warnings"] = shortened_runs(summaries, float(config["DurationInSec"]))
     (reports / "load-test.json").write_text(json.dumps(report, indent=2) + "\n")
     images = plot(report, reports)
     print(render(report))
+    for line in report["warnings"]:
+        print(line)
     hint = server_error_hint(report["totals"], ctx.target.is_local)
     if hint:
         print(hint)

@@ -19,6 +19,7 @@ from workflow.loadtest import (
     render,
     run_settings,
     server_error_hint,
+    shortened_runs,
     wait_for_summaries,
 )
 
@@ -236,3 +237,60 @@ def test_a_message_sns_would_refuse_is_refused_before_publishing():
     with pytest.raises(WorkflowError, match=r"the load-test message is 2\d\d,\d{3} bytes, over "
                                             r"SNS's 262,144: make load_test.cases fewer"):
         message_text(message("新闻" * 2500, 9))
+
+
+def test_a_run_the_deployed_testers_cut_short_is_named():
+    """load_test.duration_seconds raised in config.json but not deployed: DURATION passes the
+    config's check, the testers' older timeout cuts the run, and the report says so."""
+    def ran(seconds):
+        return {**summary([[0.0, 1.0, 200, "tc-1", "A"]]),
+                "config": {"durationSec": 80.0, "runDurationSec": seconds}}
+
+    lines = shortened_runs({"tester-002": ran(74.999), "tester-001": ran(80.0)}, 80.0)
+    assert lines == [
+        "[!] tester tester-002 ran 75 s of the 80 s asked: its deployed Lambda timeout is "
+        "shorter than load_test.duration_seconds needs (make deploy applies a changed load_test)"
+    ]
+    assert shortened_runs({"tester-001": ran(80.0)}, 80.0) == []
+    assert shortened_runs({"tester-001": summary([])}, 80.0) == []  # a summary without config
+
+
+def test_the_report_prints_and_keeps_what_the_testers_say_went_short(
+    monkeypatch, capsys, tmp_path
+):
+    stored = {
+        "load-tests/run-1/tester-001.json": {
+            **summary([[0.0, 1.0, 200, "tc-1", "A"]]), "status": "completed",
+            "config": {"durationSec": 80.0, "runDurationSec": 75.0},
+        },
+    }
+
+    class Results:
+        def list_objects_v2(self, **_):
+            return {"Contents": [{"Key": key} for key in stored]}
+
+        def get_object(self, Key, **_):
+            return {"Body": SimpleNamespace(read=lambda: json.dumps(stored[Key]).encode())}
+
+    cfg = SimpleNamespace(load_test=load_test(), api_hosting=SimpleNamespace(resource_path="text"))
+    ctx = SimpleNamespace(
+        cfg=cfg,
+        manifest=SimpleNamespace(stack=lambda _: SimpleNamespace(stack_name="api-testing")),
+        target=SimpleNamespace(client=lambda name: Results() if name == "s3" else None,
+                               region="us-east-1", env={}, is_local=False),
+    )
+    monkeypatch.setattr(loadtest, "stack_outputs", lambda *_: {
+        "TriggerTopicArn": "arn:aws:sns:us-east-1:123456789012:trigger",
+        "TesterFunctionNames": "tester-001", "ResultsBucketName": "results"})
+    monkeypatch.setattr(loadtest.subprocess, "run", lambda *_, **__: SimpleNamespace(
+        returncode=0, stdout="{}", stderr=""))
+    monkeypatch.setattr(loadtest.uuid, "uuid4", lambda: SimpleNamespace(hex="abcdef123456"))
+    monkeypatch.setattr(loadtest, "datetime", SimpleNamespace(now=lambda _: SimpleNamespace(
+        strftime=lambda _: "run-1")))
+    stored["load-tests/run-1abcdef/tester-001.json"] = stored.pop(
+        "load-tests/run-1/tester-001.json")
+    report = loadtest.run(ctx, 80.0, 10.0, tmp_path)
+    printed = capsys.readouterr().out.splitlines()
+    assert report["warnings"] == [line for line in printed if line.startswith("[!]")]
+    assert [line.split(":")[0][:30] for line in report["warnings"]] == [
+        "[!] tester tester-001 ran 75 s"]
