@@ -258,6 +258,23 @@ def shortened_runs(summaries: dict[str, dict], duration: float) -> list[str]:
     return lines
 
 
+def unpublished_metrics(summaries: dict[str, dict]) -> list[str]:
+    """One line per tester whose PutMetricData calls failed: the tester carries on (its summary
+    records the errors), so the tester dashboard lacks that part of the run and nothing else
+    says so."""
+    lines = []
+    for name, summary in sorted(summaries.items()):
+        metrics = summary.get("metrics") or {}
+        failed = metrics.get("failedCalls") or 0
+        if failed:
+            errors = metrics.get("errors") or ["no error recorded"]
+            lines.append(
+                f"[!] tester {name}: {failed} of {metrics.get('calls', failed)} PutMetricData "
+                f"calls failed, so the tester dashboard lacks part of this run: {errors[0]}"
+            )
+    return lines
+
+
 def plot(report: dict, out: Path) -> list[Path]:
     """Latency over time (one series per variant) and a latency histogram."""
     import matplotlib
@@ -395,7 +412,9 @@ def run(ctx: Context, duration: float, rate: float, reports: Path) -> dict:
             )
         )
     report = {"run_id": run_id, "message": message, **merge(summaries)}
-    report["warnings"] = shortened_runs(summaries, float(config["DurationInSec"]))
+    report["warnings"] = shortened_runs(
+        summaries, float(config["DurationInSec"])
+    ) + unpublished_metrics(summaries)
     (reports / "load-test.json").write_text(json.dumps(report, indent=2) + "\n")
     images = plot(report, reports)
     print(render(report))

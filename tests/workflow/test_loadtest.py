@@ -20,6 +20,7 @@ from workflow.loadtest import (
     run_settings,
     server_error_hint,
     shortened_runs,
+    unpublished_metrics,
     wait_for_summaries,
 )
 
@@ -255,6 +256,21 @@ def test_a_run_the_deployed_testers_cut_short_is_named():
     assert shortened_runs({"tester-001": summary([])}, 80.0) == []  # a summary without config
 
 
+def test_metrics_the_testers_could_not_publish_are_named():
+    """A failed PutMetricData is recorded in the summary, not raised: the report says it."""
+    denied = {**summary([[0.0, 1.0, 200, "tc-1", "A"]]), "metrics": {
+        "dataPoints": 12, "calls": 1, "failedCalls": 1,
+        "errors": ["ClientError: An error occurred (AccessDenied) when calling PutMetricData"]}}
+    sent = {**summary([[0.0, 1.0, 200, "tc-1", "A"]]),
+            "metrics": {"dataPoints": 12, "calls": 1, "failedCalls": 0, "errors": []}}
+    assert unpublished_metrics({"tester-001": sent, "tester-002": denied}) == [
+        "[!] tester tester-002: 1 of 1 PutMetricData calls failed, so the tester dashboard lacks "
+        "part of this run: ClientError: An error occurred (AccessDenied) when calling "
+        "PutMetricData"
+    ]
+    assert unpublished_metrics({"tester-001": summary([])}) == []  # a summary without metrics
+
+
 def test_the_report_prints_and_keeps_what_the_testers_say_went_short(
     monkeypatch, capsys, tmp_path
 ):
@@ -262,6 +278,7 @@ def test_the_report_prints_and_keeps_what_the_testers_say_went_short(
         "load-tests/run-1/tester-001.json": {
             **summary([[0.0, 1.0, 200, "tc-1", "A"]]), "status": "completed",
             "config": {"durationSec": 80.0, "runDurationSec": 75.0},
+            "metrics": {"calls": 1, "failedCalls": 1, "errors": ["ThrottlingException: slow"]},
         },
     }
 
@@ -293,4 +310,4 @@ def test_the_report_prints_and_keeps_what_the_testers_say_went_short(
     printed = capsys.readouterr().out.splitlines()
     assert report["warnings"] == [line for line in printed if line.startswith("[!]")]
     assert [line.split(":")[0][:30] for line in report["warnings"]] == [
-        "[!] tester tester-001 ran 75 s"]
+        "[!] tester tester-001 ran 75 s", "[!] tester tester-001"]
