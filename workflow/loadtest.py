@@ -315,8 +315,15 @@ def plot(report: dict, out: Path) -> list[Path]:
 
 
 def wait_for_summaries(
-    s3, bucket: str, run_id: str, testers: list[str], timeout: float
+    s3,
+    bucket: str,
+    run_id: str,
+    testers: list[str],
+    timeout: float,
+    failed_runs: str | None = None,
 ) -> dict[str, dict]:
+    """Each tester's summary once all are there; ``failed_runs`` (the FailedRuns queue's URL,
+    from a stack deployed since it is an output) is named when one does not come."""
     prefix = f"{RESULTS_PREFIX}/{run_id}/"
     deadline = time.monotonic() + timeout
     found: dict[str, dict] = {}
@@ -338,6 +345,7 @@ def wait_for_summaries(
                     f"no summary from {', '.join(missing)} after {timeout:.0f} s: see the "
                     "testers' logs (the Lambda log groups); a run that failed outright is "
                     f"parked, with its error, in the {TESTING_STACK} stack's FailedRuns queue"
+                    + (f" {failed_runs}" if failed_runs else "")
                 )
             time.sleep(POLL_SECONDS)
     except KeyboardInterrupt:
@@ -399,6 +407,7 @@ def run(ctx: Context, duration: float, rate: float, reports: Path) -> dict:
         run_id,
         testers,
         float(config["DurationInSec"]) + WAIT_MARGIN_SECONDS,
+        out.get("FailedRunsQueueUrl"),
     )
     refused = {
         name: s.get("error", {}) for name, s in summaries.items() if s.get("status") != "completed"

@@ -171,6 +171,12 @@ def build(cfg) -> Template:
     naming.output(
         t, "TesterFunctionNames", Join(",", [Ref(fn) for fn in functions]), "Tester functions"
     )
+    naming.output(
+        t,
+        "FailedRunsQueueUrl",
+        Ref(dead_letters),
+        "Tester runs that failed outright, with ErrorCode and ErrorMessage attributes",
+    )
     return t
 
 

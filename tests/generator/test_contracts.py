@@ -35,7 +35,12 @@ REQUIRED_OUTPUTS = {
     },
     "monitor-dashboard": {"DashboardName", "AlarmTopicArn"},
     "cicd-pipeline": {"PipelineName", "SourceBucketName"},
-    "api-testing": {"TriggerTopicArn", "ResultsBucketName", "TesterFunctionNames"},
+    "api-testing": {
+        "TriggerTopicArn",
+        "ResultsBucketName",
+        "TesterFunctionNames",
+        "FailedRunsQueueUrl",
+    },
     "tester-dashboard": {"DashboardName"},
 }
 

@@ -211,6 +211,10 @@ def test_a_tester_without_a_summary_is_named_with_where_to_read_why():
     message = str(raised.value)
     assert message.startswith("no summary from tester-001 after 0 s")
     assert "Lambda log groups" in message and "FailedRuns queue" in message
+    url = "https://sqs.us-east-1.amazonaws.com/123456789012/x-FailedRuns-1A2B"
+    with pytest.raises(WorkflowError) as raised:
+        wait_for_summaries(NoSummaries(), "results", "run-1", ["tester-001"], 0, url)
+    assert str(raised.value).endswith(f"in the api-testing stack's FailedRuns queue {url}")
 
 
 def test_an_interrupted_wait_says_the_testers_keep_running(capsys):
