@@ -242,6 +242,25 @@ def server_error_hint(totals: dict, local: bool, home: Path | None = None) -> st
     return f"{count} answers were 5xx: {where} say why"
 
 
+def throttle_hint(totals: dict, api) -> str | None:
+    """Which limit answered 429 (None when none did): the stage's throttle or, with API keys,
+    the usage plan's quota, as ``api_hosting`` sets them."""
+    count = totals["errors_by_status"].get("429", 0)
+    if not count:
+        return None
+    quota = (
+        f", or the API key's quota (api_hosting.quota: {api.quota.limit} per "
+        f"{api.quota.period}) ran out"
+        if api.auth == "api_key"
+        else ""
+    )
+    return (
+        f"{count} answers were 429: the load went over the stage's throttle (api_hosting."
+        f"throttle: {api.throttle.rate_limit:g} requests/s, burst {api.throttle.burst_limit})"
+        f"{quota}"
+    )
+
+
 def shortened_runs(summaries: dict[str, dict], duration: float) -> list[str]:
     """One line per tester that ran less than ``duration``: a tester cuts its run to fit its
     Lambda timeout, which is the deployed one, while DURATION is checked against the config's
@@ -429,9 +448,12 @@ def run(ctx: Context, duration: float, rate: float, reports: Path) -> dict:
     print(render(report))
     for line in report["warnings"]:
         print(line)
-    hint = server_error_hint(report["totals"], ctx.target.is_local)
-    if hint:
-        print(hint)
+    for hint in (
+        server_error_hint(report["totals"], ctx.target.is_local),
+        throttle_hint(report["totals"], ctx.cfg.api_hosting),
+    ):
+        if hint:
+            print(hint)
     print(f"report: {reports / 'load-test.json'}, {', '.join(str(p) for p in images)}")
     return report
 

@@ -19,6 +19,7 @@ from workflow.loadtest import (
     render,
     run_settings,
     server_error_hint,
+    throttle_hint,
     shortened_runs,
     unpublished_metrics,
     wait_for_summaries,
@@ -199,6 +200,23 @@ def test_server_errors_point_at_the_logs_that_say_why(tmp_path):
     )
     assert server_error_hint({"errors_by_status": {"429": 3, "connection": 1}}, local=True) is None
     assert server_error_hint({"errors_by_status": {}}, local=False) is None
+
+
+def test_throttled_answers_name_the_limits_that_refused_them():
+    from dataclasses import replace
+
+    api = config.load(Path(__file__).resolve().parents[2] / "config.json").api_hosting
+    totals = {"errors_by_status": {"429": 7, "500": 1}}
+    assert throttle_hint(totals, api) == (
+        "7 answers were 429: the load went over the stage's throttle (api_hosting.throttle: "
+        "200 requests/s, burst 400), or the API key's quota (api_hosting.quota: 1000000 per DAY) "
+        "ran out"
+    )
+    assert throttle_hint(totals, replace(api, auth="iam")) == (
+        "7 answers were 429: the load went over the stage's throttle (api_hosting.throttle: "
+        "200 requests/s, burst 400)"
+    )
+    assert throttle_hint({"errors_by_status": {"500": 1}}, api) is None
 
 
 def test_a_tester_without_a_summary_is_named_with_where_to_read_why():
