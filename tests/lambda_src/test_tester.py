@@ -223,13 +223,14 @@ def test_open_loop_slow_responses_do_not_slow_the_send_rate(tester, aws, api):
                                     context())
     # A closed loop would need 20 x 0.5 s; the schedule puts them 25 ms apart regardless.
     arrivals = sorted(seen.at for seen in api.seen)
-    # (Bounds leave room for a busy machine; a closed loop would be off by seconds.)
-    assert len(arrivals) == 20 and arrivals[-1] - arrivals[0] < 0.9
+    # The bounds leave a busy machine seconds of room: a closed loop would take 9.5 s to send
+    # them, each request waiting for the 0.5 s reply before it.
+    assert len(arrivals) == 20 and arrivals[-1] - arrivals[0] < 3.0
     gaps = [later - earlier for earlier, later in zip(arrivals, arrivals[1:])]
-    assert max(gaps) < 0.25
+    assert max(gaps) < 0.45
     assert result["workers"] >= 15  # 0.5 s replies at 40/s: nearly every request needs a worker
     assert result["latencyMs"]["p50"] >= 500
-    assert result["sendLagMs"]["max"] < 250
+    assert result["sendLagMs"]["max"] < 2000
 
 
 def test_latency_is_measured_to_the_end_of_the_body(tester, aws, api):
@@ -242,7 +243,8 @@ def test_latency_is_measured_to_the_end_of_the_body(tester, aws, api):
 def test_it_stops_at_its_duration_and_sends_nothing_afterwards(tester, aws, api):
     result = tester.handler.handler(message([("tc-001", "fast")], rate=50, duration=0.5), context())
     assert result["requestsScheduled"] == result["requestsSent"] == 25
-    assert result["elapsedSec"] < 1.0  # dispatch for 0.5 s, then only the last replies
+    # Dispatch for 0.5 s, then only the last replies: never a 2 s request timeout on top.
+    assert result["elapsedSec"] < 2.0
     count = len(api.seen)
     time.sleep(0.2)
     assert count == len(api.seen) == 25
