@@ -66,6 +66,10 @@ MAX_VARIANTS = 10  # SageMaker's limit of production variants per endpoint confi
 # A guarded endpoint rolls back on two alarms per variant, and its AutoRollbackConfiguration
 # takes at most 10 alarms.
 MAX_GUARDED_VARIANTS = 5
+# CloudWatch's longest alarm evaluation range (Period x EvaluationPeriods): seven days, and one
+# day for an alarm whose period is under an hour.
+ALARM_WINDOW_SECONDS = 7 * 86400
+SHORT_PERIOD_ALARM_WINDOW_SECONDS = 86400
 MAX_TESTERS = 50  # load_test.tester_count's upper bound; the tester function checks it too
 MAX_TESTER_RATE = 1000  # load_test.rate_per_second's upper bound; the tester checks it too
 # Requests one tester sends in one run (rate x duration); the tester refuses more (it keeps
@@ -634,11 +638,14 @@ def _monitoring(n: _Node) -> Monitoring:
         # 10 or 30 second alarm finds no data in most periods and so never fires.
         _fail(period_path, period, "expected a multiple of 60 seconds from 60 up to 86400")
     evaluation_periods = n.integer("evaluation_periods", 1, 100)
-    if period * evaluation_periods > 86400:
+    window = ALARM_WINDOW_SECONDS if period >= 3600 else SHORT_PERIOD_ALARM_WINDOW_SECONDS
+    if period * evaluation_periods > window:
         _fail(
             f"{n.path}.evaluation_periods",
             evaluation_periods,
-            f"expected period_seconds * evaluation_periods <= 86400 (period_seconds is {period})",
+            f"expected period_seconds * evaluation_periods <= {window} "
+            f"(period_seconds is {period}; CloudWatch allows {ALARM_WINDOW_SECONDS} for a period "
+            f"of 3600 or more and {SHORT_PERIOD_ALARM_WINDOW_SECONDS} below)",
         )
     a = n.node("alarms")
     alarms = Alarms(

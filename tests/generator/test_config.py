@@ -355,9 +355,20 @@ def test_repository_needs_connection_and_vice_versa():
     assert (cicd.repository, cicd.connection_arn) == (REPO, CONNECTION)
 
 
-def test_alarm_window_limited_to_one_day():
+def test_alarm_window_is_cloudwatchs():
+    """PutMetricAlarm takes Period x EvaluationPeriods up to seven days, and up to one day when
+    the period is under an hour."""
     with pytest.raises(ConfigError, match=r"^monitoring\.evaluation_periods: 25 .*<= 86400"):
-        parse(variant(**{"monitoring.period_seconds": 3600, "monitoring.evaluation_periods": 25}))
+        parse(variant(**{"monitoring.period_seconds": 3540, "monitoring.evaluation_periods": 25}))
+    for period, periods in ((3600, 25), (7200, 84)):
+        monitoring = parse(
+            variant(
+                **{"monitoring.period_seconds": period, "monitoring.evaluation_periods": periods}
+            )
+        ).monitoring
+        assert (monitoring.period_seconds, monitoring.evaluation_periods) == (period, periods)
+    with pytest.raises(ConfigError, match=r"^monitoring\.evaluation_periods: 8 .*<= 604800"):
+        parse(variant(**{"monitoring.period_seconds": 86400, "monitoring.evaluation_periods": 8}))
 
 
 def test_endpoint_name_length_including_prefix():
