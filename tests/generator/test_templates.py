@@ -580,6 +580,21 @@ def test_monitor_dashboard_latency_in_milliseconds(templates):
         assert widget["x"] + widget["width"] <= 24
 
 
+def test_architecture_names_the_dashboards_latency_unit(templates):
+    """docs/architecture.md says what unit the SageMaker latency widgets show: milliseconds,
+    converted from SageMaker's microseconds (a reader would otherwise misread them by 1000)."""
+    body = _dashboard_body(templates["monitor-dashboard"])
+    units = {
+        w["properties"]["yAxis"]["left"]["label"]
+        for w in body["widgets"]
+        if w["properties"].get("title", "").endswith("latency (ms)")
+    }
+    assert units == {"Milliseconds"}
+    docs = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    (row,) = [line for line in docs.splitlines() if line.startswith("| monitor dashboard |")]
+    assert "milliseconds" in row and "latency in microseconds" not in row
+
+
 # --- api-testing / tester-dashboard -----------------------------------------------------------
 
 
