@@ -554,6 +554,12 @@ def _model_serving(n: _Node) -> ModelServing:
     ]
     _unique([(m.name, f"{p}.name") for m, p in models], "model names")
     _unique([(m.variant_name, f"{p}.variant_name") for m, p in models], "variant names")
+    # Each variant's alarms (and scaling resources) take its name without hyphens as part of
+    # their logical ids: Model-A and ModelA would both make VariantModelA5xxAlarm.
+    _unique(
+        [(m.variant_name.replace("-", ""), f"{p}.variant_name") for m, p in models],
+        "variant names without their hyphens (they name the variant's alarms in the templates)",
+    )
     guardrail = _read(n.node("deployment_guardrail"), _guardrail)
     if guardrail.enabled and len(models) > MAX_GUARDED_VARIANTS:
         _fail(

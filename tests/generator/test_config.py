@@ -355,6 +355,16 @@ def test_repository_needs_connection_and_vice_versa():
     assert (cicd.repository, cicd.connection_arn) == (REPO, CONNECTION)
 
 
+def test_variant_names_differing_only_in_hyphens_are_refused():
+    """Model-A and ModelA would give two variants the same alarm logical ids."""
+    changes = {"model_serving.models[1].variant_name": "ModelA"}
+    with pytest.raises(
+        ConfigError,
+        match=r"^model_serving\.models\[1\]\.variant_name: .*without their hyphens .*unique",
+    ):
+        parse(variant(**changes))
+
+
 def test_alarm_window_is_cloudwatchs():
     """PutMetricAlarm takes Period x EvaluationPeriods up to seven days, and up to one day when
     the period is under an hour."""
