@@ -19,8 +19,8 @@ from workflow.loadtest import (
     render,
     run_settings,
     server_error_hint,
-    throttle_hint,
     shortened_runs,
+    throttle_hint,
     unpublished_metrics,
     wait_for_summaries,
 )
