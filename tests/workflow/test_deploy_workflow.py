@@ -714,39 +714,55 @@ def test_a_stack_whose_update_could_not_roll_back_is_named_with_how_to_finish_it
     )
 
 
-@pytest.mark.parametrize("mode", ["create", "existing"])
-def test_an_existing_account_logging_role_must_be_set_before_the_api_deploys(mode, tmp_path):
-    """With `existing` the stage would fail to create without the account's role; `create`
-    needs none, the stack sets it."""
-    from dataclasses import replace
+@pytest.fixture
+def moto_context(tmp_path):
+    """A context on in-process moto: the shipped config, the STACKS manifest, an aws target;
+    ``with_logging_role(ctx, mode)`` switches api_hosting.account_logging_role."""
     from types import SimpleNamespace
 
     from moto import mock_aws
 
     from generator.config import load
+
+    keys = {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
+    with mock_aws():
+        yield SimpleNamespace(
+            cfg=load(ROOT / "config.json"),
+            target=resolve("aws", "us-east-1", None, keys),
+            manifest=load_manifest(write_manifest(tmp_path, STACKS)),
+        )
+
+
+def with_logging_role(ctx, mode: str):
+    from dataclasses import replace
+
+    api = replace(ctx.cfg.api_hosting, account_logging_role=mode)
+    ctx.cfg = replace(ctx.cfg, api_hosting=api)
+    return ctx
+
+
+def set_account_logging_role(ctx, arn: str) -> None:
+    ctx.target.client("apigateway").update_account(
+        patchOperations=[{"op": "replace", "path": "/cloudwatchRoleArn", "value": arn}]
+    )
+
+
+@pytest.mark.parametrize("mode", ["create", "existing"])
+def test_an_existing_account_logging_role_must_be_set_before_the_api_deploys(mode, moto_context):
+    """With `existing` the stage would fail to create without the account's role; `create`
+    needs none, the stack sets it."""
     from workflow.context import WorkflowError
     from workflow.deploy import check_account_logging_role
 
-    keys = {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
-    cfg = load(ROOT / "config.json")
-    cfg = replace(cfg, api_hosting=replace(cfg.api_hosting, account_logging_role=mode))
-    with mock_aws():
-        ctx = SimpleNamespace(
-            cfg=cfg,
-            target=resolve("aws", "eu-west-1", None, keys),
-            manifest=load_manifest(write_manifest(tmp_path, STACKS)),
-        )
-        if mode == "existing":
-            with pytest.raises(WorkflowError) as refused:
-                check_account_logging_role(ctx)
-            message = str(refused.value)
-            assert message.startswith('api_hosting.account_logging_role is "existing"')
-            assert "eu-west-1" in message and "aws apigateway update-account" in message
-            role = "arn:aws:iam::123456789012:role/account-apigateway-logs"
-            ctx.target.client("apigateway").update_account(
-                patchOperations=[{"op": "replace", "path": "/cloudwatchRoleArn", "value": role}]
-            )
-        check_account_logging_role(ctx)
+    ctx = with_logging_role(moto_context, mode)
+    if mode == "existing":
+        with pytest.raises(WorkflowError) as refused:
+            check_account_logging_role(ctx)
+        message = str(refused.value)
+        assert message.startswith('api_hosting.account_logging_role is "existing"')
+        assert "us-east-1" in message and "aws apigateway update-account" in message
+        set_account_logging_role(ctx, "arn:aws:iam::123456789012:role/account-apigateway-logs")
+    check_account_logging_role(ctx)
 
 
 def test_teardown_finds_the_role_an_account_resource_sets():
@@ -757,94 +773,59 @@ def test_teardown_finds_the_role_an_account_resource_sets():
     assert account_logging_roles({"Resources": {"Bucket": {"Type": "AWS::S3::Bucket"}}}) == set()
 
 
-def test_an_existing_account_logging_role_may_not_be_the_one_the_stack_created(tmp_path):
+def test_an_existing_account_logging_role_may_not_be_the_one_the_stack_created(moto_context):
     """Switching from `create` to `existing` deletes the stack's role: the account's setting
     must name another one first."""
-    from dataclasses import replace
-    from types import SimpleNamespace
-
-    from moto import mock_aws
-
-    from generator.config import load
     from workflow.context import WorkflowError
     from workflow.deploy import check_account_logging_role
 
-    keys = {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
-    cfg = load(ROOT / "config.json")
-    cfg = replace(cfg, api_hosting=replace(cfg.api_hosting, account_logging_role="existing"))
-    role = {
-        "Type": "AWS::IAM::Role",
-        "Properties": {
-            "AssumeRolePolicyDocument": {
-                "Version": "2012-10-17",
-                "Statement": [
-                    {
-                        "Effect": "Allow",
-                        "Principal": {"Service": "apigateway.amazonaws.com"},
-                        "Action": "sts:AssumeRole",
-                    }
-                ],
+    ctx = with_logging_role(moto_context, "existing")
+    trust = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "apigateway.amazonaws.com"},
+                "Action": "sts:AssumeRole",
             }
-        },
+        ],
     }
-    with mock_aws():
-        ctx = SimpleNamespace(
-            cfg=cfg,
-            target=resolve("aws", "us-east-1", None, keys),
-            manifest=load_manifest(write_manifest(tmp_path, STACKS)),
-        )
-        cfn, apigateway = ctx.target.client("cloudformation"), ctx.target.client("apigateway")
-        template = {"Resources": {"ApiGatewayLoggingRole": role}}
-        cfn.create_stack(StackName="P-api-hosting", TemplateBody=json.dumps(template))
-        created = ctx.target.client("iam").list_roles()["Roles"][0]["Arn"]
-        for arn in (created, "arn:aws:iam::123456789012:role/account-apigateway-logs"):
-            apigateway.update_account(
-                patchOperations=[{"op": "replace", "path": "/cloudwatchRoleArn", "value": arn}]
-            )
-            if arn == created:
-                with pytest.raises(WorkflowError, match="which P-api-hosting created and this"):
-                    check_account_logging_role(ctx)
-            else:
-                check_account_logging_role(ctx)
+    role = {"Type": "AWS::IAM::Role", "Properties": {"AssumeRolePolicyDocument": trust}}
+    template = {"Resources": {"ApiGatewayLoggingRole": role}}
+    ctx.target.client("cloudformation").create_stack(
+        StackName="P-api-hosting", TemplateBody=json.dumps(template)
+    )
+    created = ctx.target.client("iam").list_roles()["Roles"][0]["Arn"]
+    set_account_logging_role(ctx, created)
+    with pytest.raises(WorkflowError, match="which P-api-hosting created and this"):
+        check_account_logging_role(ctx)
+    set_account_logging_role(ctx, "arn:aws:iam::123456789012:role/account-apigateway-logs")
+    check_account_logging_role(ctx)
 
 
-def test_an_endpoint_log_group_sagemaker_made_stops_the_deploy_before_any_stack(tmp_path):
+def test_an_endpoint_log_group_sagemaker_made_stops_the_deploy_before_any_stack(moto_context):
     """CloudFormation cannot create the declared endpoint log group when SageMaker already made
     it (a deployment from before the stack declared it, or one a teardown then left): the
     deploy says so up front instead of failing and rolling back the model-serving update."""
-    from types import SimpleNamespace
-
-    from moto import mock_aws
-
-    from generator.config import load
     from generator.naming import endpoint_log_group
     from workflow.context import WorkflowError
     from workflow.deploy import check_endpoint_log_group
 
-    keys = {"AWS_ACCESS_KEY_ID": "a", "AWS_SECRET_ACCESS_KEY": "b"}
-    cfg = load(ROOT / "config.json")
-    name = endpoint_log_group(cfg)
-    with mock_aws():
-        ctx = SimpleNamespace(
-            cfg=cfg,
-            target=resolve("aws", "us-east-1", None, keys),
-            manifest=load_manifest(write_manifest(tmp_path, STACKS)),
-        )
-        cfn, logs = ctx.target.client("cloudformation"), ctx.target.client("logs")
-        check_endpoint_log_group(ctx)  # a fresh account: nothing in the way
-        logs.create_log_group(logGroupName=name)
-        with pytest.raises(WorkflowError, match="exists, but not in P-model-serving") as refused:
-            check_endpoint_log_group(ctx)
-        assert f"aws logs delete-log-group --log-group-name {name}" in str(refused.value)
-        bucket = {"Bucket": {"Type": "AWS::S3::Bucket"}}
-        cfn.create_stack(
-            StackName="P-model-serving", TemplateBody=json.dumps({"Resources": bucket})
-        )
-        with pytest.raises(WorkflowError, match="exists, but not in P-model-serving"):
-            check_endpoint_log_group(ctx)  # the deployed stack predates the declared group
-        logs.delete_log_group(logGroupName=name)
-        cfn.delete_stack(StackName="P-model-serving")
-        group = {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": name}}
-        template = {"Resources": {"EndpointLogGroup": group}}
-        cfn.create_stack(StackName="P-model-serving", TemplateBody=json.dumps(template))
-        check_endpoint_log_group(ctx)  # the stack's own group
+    ctx = moto_context
+    name = endpoint_log_group(ctx.cfg)
+    cfn, logs = ctx.target.client("cloudformation"), ctx.target.client("logs")
+    check_endpoint_log_group(ctx)  # a fresh account: nothing in the way
+    logs.create_log_group(logGroupName=name)
+    with pytest.raises(WorkflowError, match="exists, but not in P-model-serving") as refused:
+        check_endpoint_log_group(ctx)
+    assert f"aws logs delete-log-group --log-group-name {name}" in str(refused.value)
+    bucket = {"Bucket": {"Type": "AWS::S3::Bucket"}}
+    cfn.create_stack(StackName="P-model-serving", TemplateBody=json.dumps({"Resources": bucket}))
+    with pytest.raises(WorkflowError, match="exists, but not in P-model-serving"):
+        check_endpoint_log_group(ctx)  # the deployed stack predates the declared group
+    logs.delete_log_group(logGroupName=name)
+    cfn.delete_stack(StackName="P-model-serving")
+    group = {"Type": "AWS::Logs::LogGroup", "Properties": {"LogGroupName": name}}
+    template = {"Resources": {"EndpointLogGroup": group}}
+    cfn.create_stack(StackName="P-model-serving", TemplateBody=json.dumps(template))
+    check_endpoint_log_group(ctx)  # the stack's own group
