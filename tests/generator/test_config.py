@@ -515,6 +515,26 @@ def test_every_config_key_is_documented():
     assert not missing, f"undocumented keys: {missing}"
 
 
+def test_documented_optional_keys_are_the_optional_ones():
+    """A key row of docs/configuration.md says *optional* exactly when parse accepts the shipped
+    config without that key; every documented key exists in the shipped config."""
+    docs = (CONFIG_PATH.parent / "docs" / "configuration.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| `([a-z_]+\.[a-z_.\[\]]+)` \|(.*)$", docs, re.MULTILINE)
+    assert len(rows) > 50
+    wrong = []
+    for key, rest in rows:
+        path = key.replace("[]", "[0]")
+        try:
+            parse(variant(**{path: DELETE}))
+            optional = True
+        except ConfigError as exc:
+            assert "missing; this key is required" in str(exc), (key, str(exc))
+            optional = False
+        if optional != ("*optional*" in rest):
+            wrong.append(f"{key}: {'optional' if optional else 'required'} in generator/config.py")
+    assert not wrong, wrong
+
+
 def test_an_image_named_with_the_project_region_and_suffix_is_accepted():
     image = "763104351884.dkr.ecr.eu-west-1.amazonaws.com/pytorch-inference:2.5.1-cpu"
     changes = {"project.region": "eu-west-1", "model_serving.models[0].image_uri": image}
