@@ -28,8 +28,14 @@ API_INTEGRATION_TIMEOUT_S = 29
 # backoff under 1 s (lambda_src/predictor/endpoint.py). A shorter function timeout lets Lambda
 # end it first, and API Gateway then answers a bare 502 instead of the predictor's JSON 504.
 MIN_PREDICTOR_TIMEOUT_S = 18
-# Lambda's synchronous payload limit (6 MB); the predictor refuses larger bodies itself.
+# Lambda's synchronous payload limit (6 MB): it bounds the whole proxy event, not the body.
 LAMBDA_SYNC_PAYLOAD_BYTES = 6 * 1024 * 1024
+# api_hosting.max_body_bytes' upper bound. The body reaches the predictor as a JSON string inside
+# the proxy event, where each '"', '\\' and raw tab or line break of a JSON body takes two bytes,
+# next to the headers (twice: headers and multiValueHeaders) and the request context. A larger
+# body than this could make the event too large for Lambda: the predictor would not run and API
+# Gateway would answer 500 instead of the predictor's 413.
+MAX_BODY_BYTES = 3_000_000
 # Values CloudWatch Logs accepts for RetentionInDays.
 LOG_RETENTION_DAYS = (
     1,
@@ -625,7 +631,7 @@ def _api_hosting(n: _Node) -> ApiHosting:
         auth=n.choice("auth", AUTH_MODES),
         throttle=throttle,
         quota=quota,
-        max_body_bytes=n.integer("max_body_bytes", 1, LAMBDA_SYNC_PAYLOAD_BYTES),
+        max_body_bytes=n.integer("max_body_bytes", 1, MAX_BODY_BYTES),
         predictor=predictor,
         account_logging_role=n.choice(
             "account_logging_role", ACCOUNT_LOGGING_ROLES, default="create"

@@ -7,8 +7,9 @@ import json
 import re
 
 import pytest
-from generator_testkit import CONFIG_PATH, DELETE, base_document, variant
+from generator_testkit import CONFIG_PATH, DELETE, ROOT, base_document, variant
 
+from generator import config as config_module
 from generator.config import ConfigError, load, parse
 from generator.render import render
 
@@ -120,7 +121,7 @@ REJECTED = [
     ("api_hosting.quota.limit", 0, "expected an integer between 1 and 2147483647"),
     ("api_hosting.quota.limit", 2**31, "expected an integer between 1 and 2147483647"),
     ("api_hosting.quota.period", "YEAR", 'expected one of "DAY", "WEEK", "MONTH"'),
-    ("api_hosting.max_body_bytes", 7 * 1024 * 1024, "between 1 and 6291456"),
+    ("api_hosting.max_body_bytes", 3_000_001, "between 1 and 3000000"),
     ("api_hosting.predictor.memory_mb", 64, "between 128 and 10240"),
     ("api_hosting.predictor.timeout_seconds", 29, "between 18 and 28"),
     ("api_hosting.predictor.timeout_seconds", 17, "between 18 and 28"),
@@ -544,3 +545,20 @@ def test_an_image_named_with_the_project_region_and_suffix_is_accepted():
     changes = {"project.region": "cn-north-1", "model_serving.models[0].image_uri": china}
     cfg = parse(variant(**changes))
     assert cfg.model_serving.models[0].image_uri == china
+
+
+def test_a_body_of_max_body_bytes_fits_the_lambda_event():
+    """The largest body the predictor may accept must reach it: Lambda refuses a synchronous
+    event over 6 MB (API Gateway then answers 500, not the predictor's 413). In the proxy event
+    the body is a JSON string, so a body of escaped quotes doubles; headers are at most 10240
+    bytes (API Gateway's request line and header quota) and appear twice."""
+    event = json.loads((ROOT / "tests" / "events" / "predictor_single.json").read_text())
+    padding = "a" * 10240
+    event["headers"]["X-Padding"] = padding
+    event["multiValueHeaders"]["X-Padding"] = [padding]
+    head, tail = '{"sentence":"', '"}'
+    quotes = (config_module.MAX_BODY_BYTES - len(head) - len(tail)) // 2
+    event["body"] = head + '\\"' * quotes + tail
+    assert len(event["body"]) >= config_module.MAX_BODY_BYTES - 1
+    size = len(json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+    assert size < config_module.LAMBDA_SYNC_PAYLOAD_BYTES

@@ -445,7 +445,7 @@ def test_the_generated_environment_at_the_configs_bounds_is_accepted(predictor, 
     document["model_serving"].update(max_batch_size=1 if lowest else config.MAX_BATCH_SIZE,
                                      max_text_chars=1 if lowest else config.MAX_TEXT_CHARS)
     document["api_hosting"]["max_body_bytes"] = (1 if lowest
-                                                 else config.LAMBDA_SYNC_PAYLOAD_BYTES)
+                                                 else config.MAX_BODY_BYTES)
     for case in document["load_test"]["cases"]:
         case["sentence"] = "a"
     template = json.loads(render(config.parse(document))["api-hosting.json"])
@@ -457,7 +457,7 @@ def test_the_generated_environment_at_the_configs_bounds_is_accepted(predictor, 
         {**variables, "ENDPOINT_NAME": "endpoint"})
     assert (settings.max_batch_size, settings.max_text_chars, settings.max_body_bytes) == (
         (1, 1, 1) if lowest else
-        (config.MAX_BATCH_SIZE, config.MAX_TEXT_CHARS, config.LAMBDA_SYNC_PAYLOAD_BYTES))
+        (config.MAX_BATCH_SIZE, config.MAX_TEXT_CHARS, config.MAX_BODY_BYTES))
 
 
 def test_runtime_client_is_cached_with_timeouts_retries_and_env_endpoint(predictor, env):
