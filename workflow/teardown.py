@@ -24,6 +24,9 @@ from workflow.outputs import describe_stack
 BUCKET = "AWS::S3::Bucket"
 KMS_KEY = "AWS::KMS::Key"
 APIGW_ACCOUNT = "AWS::ApiGateway::Account"
+# The types whose deletion can leave something: a retained one is kept, a key waits out its
+# deletion period, a bucket is emptied first; their names in the report.
+LEFT_BY_DELETION = {BUCKET: "bucket", KMS_KEY: "KMS key"}
 
 
 @dataclass
@@ -64,11 +67,6 @@ def retained_resources(template: dict, type_name: str) -> set[str]:
     }
 
 
-def retained_buckets(template: dict) -> set[str]:
-    """Logical ids of buckets the template keeps on stack deletion."""
-    return retained_resources(template, BUCKET)
-
-
 def empty_bucket(s3, bucket: str) -> int:
     """Delete every version and delete marker in ``bucket``; return how many were removed."""
     removed = 0
@@ -92,7 +90,7 @@ DELETE_ATTEMPTS = 3
 def teardown(ctx: Context) -> Leftovers:
     """Delete the stacks, those the config leaves out first (they may import from the others);
     return what they leave."""
-    clients = [ctx.target.client(s) for s in ("cloudformation", "s3", "apigateway")]
+    clients = _stack_clients(ctx)
     left = Leftovers()
     names = [d.stack_name for d in ctx.manifest.disabled]
     names += [spec.stack_name for spec in reversed(ctx.manifest.stacks)]
@@ -108,7 +106,7 @@ def teardown(ctx: Context) -> Leftovers:
 def retire(ctx: Context) -> Leftovers:
     """Delete the deployed stacks of concerns the config leaves out (``cicd.enabled`` false), as a
     resource removed from a template is deleted: a deploy converges on the config."""
-    clients = [ctx.target.client(s) for s in ("cloudformation", "s3", "apigateway")]
+    clients = _stack_clients(ctx)
     left = Leftovers()
     for disabled in ctx.manifest.disabled:
         if describe_stack(clients[0], disabled.stack_name) is None:
@@ -116,6 +114,11 @@ def retire(ctx: Context) -> Leftovers:
         print(f"[-] {disabled.stack_name}: {disabled.concern} is not in this configuration")
         left.add(remove_stack(*clients, disabled.stack_name))
     return left
+
+
+def _stack_clients(ctx: Context) -> list:
+    """The clients :func:`remove_stack` takes, in its order."""
+    return [ctx.target.client(s) for s in ("cloudformation", "s3", "apigateway")]
 
 
 def remove_stack(cfn, s3, apigateway, stack_name: str) -> Leftovers | None:
@@ -130,35 +133,25 @@ def remove_stack(cfn, s3, apigateway, stack_name: str) -> Leftovers | None:
         raise
     body = cfn.get_template(StackName=stack_name)["TemplateBody"]
     template = json.loads(body) if isinstance(body, str) else body
-    retained = retained_buckets(template)
+    retained = retained_resources(template, BUCKET) | retained_resources(template, KMS_KEY)
     logging_roles = account_logging_roles(template)
     role_names = [
         r["PhysicalResourceId"]
         for r in resources
         if r["LogicalResourceId"] in logging_roles and r.get("PhysicalResourceId")
     ]
-    keys = [
-        r for r in resources if r.get("ResourceType") == KMS_KEY and r.get("PhysicalResourceId")
-    ]
-    kept_keys = retained_resources(template, KMS_KEY)
-    scheduled = [
-        f"KMS key {r['PhysicalResourceId']} ({stack_name})"
-        for r in keys
-        if r["LogicalResourceId"] not in kept_keys
-    ]
-    kept = [
-        f"KMS key {r['PhysicalResourceId']} ({stack_name}, DeletionPolicy Retain)"
-        for r in keys
-        if r["LogicalResourceId"] in kept_keys
-    ]
-    owned = []
+    kept, scheduled, owned = [], [], []
     for res in resources:
-        if res.get("ResourceType") != BUCKET or not res.get("PhysicalResourceId"):
+        kind, physical = res.get("ResourceType"), res.get("PhysicalResourceId")
+        if kind not in LEFT_BY_DELETION or not physical:
             continue
         if res["LogicalResourceId"] in retained:
-            kept.append(f"bucket {res['PhysicalResourceId']} ({stack_name}, DeletionPolicy Retain)")
+            label = LEFT_BY_DELETION[kind]
+            kept.append(f"{label} {physical} ({stack_name}, DeletionPolicy Retain)")
+        elif kind == KMS_KEY:
+            scheduled.append(f"KMS key {physical} ({stack_name})")
         else:
-            owned.append(res["PhysicalResourceId"])
+            owned.append(physical)
     delete_stack(cfn, s3, stack_name, owned)
     settings = []
     if role_names:

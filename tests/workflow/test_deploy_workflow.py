@@ -12,7 +12,7 @@ from workflow.deploy import call_lines, make_rules
 from workflow.manifest import ManifestError, load_manifest
 from workflow.outputs import ApiAccess
 from workflow.target import TargetError, resolve
-from workflow.teardown import retained_buckets
+from workflow.teardown import BUCKET, retained_resources
 
 ROOT = Path(__file__).resolve().parents[2]
 STACKS = [
@@ -242,7 +242,7 @@ def test_teardown_keeps_only_buckets_marked_retain():
             "Topic": {"Type": "AWS::SNS::Topic", "DeletionPolicy": "Retain"},
         }
     }
-    assert retained_buckets(template) == {"Kept"}
+    assert retained_resources(template, BUCKET) == {"Kept"}
 
 
 def test_teardown_reports_a_retained_key_as_kept_not_scheduled():
