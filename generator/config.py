@@ -78,7 +78,7 @@ ALARM_WINDOW_SECONDS = 7 * 86400
 SHORT_PERIOD_ALARM_WINDOW_SECONDS = 86400
 MAX_TESTERS = 50  # load_test.tester_count's upper bound; the tester function checks it too
 MAX_TESTER_RATE = 1000  # load_test.rate_per_second's upper bound; the tester checks it too
-# Requests one tester sends in one run (rate x duration); the tester refuses more (it keeps
+# Requests one tester sends in one run (tester_requests); the tester refuses more (it keeps
 # every reply for its samples), and so does make test-load before publishing.
 MAX_TESTER_REQUESTS = 100_000
 # Upper bounds of api_hosting.throttle and api_hosting.predictor.reserved_concurrency.
@@ -737,7 +737,7 @@ def _load_test(n: _Node, max_chars: int) -> LoadTest:
             f"margin must fit the {LAMBDA_MAX_TIMEOUT_S} s Lambda timeout)",
         )
     # The run make test-load publishes by default must be one the testers accept.
-    planned = math.ceil(load.duration_seconds * load.rate_per_second)
+    planned = tester_requests(load.duration_seconds, load.rate_per_second)
     if planned > MAX_TESTER_REQUESTS:
         _fail(
             f"{n.path}.rate_per_second",
@@ -814,6 +814,12 @@ def parse(data: Any) -> Config:
             f"the endpoint name {endpoint!r} must be at most 63 characters",
         )
     return cfg
+
+
+def tester_requests(duration_seconds: float, rate_per_second: float) -> int:
+    """Requests one tester sends in a run of that duration and rate (what MAX_TESTER_REQUESTS
+    bounds; the tester counts them the same way)."""
+    return math.ceil(duration_seconds * rate_per_second)
 
 
 def _check_image_region(path: str, image_uri: str, project) -> None:

@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from generator.config import MAX_TESTER_RATE, MAX_TESTER_REQUESTS
+from generator.config import MAX_TESTER_RATE, MAX_TESTER_REQUESTS, tester_requests
 from workflow.context import Context, WorkflowError, add_common_arguments, cli, load_context
 from workflow.outputs import stack_outputs
 from workflow.pack import LAMBDA_SRC, SHARED
@@ -46,11 +46,10 @@ SNS_MESSAGE_LIMIT = 262_144  # bytes SNS takes in one Publish
 # Testers need their duration plus start-up and upload time; past this the run is reported as stuck.
 WAIT_MARGIN_SECONDS = 90
 POLL_SECONDS = 1.0
-# The workflow cannot import the tester, so these repeat its limits (handler.py's
-# FINISH_MARGIN_SEC; its MAX_RATE_PER_SEC and load_message.py's MAX_REQUESTS_PER_RUN are the
-# config's MAX_TESTER_RATE and MAX_TESTER_REQUESTS); a test keeps them equal, so a run the
-# testers would refuse or cut short is refused before it is published.
-TESTER_MAX_REQUESTS_PER_RUN = MAX_TESTER_REQUESTS
+# The workflow cannot import the tester, so this repeats its handler.py's FINISH_MARGIN_SEC (its
+# MAX_RATE_PER_SEC and load_message.py's MAX_REQUESTS_PER_RUN are the config's MAX_TESTER_RATE
+# and MAX_TESTER_REQUESTS); a test keeps them equal, so a run the testers would refuse or cut
+# short is refused before it is published.
 TESTER_FINISH_MARGIN_SEC = 5
 # A tester reads its remaining time after its invocation has started: at the full budget it
 # would shorten the run by that moment (and say so). One second covers it.
@@ -97,11 +96,11 @@ def run_settings(
         rate = _make_number(
             "RATE", rate_text, MAX_TESTER_RATE, "requests per second per tester"
         )
-    planned = math.ceil(duration * rate)
-    if planned > TESTER_MAX_REQUESTS_PER_RUN:
+    planned = tester_requests(duration, rate)
+    if planned > MAX_TESTER_REQUESTS:
         raise WorkflowError(
             f"{rate:g} req/s for {duration:g} s is {planned} requests per tester; a tester "
-            f"sends at most {TESTER_MAX_REQUESTS_PER_RUN} per run: lower RATE or DURATION"
+            f"sends at most {MAX_TESTER_REQUESTS} per run: lower RATE or DURATION"
         )
     return duration, rate
 

@@ -13,6 +13,7 @@ from lambda_testkit import event, load_function
 from moto import mock_aws
 
 from generator import config
+from workflow import loadtest
 
 BUCKET = "textclassification-load-test-results"
 NAMESPACE = "TextClassification"
@@ -501,6 +502,8 @@ def test_tester_accepts_exactly_what_the_config_allows(tester):
     assert tester.tester_config.MAX_FLEET_SIZE == config.MAX_TESTERS
     assert tester.load_message.MAX_REQUESTS_PER_RUN == config.MAX_TESTER_REQUESTS
     assert tester.load_message.MAX_RATE_PER_SEC == config.MAX_TESTER_RATE
+    # make test-load repeats the tester's finish margin to refuse a run the testers would cut.
+    assert tester.handler.FINISH_MARGIN_SEC == loadtest.TESTER_FINISH_MARGIN_SEC
 
 
 @pytest.mark.parametrize("key, value, fragment", [
