@@ -255,6 +255,7 @@ def build(cfg) -> Template:
         cfg.project.log_retention_days,
         key,
     )
+    account_logging = _account_logging_role(t, cfg)
     deployment = t.add_resource(
         apigw.Deployment(
             # A new logical id whenever the API changes, so CloudFormation deploys it to the stage.
@@ -285,7 +286,7 @@ def build(cfg) -> Template:
                     ThrottlingBurstLimit=api.throttle.burst_limit,
                 )
             ],
-            DependsOn=[*_account_logging_role(t, cfg), execution_logs],
+            DependsOn=[*account_logging, execution_logs],
             Metadata={
                 "checkov": {
                     "skip": [
