@@ -169,9 +169,10 @@ def _start_locked(
 ) -> tuple[DaemonInfo, bool, DaemonInfo | None]:
     reg = region(config_path)  # validate the config before detaching, so the error shows here
     info = read_info(home_dir)
+    running = info is not None and _is_our_daemon(info.pid)
     # A daemon that stops, and `down`, remove daemon.json; one left behind names a dead daemon.
-    lost = info if info is not None and not _is_our_daemon(info.pid) else None
-    if info is not None and _is_our_daemon(info.pid):
+    lost = info if info is not None and not running else None
+    if running:
         deadline = time.monotonic() + START_TIMEOUT  # it may be starting up right now
         while _is_our_daemon(info.pid) and time.monotonic() < deadline:
             if _healthy(info.dataplane_url, 0.5):
