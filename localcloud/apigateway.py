@@ -19,6 +19,9 @@ What API Gateway does and this module does too, in its order:
   response; a Lambda error or malformed proxy response -> 502 {"message": "Internal server
   error"}; no answer within the integration timeout (29 s unless lowered) -> 504
   {"message": "Endpoint request timed out"}; metrics AWS/ApiGateway (ApiName, Stage).
+Each of these refusals past the stage check goes through the API's gateway responses (its own
+response type's, else DEFAULT_4XX or DEFAULT_5XX): status, static headers, and a template whose
+``$context`` variables are filled in (:func:`render_gateway_response`).
 Not done: custom/Cognito authorizers, non-proxy integrations, request validation, mapping
 templates, resource policies, quota ``offset``, account-level throttling (each answers or is
 skipped as documented in docs/local-cloud.md).
@@ -99,12 +102,107 @@ def _error(status: int, message: str, error_type: str) -> Response:
     return status, [("content-type", JSON), ("x-amzn-errortype", error_type)], body
 
 
-def _missing_token() -> Response:
-    return _error(403, "Missing Authentication Token", "MissingAuthenticationTokenException")
+@dataclass(frozen=True)
+class Refusal:
+    """An answer API Gateway makes itself, which the API's gateway responses may reshape."""
+
+    status: int
+    message: str
+    error_type: str  # the x-amzn-errortype header
+    # The gateway response type where AWS documents it for this condition; None where it does
+    # not, so that only DEFAULT_4XX or DEFAULT_5XX can apply.
+    response_type: str | None = None
 
 
-def _integration_failure() -> Response:
-    return _error(500, "Internal server error", "IntegrationFailure")
+MISSING_TOKEN = Refusal(
+    403,
+    "Missing Authentication Token",
+    "MissingAuthenticationTokenException",
+    "MISSING_AUTHENTICATION_TOKEN",
+)
+INTEGRATION_FAILURE = Refusal(500, "Internal server error", "IntegrationFailure")
+THROTTLED = Refusal(429, "Too Many Requests", "TooManyRequestsException", "THROTTLED")
+TOO_LARGE = Refusal(413, "Request Too Long", "RequestTooLongException", "REQUEST_TOO_LARGE")
+
+
+@dataclass(frozen=True)
+class GatewayResponse:
+    """One of an API's gateway responses, as it applies to a refusal."""
+
+    status: int | None
+    headers: tuple[tuple[str, str], ...]  # static values only
+    content_type: str | None
+    template: str | None
+
+
+_CONTEXT_VARIABLE = re.compile(
+    r"\$(?:context\.([A-Za-z]+(?:\.[A-Za-z]+)*)|\{context\.([A-Za-z]+(?:\.[A-Za-z]+)*)\})"
+)
+_STATIC_VALUE = re.compile(r"^'(.*)'$", re.S)
+_HEADER_PARAMETER = "gatewayresponse.header."
+_unsupported_logged: set[str] = set()
+
+
+def _log_unsupported_once(what: str) -> None:
+    if what not in _unsupported_logged:
+        _unsupported_logged.add(what)
+        log.warning("gateway response %s is not served locally and is left out", what)
+
+
+def _compile_gateway_response(response: Any) -> GatewayResponse:
+    headers = []
+    for name, value in sorted((getattr(response, "response_parameters", None) or {}).items()):
+        static = _STATIC_VALUE.match(value or "")
+        if name.startswith(_HEADER_PARAMETER) and static:
+            headers.append((name[len(_HEADER_PARAMETER) :], static.group(1)))
+        else:
+            _log_unsupported_once(f"parameter {name} = {value}")
+    templates = getattr(response, "response_templates", None) or {}
+    content_type = JSON if JSON in templates else next(iter(sorted(templates)), None)
+    status = getattr(response, "status_code", None)
+    return GatewayResponse(
+        int(status) if status not in (None, "") else None,
+        tuple(headers),
+        content_type,
+        templates.get(content_type) if content_type else None,
+    )
+
+
+def render_gateway_response(
+    responses: dict[str, GatewayResponse], refusal: Refusal, context: dict[str, str]
+) -> Response:
+    """A refusal as the API's gateway responses shape it (as API Gateway's defaults without).
+
+    ``context`` holds the ``$context`` variables besides ``error.*`` (requestId, apiId, stage).
+    """
+    fallback = "DEFAULT_4XX" if refusal.status < 500 else "DEFAULT_5XX"
+    own = responses.get(refusal.response_type) if refusal.response_type else None
+    default = responses.get(fallback)
+    chosen = own or default
+    status = (own and own.status) or (default and default.status) or refusal.status
+    values = {
+        **context,
+        "error.message": refusal.message,
+        "error.messageString": json.dumps(refusal.message),
+        "error.responseType": refusal.response_type or fallback,
+    }
+    headers = [("x-amzn-errortype", refusal.error_type)]
+    if "requestId" in context:
+        headers.append(("x-amzn-requestid", context["requestId"]))
+    if chosen is not None:
+        headers.extend(chosen.headers)
+    if chosen is None or chosen.template is None:
+        body = json.dumps({"message": refusal.message}).encode()
+        return status, [("content-type", JSON), *headers], body
+
+    def value_of(match: re.Match) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in values:
+            _log_unsupported_once(f"variable $context.{name}")
+        return values.get(name, "")
+
+    body = _CONTEXT_VARIABLE.sub(value_of, chosen.template).encode()
+    return status, [("content-type", chosen.content_type), *headers], body
 
 
 # -- throttling ----------------------------------------------------------------------------------
@@ -198,6 +296,7 @@ class CompiledApi:
     root: Node
     stages: dict[str, StageRoute]
     binary_types: list[str]
+    gateway_responses: dict[str, GatewayResponse]
     built_at: float
     generation: int
 
@@ -284,6 +383,10 @@ def _compile(backend: Any, api: Any) -> CompiledApi:
         root=root,
         stages=stages,
         binary_types=list(getattr(api, "binaryMediaTypes", None) or []),
+        gateway_responses={
+            response_type: _compile_gateway_response(response)
+            for response_type, response in (getattr(api, "gateway_responses", None) or {}).items()
+        },
         built_at=time.monotonic(),
         generation=generation,
     )
@@ -373,9 +476,10 @@ class ApiGatewayDataPlane:
         path: str,
         query_string: bytes,
         headers: list[tuple[str, str]],
-        body: bytes,
+        body: bytes | None,
         source_ip: str,
     ) -> Response:
+        """One request to a stage; ``body`` None stands for one over the 10 MB limit."""
         api = self.api(api_id)
         if api is None:
             return _error(404, "Not Found", "NotFoundException")
@@ -383,9 +487,17 @@ class ApiGatewayDataPlane:
         if stage is None:
             return _error(403, "Forbidden", "ForbiddenException")
         started = time.perf_counter()
-        (status, out_headers, out_body), integration_ms = await self._serve(
-            api, stage, method, path, query_string, headers, body, source_ip
-        )
+        request_id = new_request_id()
+        if body is None:
+            answer, integration_ms = TOO_LARGE, None
+        else:
+            answer, integration_ms = await self._serve(
+                api, stage, method, path, query_string, headers, body, source_ip, request_id
+            )
+        if isinstance(answer, Refusal):
+            context = {"requestId": request_id, "apiId": api.api_id, "stage": stage.name}
+            answer = render_gateway_response(api.gateway_responses, answer, context)
+        status, out_headers, out_body = answer
         latency_ms = (time.perf_counter() - started) * 1000
         values = [
             ("Count", 1, "Count"),
@@ -408,40 +520,41 @@ class ApiGatewayDataPlane:
         headers: list[tuple[str, str]],
         body: bytes,
         source_ip: str,
-    ) -> tuple[Response, float | None]:
-        """The response, and the integration's latency when the function was called."""
+        request_id: str,
+    ) -> tuple[Response | Refusal, float | None]:
+        """The answer, and the integration's latency when the function was called."""
         route, path_params = api.match(path, method)
         if route is None:
-            return _missing_token(), None
+            return MISSING_TOKEN, None
         header_map = {name.lower(): value for name, value in headers}
 
         caller = None
         if route.authorization == "AWS_IAM":
             authorization = header_map.get("authorization")
             if authorization is None:
-                return _missing_token(), None
+                return MISSING_TOKEN, None
             if not _SIGV4.match(authorization) or not (
                 header_map.get("x-amz-date") or header_map.get("date")
             ):
                 message = "Authorization header is not a valid AWS Signature Version 4 header"
-                return _error(403, message, "IncompleteSignatureException"), None
+                return Refusal(403, message, "IncompleteSignatureException"), None
             caller = authorization.split("Credential=", 1)[1].split("/", 1)[0]
         elif route.authorization != "NONE":
             log.error("authorizer type %s is not served locally", route.authorization)
-            return _error(500, "Internal server error", "AuthorizerConfigurationException"), None
+            return Refusal(500, "Internal server error", "AuthorizerConfigurationException"), None
 
         grant = None
         api_key = header_map.get("x-api-key")
         if route.api_key_required:
             grants = stage.keys.get(api_key or "")
             if not grants:
-                return _error(403, "Forbidden", "ForbiddenException"), None
+                return Refusal(403, "Forbidden", "ForbiddenException"), None
             grant = grants[0]
             refusal = self._usage_plan_admits(grant, route)
             if refusal is not None:
                 return refusal, None
         if not self._stage_admits(api, stage, route):
-            return _error(429, "Too Many Requests", "TooManyRequestsException"), None
+            return THROTTLED, None
 
         if route.integration_type != "AWS_PROXY" or route.function_arn is None:
             log.error(
@@ -452,12 +565,11 @@ class ApiGatewayDataPlane:
                 api.api_id,
                 route.integration_type,
             )
-            return _integration_failure(), None
+            return INTEGRATION_FAILURE, None
         fn = self._function(api, stage, route)
         if fn is None:
-            return _integration_failure(), None
+            return INTEGRATION_FAILURE, None
 
-        request_id = new_request_id()
         event = self.proxy_event(
             api,
             stage,
@@ -482,14 +594,16 @@ class ApiGatewayDataPlane:
             else:  # the function's own timeout ends it first: no timer needed
                 result = await invocation
         except asyncio.TimeoutError:
-            timed_out = _error(504, "Endpoint request timed out", "IntegrationTimeout")
+            timed_out = Refusal(
+                504, "Endpoint request timed out", "IntegrationTimeout", "INTEGRATION_TIMEOUT"
+            )
             return timed_out, route.timeout_s * 1000
         except Throttled:
-            return _integration_failure(), None
+            return INTEGRATION_FAILURE, None
         except PayloadTooLarge as exc:  # the body fits API Gateway's 10 MB, not Lambda's 6 MB
             log.warning("API %s %s %s: Lambda %s: %s", api.api_id, method, path,
                         fn.function_name, exc)
-            return _integration_failure(), None
+            return INTEGRATION_FAILURE, None
         integration_ms = (time.perf_counter() - started) * 1000
         response = None if result.error_type is not None else _proxy_response(result.payload)
         if response is None:
@@ -505,14 +619,12 @@ class ApiGatewayDataPlane:
                 problem,
                 result.payload[:500].decode(errors="replace"),
             )
-            return (
-                _error(502, "Internal server error", "InternalServerErrorException"),
-                integration_ms,
-            )
+            failed = Refusal(502, "Internal server error", "InternalServerErrorException")
+            return failed, integration_ms
         response[1].append(("x-amzn-requestid", request_id))
         return response, integration_ms
 
-    def _usage_plan_admits(self, grant: KeyGrant, route: MethodRoute) -> Response | None:
+    def _usage_plan_admits(self, grant: KeyGrant, route: MethodRoute) -> Refusal | None:
         limits = (
             grant.method_throttles.get(f"{route.resource_path}/{route.http_method}")
             or grant.throttle
@@ -521,7 +633,7 @@ class ApiGatewayDataPlane:
             limits is not None
             and not self._bucket(("plan", grant.plan_id, grant.key_id, limits), limits).take()
         ):
-            return _error(429, "Too Many Requests", "TooManyRequestsException")
+            return THROTTLED
         if grant.quota is not None:
             limit, period = grant.quota
             window = _quota_window(period, datetime.now(timezone.utc))
@@ -530,7 +642,7 @@ class ApiGatewayDataPlane:
             if used is None or used[0] != window:
                 used = self._quotas[key] = [window, 0]
             if used[1] >= limit:
-                return _error(429, "Limit Exceeded", "LimitExceededException")
+                return Refusal(429, "Limit Exceeded", "LimitExceededException", "QUOTA_EXCEEDED")
             used[1] += 1
         return None
 

@@ -10,7 +10,7 @@ Routes:
   ANY  /endpoints/<name>/invocations                    -> the SageMaker runtime's ``handle``
   GET  /_localcloud/health                              -> 200 {"status": "ok"}
 Anything else is 404 {"message": "Not Found"}. Bodies above 10 MB are refused with 413 before
-they are read.
+they are read (for a stage, through its API's gateway responses).
 """
 
 from __future__ import annotations
@@ -75,9 +75,7 @@ class Gateway:
             if len(parts) >= 3 and parts[2] == USER_REQUEST and parts[0] and parts[1]:
                 api_id, stage = parts[0], parts[1]
                 resource_path = "/" + (parts[3] if len(parts) == 4 else "")
-                body = await _read_body(scope, receive)
-                if body is None:
-                    return _json_body(413, "Request Too Long")
+                body = await _read_body(scope, receive)  # None: over 10 MB, refused there
                 client = scope.get("client")
                 status, headers, out = await self.apis.handle(
                     method,

@@ -60,6 +60,34 @@ ACCESS_LOG_FORMAT = json.dumps(
 )
 
 
+# API Gateway's own refusals (throttle, quota, missing auth, size, its timeout) answer in the
+# predictor's error shape, with API Gateway's request id, which is the predictor's MessageId.
+# Each code is the predictor's for the same condition where it has one. The response types
+# without an entry here fall back to DEFAULT_4XX or DEFAULT_5XX, keeping their own status.
+GATEWAY_ERROR_CODES = {
+    "BAD_REQUEST_BODY": "InvalidRequest",
+    "MISSING_AUTHENTICATION_TOKEN": "MissingAuthenticationToken",
+    "REQUEST_TOO_LARGE": "PayloadTooLarge",
+    "THROTTLED": "TooManyRequests",
+    "QUOTA_EXCEEDED": "QuotaExceeded",
+    "INTEGRATION_TIMEOUT": "GatewayTimeout",
+    "DEFAULT_4XX": "ClientError",
+    "DEFAULT_5XX": "GatewayError",
+}
+# The predictor's own headers, so a client cannot tell the two apart by them.
+GATEWAY_ERROR_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+# The throttle's token bucket refills at rate_limit per second, so one second always suffices.
+GATEWAY_RETRY_AFTER = {"THROTTLED": "1"}
+
+
+def gateway_error_template(code: str) -> str:
+    """The JSON body API Gateway renders; `messageString` is the message already quoted."""
+    return (
+        '{"MessageId":"$context.requestId","error":{"code":"%s",'
+        '"message":$context.error.messageString}}' % code
+    )
+
+
 def api_name(cfg) -> str:
     return naming.resource_name(cfg, "api", 1024)
 
@@ -256,13 +284,16 @@ def build(cfg) -> Template:
         key,
     )
     account_logging = _account_logging_role(t, cfg)
+    gateway_errors = _gateway_responses(t, rest_api)
+    deployed = [method, model, validator, *path_resources, *gateway_errors]
     deployment = t.add_resource(
         apigw.Deployment(
-            # A new logical id whenever the API changes, so CloudFormation deploys it to the stage.
-            "Deployment" + naming.content_hash([method, model, validator, *path_resources]).upper(),
+            # A new logical id whenever the API changes (gateway responses too: they take effect
+            # only when deployed), so CloudFormation deploys it to the stage.
+            "Deployment" + naming.content_hash(deployed).upper(),
             RestApiId=Ref(rest_api),
             Description="Deployment of the classification API",
-            DependsOn=[method],
+            DependsOn=[method, *gateway_errors],
         )
     )
     stage_res = t.add_resource(
@@ -315,6 +346,30 @@ def build(cfg) -> Template:
         cfg, t, CONCERN, "PredictorFunctionName", Ref(predictor), "Predictor function name"
     )
     return t
+
+
+def _gateway_responses(t, rest_api) -> list:
+    """API Gateway's own error answers, in the predictor's shape (GATEWAY_ERROR_CODES)."""
+    responses = []
+    for response_type, code in GATEWAY_ERROR_CODES.items():
+        headers = {**GATEWAY_ERROR_HEADERS}
+        if response_type in GATEWAY_RETRY_AFTER:
+            headers["Retry-After"] = GATEWAY_RETRY_AFTER[response_type]
+        responses.append(
+            t.add_resource(
+                apigw.GatewayResponse(
+                    "GatewayResponse" + "".join(w.capitalize() for w in response_type.split("_")),
+                    RestApiId=Ref(rest_api),
+                    ResponseType=response_type,
+                    ResponseParameters={
+                        f"gatewayresponse.header.{name}": f"'{value}'"
+                        for name, value in sorted(headers.items())
+                    },
+                    ResponseTemplates={"application/json": gateway_error_template(code)},
+                )
+            )
+        )
+    return responses
 
 
 def _account_logging_role(t, cfg) -> list:

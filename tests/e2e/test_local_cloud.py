@@ -165,8 +165,13 @@ def test_batch_request_answers_in_order(api):
 
 
 def test_requests_without_valid_credentials_are_refused(api):
-    assert post(api.url, {"sentence": "hello"})[0] == 403
-    assert post(api.url, {"sentence": "hello"}, {"x-api-key": "not-a-key"})[0] == 403
+    """In the predictor's error shape, through the stack's gateway responses."""
+    for headers in ({}, {"x-api-key": "not-a-key"}):
+        status, body = post(api.url, {"sentence": "hello"}, headers)
+        assert status == 403 and body["MessageId"], body
+        assert body["error"] == {"code": "ClientError", "message": "Forbidden"}
+    status, body = post(api.url + "/nope", {"sentence": "hello"}, {"x-api-key": api.key_value})
+    assert (status, body["error"]["code"]) == (403, "MissingAuthenticationToken"), body
 
 
 def test_bad_input_gets_a_json_4xx(api):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from generator_testkit import CONCERNS, ROOT, VARIANTS, one, resources_of, varia
 
 from generator import config as config_module
 from generator.render import render
-from generator.stacks import model_serving
+from generator.stacks import api_hosting, model_serving
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots"
 
@@ -376,7 +377,74 @@ def test_stage_throttling_logging_tracing(cfg, templates):
     assert (setting["ThrottlingRateLimit"], setting["ThrottlingBurstLimit"]) == (200, 400)
     assert (setting["LoggingLevel"], setting["DataTraceEnabled"]) == ("ERROR", False)
     deployment = one(api, "AWS::ApiGateway::Deployment")
-    assert deployment["DependsOn"] == ["ClassifyMethod"]
+    gateway_responses = sorted(resources_of(api, "AWS::ApiGateway::GatewayResponse"))
+    assert sorted(deployment["DependsOn"]) == sorted(["ClassifyMethod", *gateway_responses])
+
+
+def _predictor_errors() -> dict[str, set[int]]:
+    """The predictor's error codes and the statuses it answers with each."""
+    codes: dict[str, set[int]] = {}
+    for path in (ROOT / "lambda_src" / "predictor").glob("*.py"):
+        for status, code in re.findall(r'ApiError\(\s*(\d{3}),\s*"(\w+)"', path.read_text()):
+            codes.setdefault(code, set()).add(int(status))
+    return codes
+
+
+# The default status of each response type given its own code (AWS's gateway response types).
+RESPONSE_TYPE_STATUS = {
+    "BAD_REQUEST_BODY": 400,
+    "MISSING_AUTHENTICATION_TOKEN": 403,
+    "REQUEST_TOO_LARGE": 413,
+    "THROTTLED": 429,
+    "QUOTA_EXCEEDED": 429,
+    "INTEGRATION_TIMEOUT": 504,
+}
+
+
+def test_gateway_errors_answer_in_the_predictors_shape(templates):
+    declared = resources_of(templates["api-hosting"], "AWS::ApiGateway::GatewayResponse")
+    responses = {r["Properties"]["ResponseType"]: r["Properties"] for r in declared.values()}
+    assert set(responses) == set(RESPONSE_TYPE_STATUS) | {"DEFAULT_4XX", "DEFAULT_5XX"}
+    predictor = _predictor_errors()
+    assert {"TooManyRequests", "PayloadTooLarge", "InvalidRequest"} <= set(predictor)
+    for response_type, properties in responses.items():
+        assert "StatusCode" not in properties  # each refusal keeps API Gateway's status
+        # What API Gateway renders, with a message that needs escaping.
+        body = (
+            properties["ResponseTemplates"]["application/json"]
+            .replace("$context.requestId", "c0ffee00-0000-4000-8000-000000000001")
+            .replace("$context.error.messageString", json.dumps('say "hi"\\'))
+        )
+        document = json.loads(body)
+        assert document["MessageId"] == "c0ffee00-0000-4000-8000-000000000001"
+        assert set(document["error"]) == {"code", "message"}
+        assert document["error"]["message"] == 'say "hi"\\'
+        code = document["error"]["code"]
+        # A code the predictor uses too means the same status from either of them.
+        if code in predictor and response_type in RESPONSE_TYPE_STATUS:
+            assert predictor[code] == {RESPONSE_TYPE_STATUS[response_type]}, code
+        headers = properties["ResponseParameters"]
+        assert headers["gatewayresponse.header.Cache-Control"] == "'no-store'"
+        assert headers["gatewayresponse.header.X-Content-Type-Options"] == "'nosniff'"
+    throttled = responses["THROTTLED"]["ResponseParameters"]
+    assert throttled["gatewayresponse.header.Retry-After"] == "'1'"
+
+
+def test_the_gateway_error_codes_are_documented():
+    table = (ROOT / "lambda_src" / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"^\| [^|]+ \| `(\w+)` \|", table, re.M))
+    assert set(api_hosting.GATEWAY_ERROR_CODES.values()) <= documented
+
+
+def test_a_gateway_response_change_redeploys_the_api(cfg, monkeypatch):
+    """Gateway responses take effect only when deployed, so they are part of the hash."""
+    def deployments() -> set[str]:
+        doc = json.loads(render(cfg)["api-hosting.json"])
+        return set(resources_of(doc, "AWS::ApiGateway::Deployment"))
+
+    before = deployments()
+    monkeypatch.setitem(api_hosting.GATEWAY_ERROR_CODES, "THROTTLED", "SlowDown")
+    assert deployments() != before
 
 
 def _apigateway_paths(doc: dict, role: str) -> set[str]:

@@ -420,3 +420,121 @@ def test_base64_body_for_binary_media_types(loop_thread, plane, apigw, echo_arn)
     event = json.loads(body)
     assert event["isBase64Encoded"] is True
     assert base64.b64decode(event["body"]) == b"\x89PNG"
+
+
+# -- gateway responses ---------------------------------------------------------------------------
+
+SHAPED = '{"id":"$context.requestId","type":"$context.error.responseType","text":%s}'
+
+
+def shape(apigw, api, response_type, text="$context.error.messageString", **extra):
+    apigw.put_gateway_response(
+        restApiId=api,
+        responseType=response_type,
+        responseTemplates={"application/json": SHAPED % text},
+        **extra,
+    )
+
+
+def test_gateway_responses_reshape_api_gateways_own_refusals(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn, key_required=True)
+    key = attach_key(apigw, api, throttle={"rateLimit": 0.01, "burstLimit": 1})
+    shape(
+        apigw,
+        api,
+        "THROTTLED",
+        responseParameters={"gatewayresponse.header.Retry-After": "'1'"},
+    )
+    shape(apigw, api, "DEFAULT_4XX")
+    shape(apigw, api, "DEFAULT_5XX", text='"$context.error.message"')
+
+    # its own response type's
+    assert call(loop_thread, plane, api, headers=[("x-api-key", key)])[0] == 200
+    status, headers, body = call(loop_thread, plane, api, headers=[("x-api-key", key)])
+    answer = json.loads(body)
+    assert (status, answer["type"], answer["text"]) == (429, "THROTTLED", "Too Many Requests")
+    assert answer["id"] == headers["x-amzn-requestid"] and headers["retry-after"] == "1"
+    assert headers["content-type"] == "application/json"
+
+    # a 4xx without a response of its own type takes DEFAULT_4XX, and keeps its status
+    status, headers, body = call(loop_thread, plane, api, headers=[("x-api-key", "wrong")])
+    answer = json.loads(body)
+    assert (status, answer["type"], answer["text"]) == (403, "DEFAULT_4XX", "Forbidden")
+    assert "retry-after" not in headers
+    status, _, body = call(loop_thread, plane, api, path="/nope")
+    assert (status, json.loads(body)["type"]) == (403, "MISSING_AUTHENTICATION_TOKEN")
+
+    # a 5xx takes DEFAULT_5XX
+    key2 = attach_key(apigw, api)
+    status, _, body = call(
+        loop_thread, plane, api, headers=[("x-api-key", key2)], query=b"mode=raise"
+    )
+    answer = json.loads(body)
+    assert (status, answer["type"], answer["text"]) == (502, "DEFAULT_5XX", "Internal server error")
+
+    # before the stage there is no deployment, so no gateway response
+    status, _, body = call(loop_thread, plane, api, stage="nostage")
+    assert (status, message(body)) == (403, "Forbidden")
+
+
+def test_gateway_response_status_codes(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn, key_required=True)
+    shape(apigw, api, "DEFAULT_4XX", statusCode="400")
+    shape(apigw, api, "MISSING_AUTHENTICATION_TOKEN", statusCode="404")
+    # DEFAULT_4XX's status is every other 4xx's; a response type's own status comes first
+    assert call(loop_thread, plane, api, headers=[("x-api-key", "wrong")])[0] == 400
+    assert call(loop_thread, plane, api, path="/nope")[0] == 404
+
+
+def test_gateway_response_without_a_template_keeps_the_default_body(
+    loop_thread, plane, apigw, echo_arn, caplog
+):
+    api = make_api(apigw, echo_arn)
+    apigw.put_gateway_response(
+        restApiId=api,
+        responseType="MISSING_AUTHENTICATION_TOKEN",
+        responseParameters={
+            "gatewayresponse.header.X-Static": "'yes'",
+            "gatewayresponse.header.X-Echo": "method.request.header.origin",
+        },
+    )
+    with caplog.at_level(logging.WARNING, logger="localcloud.apigateway"):
+        status, headers, body = call(loop_thread, plane, api, path="/nope")
+    assert (status, message(body), headers["x-static"]) == (
+        403,
+        "Missing Authentication Token",
+        "yes",
+    )
+    assert "x-echo" not in headers
+    assert "method.request.header.origin" in caplog.text  # named as not served locally
+
+
+def test_gateway_response_template_for_another_media_type(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn)
+    apigw.put_gateway_response(
+        restApiId=api,
+        responseType="DEFAULT_4XX",
+        responseTemplates={"text/plain": "refused: $context.error.message (${context.stage})"},
+    )
+    status, headers, body = call(loop_thread, plane, api, path="/nope")
+    assert (status, headers["content-type"]) == (403, "text/plain")
+    assert body == b"refused: Missing Authentication Token (prod)"
+
+
+def test_gateway_responses_reach_bodies_over_10_mb(gateway_port, apigw, echo_arn):
+    port, _ = gateway_port
+    api = make_api(apigw, echo_arn)
+    shape(apigw, api, "REQUEST_TOO_LARGE")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    conn.putrequest("POST", f"/restapis/{api}/prod/_user_request_/text")
+    conn.putheader("Content-Length", str(10 * 1024 * 1024 + 1))
+    conn.endheaders()
+    resp = conn.getresponse()
+    answer = json.loads(resp.read())
+    assert (resp.status, answer["type"], answer["text"]) == (
+        413,
+        "REQUEST_TOO_LARGE",
+        "Request Too Long",
+    )
+    assert answer["id"] == resp.getheader("x-amzn-RequestId")
+    conn.close()
