@@ -14,15 +14,15 @@ What API Gateway does and this module does too, in its order:
   Authorization header -> 403; ``apiKeyRequired`` without an enabled key attached through a
   usage plan to this stage -> 403 Forbidden; usage-plan throttling (per key, per method
   override), then quota (429 "Limit Exceeded"), then the stage's method throttling -> 429
-  {"message": "Too Many Requests"} (token buckets: rate per second, burst capacity);
-  the Lambda-proxy event as API Gateway builds it (REST payload format 1.0); the proxy
-  response; a Lambda error or malformed proxy response -> 502 {"message": "Internal server
-  error"}; no answer within the integration timeout (29 s unless lowered) -> 504
-  {"message": "Endpoint request timed out"}; metrics AWS/ApiGateway (ApiName, Stage).
-Each of these refusals past the stage check goes through the API's gateway responses (its own
-response type's, else DEFAULT_4XX or DEFAULT_5XX): status, static headers, and a template whose
-``$context`` variables are filled in (:func:`render_gateway_response`).
-Not done: custom/Cognito authorizers, non-proxy integrations, request validation, mapping
+  {"message": "Too Many Requests"} (token buckets: rate per second, burst capacity); the
+  request body against the method's model -> 400 {"message": "Invalid request body"}
+  (:mod:`localcloud.request_validation`); the Lambda-proxy event as API Gateway builds it (REST
+  payload format 1.0); the proxy response; a Lambda error or malformed proxy response -> 502
+  {"message": "Internal server error"}; no answer within the integration timeout (29 s unless
+  lowered) -> 504 {"message": "Endpoint request timed out"}; metrics AWS/ApiGateway (ApiName,
+  Stage). Each refusal after the stage check goes through the API's gateway responses (its own
+  response type's, else DEFAULT_4XX or DEFAULT_5XX: :mod:`localcloud.gateway_responses`).
+Not done: custom/Cognito authorizers, non-proxy integrations, parameter validation, mapping
 templates, resource policies, quota ``offset``, account-level throttling (each answers or is
 skipped as documented in docs/local-cloud.md).
 """
@@ -40,7 +40,19 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import parse_qsl
 
-from localcloud import metrics
+from localcloud import metrics, request_validation
+from localcloud.gateway_responses import (
+    INTEGRATION_FAILURE,
+    JSON,
+    MISSING_TOKEN,
+    THROTTLED,
+    TOO_LARGE,
+    GatewayResponse,
+    Refusal,
+    Response,
+    compile_gateway_response,
+    render_gateway_response,
+)
 from localcloud.lambdas import (
     ChangeCounter,
     LambdaRuntime,
@@ -53,15 +65,12 @@ log = logging.getLogger("localcloud.apigateway")
 
 MAX_PAYLOAD_BYTES = 10 * 1024 * 1024
 MAX_TABLE_AGE = 5.0
-JSON = "application/json"
 
 _LAMBDA_URI = re.compile(r":lambda:path/[^/]+/functions/(?P<arn>arn:[^/]+)/invocations")
 _SIGV4 = re.compile(
     r"^AWS4-HMAC-SHA256 Credential=[^/,\s]+/\d{8}/[a-z0-9-]+/[a-z0-9-]+/aws4_request,\s*"
     r"SignedHeaders=[a-z0-9;-]+,\s*Signature=[0-9a-f]{64}$"
 )
-
-Response = tuple[int, list[tuple[str, str]], bytes]
 
 
 API_CHANGES = ChangeCounter(
@@ -100,109 +109,6 @@ def _pick(mapping: Any, *names: str) -> Any:
 def _error(status: int, message: str, error_type: str) -> Response:
     body = json.dumps({"message": message}).encode()
     return status, [("content-type", JSON), ("x-amzn-errortype", error_type)], body
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """An answer API Gateway makes itself, which the API's gateway responses may reshape."""
-
-    status: int
-    message: str
-    error_type: str  # the x-amzn-errortype header
-    # The gateway response type where AWS documents it for this condition; None where it does
-    # not, so that only DEFAULT_4XX or DEFAULT_5XX can apply.
-    response_type: str | None = None
-
-
-MISSING_TOKEN = Refusal(
-    403,
-    "Missing Authentication Token",
-    "MissingAuthenticationTokenException",
-    "MISSING_AUTHENTICATION_TOKEN",
-)
-INTEGRATION_FAILURE = Refusal(500, "Internal server error", "IntegrationFailure")
-THROTTLED = Refusal(429, "Too Many Requests", "TooManyRequestsException", "THROTTLED")
-TOO_LARGE = Refusal(413, "Request Too Long", "RequestTooLongException", "REQUEST_TOO_LARGE")
-
-
-@dataclass(frozen=True)
-class GatewayResponse:
-    """One of an API's gateway responses, as it applies to a refusal."""
-
-    status: int | None
-    headers: tuple[tuple[str, str], ...]  # static values only
-    content_type: str | None
-    template: str | None
-
-
-_CONTEXT_VARIABLE = re.compile(
-    r"\$(?:context\.([A-Za-z]+(?:\.[A-Za-z]+)*)|\{context\.([A-Za-z]+(?:\.[A-Za-z]+)*)\})"
-)
-_STATIC_VALUE = re.compile(r"^'(.*)'$", re.S)
-_HEADER_PARAMETER = "gatewayresponse.header."
-_unsupported_logged: set[str] = set()
-
-
-def _log_unsupported_once(what: str) -> None:
-    if what not in _unsupported_logged:
-        _unsupported_logged.add(what)
-        log.warning("gateway response %s is not served locally and is left out", what)
-
-
-def _compile_gateway_response(response: Any) -> GatewayResponse:
-    headers = []
-    for name, value in sorted((getattr(response, "response_parameters", None) or {}).items()):
-        static = _STATIC_VALUE.match(value or "")
-        if name.startswith(_HEADER_PARAMETER) and static:
-            headers.append((name[len(_HEADER_PARAMETER) :], static.group(1)))
-        else:
-            _log_unsupported_once(f"parameter {name} = {value}")
-    templates = getattr(response, "response_templates", None) or {}
-    content_type = JSON if JSON in templates else next(iter(sorted(templates)), None)
-    status = getattr(response, "status_code", None)
-    return GatewayResponse(
-        int(status) if status not in (None, "") else None,
-        tuple(headers),
-        content_type,
-        templates.get(content_type) if content_type else None,
-    )
-
-
-def render_gateway_response(
-    responses: dict[str, GatewayResponse], refusal: Refusal, context: dict[str, str]
-) -> Response:
-    """A refusal as the API's gateway responses shape it (as API Gateway's defaults without).
-
-    ``context`` holds the ``$context`` variables besides ``error.*`` (requestId, apiId, stage).
-    """
-    fallback = "DEFAULT_4XX" if refusal.status < 500 else "DEFAULT_5XX"
-    own = responses.get(refusal.response_type) if refusal.response_type else None
-    default = responses.get(fallback)
-    chosen = own or default
-    status = (own and own.status) or (default and default.status) or refusal.status
-    values = {
-        **context,
-        "error.message": refusal.message,
-        "error.messageString": json.dumps(refusal.message),
-        "error.responseType": refusal.response_type or fallback,
-    }
-    headers = [("x-amzn-errortype", refusal.error_type)]
-    if "requestId" in context:
-        headers.append(("x-amzn-requestid", context["requestId"]))
-    if chosen is not None:
-        headers.extend(chosen.headers)
-    if chosen is None or chosen.template is None:
-        body = json.dumps({"message": refusal.message}).encode()
-        return status, [("content-type", JSON), *headers], body
-
-    def value_of(match: re.Match) -> str:
-        name = match.group(1) or match.group(2)
-        if name not in values:
-            _log_unsupported_once(f"variable $context.{name}")
-        return values.get(name, "")
-
-    body = _CONTEXT_VARIABLE.sub(value_of, chosen.template).encode()
-    return status, [("content-type", chosen.content_type), *headers], body
 
 
 # -- throttling ----------------------------------------------------------------------------------
@@ -260,6 +166,7 @@ class MethodRoute:
     integration_type: str | None
     function_arn: str | None  # AWS_PROXY to Lambda, with stage variables still in it
     timeout_s: float  # the integration timeout (API Gateway: 29 s unless lowered)
+    body_validators: dict[str, Any]  # content type -> schema validator (request_validation)
 
 
 @dataclass
@@ -372,6 +279,7 @@ def _compile(backend: Any, api: Any) -> CompiledApi:
                 integration_type=getattr(integration, "integration_type", None),
                 function_arn=found.group("arn") if found else None,
                 timeout_s=int(getattr(integration, "timeout_in_millis", None) or 29000) / 1000,
+                body_validators=request_validation.body_validators(api, method),
             )
 
     stages = {name: _compile_stage(backend, api, stage) for name, stage in api.stages.items()}
@@ -384,7 +292,7 @@ def _compile(backend: Any, api: Any) -> CompiledApi:
         stages=stages,
         binary_types=list(getattr(api, "binaryMediaTypes", None) or []),
         gateway_responses={
-            response_type: _compile_gateway_response(response)
+            response_type: compile_gateway_response(response)
             for response_type, response in (getattr(api, "gateway_responses", None) or {}).items()
         },
         built_at=time.monotonic(),
@@ -555,6 +463,12 @@ class ApiGatewayDataPlane:
                 return refusal, None
         if not self._stage_admits(api, stage, route):
             return THROTTLED, None
+        if route.body_validators:
+            refusal = request_validation.refusal_of(
+                route.body_validators, header_map.get("content-type", ""), body
+            )
+            if refusal is not None:
+                return refusal, None
 
         if route.integration_type != "AWS_PROXY" or route.function_arn is None:
             log.error(

@@ -175,8 +175,12 @@ def test_requests_without_valid_credentials_are_refused(api):
 
 
 def test_bad_input_gets_a_json_4xx(api):
-    status, body = post(api.url, b"{not json", {"x-api-key": api.key_value})
-    assert status == 400 and body["error"]["code"] and body["MessageId"]
+    # refused by the API's request model, before the predictor runs
+    for bad in (b"{not json", b'{"sentence": 5}', b'{"sentence": "a", "sentences": ["b"]}'):
+        status, body = post(api.url, bad, {"x-api-key": api.key_value})
+        assert status == 400 and body["MessageId"], body
+        assert body["error"] == {"code": "InvalidRequest", "message": "Invalid request body"}
+    # the model lets it through; the predictor refuses it
     status, body = post(api.url, {"sentence": "   "}, {"x-api-key": api.key_value})
     assert status == 400 and "empty" in body["error"]["message"].lower()
 

@@ -38,6 +38,9 @@ ECHO = """
 """
 
 
+JSON_TYPE = "application/json"
+
+
 @pytest.fixture
 def apigw(aws):
     install_moto_hooks()
@@ -63,18 +66,38 @@ def make_api(
     parts=("text",),
     method="POST",
     timeout_ms=29000,
+    body_schema=None,
+    validate_body=True,
+    model_types=("application/json",),
 ):
-    """A REST API with one Lambda-proxy method on /<parts...>, deployed to stage ``prod``."""
+    """A REST API with one Lambda-proxy method on /<parts...>, deployed to stage ``prod``;
+    with ``body_schema``, a request validator and that model for ``model_types``."""
     api = apigw.create_rest_api(name="demo-api")["id"]
     parent = apigw.get_resources(restApiId=api)["items"][0]["id"]
     for part in parts:
         parent = apigw.create_resource(restApiId=api, parentId=parent, pathPart=part)["id"]
+    validation = {}
+    if body_schema is not None:
+        apigw.create_model(
+            restApiId=api, name="Req", contentType=JSON_TYPE, schema=json.dumps(body_schema)
+        )
+        validator = apigw.create_request_validator(
+            restApiId=api,
+            name="body",
+            validateRequestBody=validate_body,
+            validateRequestParameters=False,
+        )
+        validation = {
+            "requestValidatorId": validator["id"],
+            "requestModels": {content_type: "Req" for content_type in model_types},
+        }
     apigw.put_method(
         restApiId=api,
         resourceId=parent,
         httpMethod=method,
         authorizationType=auth,
         apiKeyRequired=key_required,
+        **validation,
     )
     apigw.put_integration(
         restApiId=api,
@@ -538,3 +561,50 @@ def test_gateway_responses_reach_bodies_over_10_mb(gateway_port, apigw, echo_arn
     )
     assert answer["id"] == resp.getheader("x-amzn-RequestId")
     conn.close()
+
+
+# -- request body validation --------------------------------------------------------------------
+
+SCHEMA = {
+    "$schema": "http://json-schema.org/draft-04/schema#",
+    "type": "object",
+    "properties": {"sentence": {"type": "string", "minLength": 1}},
+    "required": ["sentence"],
+    "additionalProperties": False,
+}
+
+
+def test_request_bodies_are_validated_against_the_model(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn, body_schema=SCHEMA)
+    apigw.put_gateway_response(
+        restApiId=api,
+        responseType="BAD_REQUEST_BODY",
+        responseTemplates={"text/plain": "$context.error.validationErrorString"},
+    )
+    json_type = [("content-type", "application/json; charset=utf-8")]
+    assert call(loop_thread, plane, api, headers=json_type, body=b'{"sentence": "a"}')[0] == 200
+    for bad, problem in (
+        (b'{"sentence": 5}', "5 is not of type 'string'"),
+        (b'{"sentence": "a", "x": 1}', "Additional properties are not allowed"),
+        (b"{}", "'sentence' is a required property"),
+        (b'{"sentence": NaN}', "not JSON"),
+        (b"{not json", "not JSON"),
+        (b"", "not JSON"),
+        (b'{"sentence": "\xff"}', "not JSON"),
+    ):
+        status, headers, body = call(loop_thread, plane, api, headers=json_type, body=bad)
+        assert (status, headers["x-amzn-errortype"]) == (400, "BadRequestException"), bad
+        assert problem in body.decode(), (bad, body)
+    # a content type without a model (and no $default) is not validated
+    text_type = [("content-type", "text/plain")]
+    assert call(loop_thread, plane, api, headers=text_type, body=b"{not json")[0] == 200
+    assert call(loop_thread, plane, api, body=b"{not json")[0] == 200  # no content type
+
+
+def test_default_model_and_validator_without_body_check(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn, body_schema=SCHEMA, model_types=("$default",))
+    status, _, body = call(loop_thread, plane, api, headers=[("content-type", "text/csv")])
+    assert (status, message(body)) == (400, "Invalid request body")
+
+    other = make_api(apigw, echo_arn, body_schema=SCHEMA, validate_body=False)
+    assert call(loop_thread, plane, other, headers=[("content-type", JSON_TYPE)])[0] == 200
