@@ -22,6 +22,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from generator.config import MAX_TESTER_RATE, MAX_TESTER_REQUESTS, tester_requests
+from generator.stacks.api_hosting import GATEWAY_ERROR_CODES
 from workflow.context import Context, WorkflowError, add_common_arguments, cli, load_context
 from workflow.outputs import stack_outputs
 from workflow.pack import LAMBDA_SRC, SHARED
@@ -142,21 +143,27 @@ def message_text(message: dict) -> str:
     return text
 
 
+def _counts(parts, key: str) -> Counter[str]:
+    total: Counter[str] = Counter()
+    for part in parts:
+        total.update(part.get(key, {}))
+    return total
+
+
 def merge(summaries: dict[str, dict]) -> dict:
     """One report from the testers' summaries (tester function name -> summary)."""
     samples = [row for summary in summaries.values() for row in summary.get("samples", [])]
-    errors: Counter[str] = Counter()
-    for summary in summaries.values():
-        errors.update(summary.get("errorsByStatus", {}))
+    errors, codes = _counts(summaries.values(), "errorsByStatus"), _counts(
+        summaries.values(), "errorsByCode"
+    )
 
     def group(rows: list[list], parts: list[dict]) -> dict:
-        group_errors: Counter[str] = Counter()
-        for part in parts:
-            group_errors.update(part.get("errorsByStatus", {}))
+        group_errors = _counts(parts, "errorsByStatus")
         return {
             "requests": len(rows),
             "errors": sum(group_errors.values()),
             "errors_by_status": dict(sorted(group_errors.items())),
+            "errors_by_code": dict(sorted(_counts(parts, "errorsByCode").items())),
             "wrong_labels": sum(part.get("wrongLabels", 0) for part in parts),
             "latency_ms": percentiles([row[1] for row in rows if row[1] is not None]),
         }
@@ -179,6 +186,7 @@ def merge(summaries: dict[str, dict]) -> dict:
             "unfinished": sum(s.get("requestsUnfinished", 0) for s in summaries.values()),
             "errors": sum(errors.values()),
             "errors_by_status": dict(sorted(errors.items())),
+            "errors_by_code": dict(sorted(codes.items())),
             "wrong_labels": sum(s.get("wrongLabels", 0) for s in summaries.values()),
             "achieved_rate_per_sec": round(
                 sum(s.get("achievedRatePerSec") or 0 for s in summaries.values()), 3
@@ -214,14 +222,31 @@ def render(report: dict) -> str:
         f"completed {totals['completed']}, "
         f"achieved {totals['achieved_rate_per_sec']} req/s, "
         f"errors by status {totals['errors_by_status'] or 'none'}"
+        + (f", by code {totals['errors_by_code']}" if totals.get("errors_by_code") else "")
     )
     return "\n".join(lines)
 
 
+def _coded(totals: dict, status_class: str) -> tuple[int, dict[str, int]]:
+    """How many answers had a status starting so ("5", "429"), and their error codes
+    (``errors_by_code`` keys are "<status> <code>"; answers without the API's error shape have
+    none, such as a deployment from before its gateway responses)."""
+    count = sum(n for status, n in totals["errors_by_status"].items()
+                if status.startswith(status_class))
+    codes = {key: n for key, n in (totals.get("errors_by_code") or {}).items()
+             if key.startswith(status_class)}
+    return count, codes
+
+
+def _listed(codes: dict[str, int]) -> str:
+    return ", ".join(f"{key}: {n}" for key, n in sorted(codes.items()))
+
+
 def server_error_hint(totals: dict, local: bool, home: Path | None = None) -> str | None:
-    """Where to read why answers were 5xx (None when none were): the tester sees only the
-    status, and a Lambda throttle reaches it as API Gateway's bare 500."""
-    count = sum(n for status, n in totals["errors_by_status"].items() if status.startswith("5"))
+    """Where to read why answers were 5xx (None when none were), with their error codes:
+    GatewayError is API Gateway's (the function failed or was throttled), the others the
+    predictor's."""
+    count, codes = _coded(totals, "5")
     if not count:
         return None
     if local:
@@ -238,26 +263,40 @@ def server_error_hint(totals: dict, local: bool, home: Path | None = None) -> st
             "the predictor's CloudWatch log group and its AWS/Lambda Throttles metric "
             "(a throttled call leaves no log line)"
         )
-    return f"{count} answers were 5xx: {where} say why"
+    listed = f" ({_listed(codes)})" if codes else ""
+    return f"{count} answers were 5xx{listed}: {where} say why"
 
 
 def throttle_hint(totals: dict, api) -> str | None:
-    """Which limit answered 429 (None when none did): the stage's throttle or, with API keys,
-    the usage plan's quota, as ``api_hosting`` sets them."""
-    count = totals["errors_by_status"].get("429", 0)
+    """Which limit answered 429 (None when none did), as ``api_hosting`` sets them: the error
+    code tells the stage's throttle (or SageMaker's) from the API key's quota."""
+    count, codes = _coded(totals, "429")
     if not count:
         return None
+    throttle = (
+        f"the stage's throttle (api_hosting.throttle: {api.throttle.rate_limit:g} requests/s, "
+        f"burst {api.throttle.burst_limit})"
+    )
     quota = (
-        f", or the API key's quota (api_hosting.quota: {api.quota.limit} per "
-        f"{api.quota.period}) ran out"
-        if api.auth == "api_key"
-        else ""
+        f"the API key's quota (api_hosting.quota: {api.quota.limit} per {api.quota.period}) "
+        "ran out"
     )
-    return (
-        f"{count} answers were 429: the load went over the stage's throttle (api_hosting."
-        f"throttle: {api.throttle.rate_limit:g} requests/s, burst {api.throttle.burst_limit})"
-        f"{quota}"
-    )
+    if not codes:
+        either = f", or {quota}" if api.auth == "api_key" else ""
+        return f"{count} answers were 429: the load went over {throttle}{either}"
+    reasons = {
+        GATEWAY_ERROR_CODES["THROTTLED"]: (
+            f"the load went over {throttle} or SageMaker's for the endpoint"
+        ),
+        GATEWAY_ERROR_CODES["QUOTA_EXCEEDED"]: quota,
+    }
+    parts = []
+    for key, n in sorted(codes.items()):
+        code = key.split(" ", 1)[1]
+        parts.append(f"{n} {code}: {reasons[code]}" if code in reasons else f"{n} {code}")
+    if count > sum(codes.values()):
+        parts.append(f"{count - sum(codes.values())} without an error code")
+    return f"{count} answers were 429: " + "; ".join(parts)
 
 
 def shortened_runs(summaries: dict[str, dict], duration: float) -> list[str]:

@@ -10,6 +10,7 @@ from open_loop import RunStats, Shot
 
 UNKNOWN_VARIANT = "unknown"
 MAX_VARIANT_CHARS = 255  # CloudWatch dimension value limit
+MAX_CODE_CHARS = 64  # an error code longer than any of the API's is cut
 
 
 @dataclass(frozen=True)
@@ -21,6 +22,8 @@ class Outcome:
     latency_ms: Optional[float]
     variant: str
     passed: bool  # 2xx and every expected key/value present
+    # "<status> <error.code>" for an error answer in the API's error shape, else None
+    error_code: Optional[str] = None
 
     @property
     def completed(self) -> bool:
@@ -35,15 +38,30 @@ class Outcome:
         return self.succeeded and not self.passed
 
 
+def _json_object(body: bytes) -> dict:
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return {}
+    return doc if isinstance(doc, dict) else {}
+
+
+def _error_code(status: int, doc: dict) -> Optional[str]:
+    """The code of an answer in the API's error shape: the predictor's and API Gateway's own
+    (its gateway responses) alike, so a throttle and a spent quota tell themselves apart."""
+    error = doc.get("error")
+    code = error.get("code") if isinstance(error, dict) else None
+    return f"{status} {code[:MAX_CODE_CHARS]}" if isinstance(code, str) and code else None
+
+
 def judge(shot: Shot) -> Outcome:
     reply = shot.reply
-    doc = None
-    if isinstance(reply.status, int) and 200 <= reply.status < 300:
-        try:
-            doc = json.loads(reply.body)
-        except (ValueError, RecursionError):
-            doc = None
-    doc = doc if isinstance(doc, dict) else {}
+    doc, error_code = {}, None
+    if isinstance(reply.status, int):
+        if 200 <= reply.status < 300:
+            doc = _json_object(reply.body)
+        else:
+            error_code = _error_code(reply.status, _json_object(reply.body))
     variant = doc.get("variant")
     if not (isinstance(variant, str) and variant):
         variant = UNKNOWN_VARIANT
@@ -52,11 +70,12 @@ def judge(shot: Shot) -> Outcome:
                                for key, value in shot.case.expected.items())
     lag_ms = max(0.0, (shot.sent_s - shot.due_s) * 1000)
     return Outcome(shot.sent_s, lag_ms, shot.case.case_id, reply.status, reply.latency_ms,
-                   variant, passed)
+                   variant, passed, error_code)
 
 
 def group_summary(outcomes: List[Outcome], duration_s: float) -> dict:
     errors = Counter(str(o.status) for o in outcomes if not o.succeeded)
+    codes = Counter(o.error_code for o in outcomes if o.error_code)
     return {
         "requests": len(outcomes),
         "completed": sum(o.completed for o in outcomes),
@@ -64,6 +83,7 @@ def group_summary(outcomes: List[Outcome], duration_s: float) -> dict:
         "passed": sum(o.passed for o in outcomes),
         "wrongLabels": sum(o.wrong_label for o in outcomes),
         "errorsByStatus": dict(sorted(errors.items())),
+        "errorsByCode": dict(sorted(codes.items())),
         "latencyMs": percentiles(o.latency_ms for o in outcomes if o.latency_ms is not None),
         "achievedRatePerSec": round(len(outcomes) / duration_s, 3) if duration_s > 0 else None,
     }
@@ -83,6 +103,7 @@ def summarize(outcomes: List[Outcome], stats: RunStats, duration_s: float) -> di
         "requestsCompleted": overall["completed"],
         "requestsUnfinished": stats.sent - len(outcomes),
         "errorsByStatus": overall["errorsByStatus"],
+        "errorsByCode": overall["errorsByCode"],
         "wrongLabels": overall["wrongLabels"],
         "passed": overall["passed"],
         "latencyMs": overall["latencyMs"],

@@ -153,6 +153,7 @@ def test_counts_labels_errors_and_stored_summary(tester, aws, api):
     assert result["requestsCompleted"] == 40
     assert result["requestsUnfinished"] == 0
     assert result["errorsByStatus"] == {"502": 10}
+    assert result["errorsByCode"] == {"502 ModelError": 10}
     assert result["wrongLabels"] == 10 and result["passed"] == 20
     assert result["achievedRatePerSec"] == pytest.approx(80, rel=0.01)
     per_case = result["perCase"]
@@ -160,6 +161,8 @@ def test_counts_labels_errors_and_stored_summary(tester, aws, api):
         "tc-001": 10, "tc-002": 10, "tc-003": 10, "tc-004": 10}
     assert per_case["tc-002"]["wrongLabels"] == 10
     assert per_case["tc-003"]["errorsByStatus"] == {"502": 10}
+    assert per_case["tc-003"]["errorsByCode"] == {"502 ModelError": 10}
+    assert per_case["tc-001"]["errorsByCode"] == {}
     assert {variant: stats["requests"] for variant, stats in result["perVariant"].items()} == {
         "Model-A": 20, "Model-B": 10, "unknown": 10}
     assert set(result["latencyMs"]) == {"p50", "p90", "p99", "max"}

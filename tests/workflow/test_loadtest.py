@@ -178,6 +178,22 @@ def test_merge_pools_samples_across_testers_before_taking_percentiles():
     assert "variant A" in text and "case tc-2" in text
 
 
+def test_merge_counts_error_codes_beside_statuses():
+    a = summary([[0.0, 5.0, 429, "tc-1", "unknown"]], errors={"429": 1})
+    a["errorsByCode"] = {"429 QuotaExceeded": 1}
+    a["perCase"]["tc-1"].update(errorsByStatus={"429": 1}, errorsByCode={"429 QuotaExceeded": 1})
+    b = summary([[0.1, 5.0, 429, "tc-1", "unknown"], [0.2, 6.0, 502, "tc-1", "unknown"]],
+                errors={"429": 1, "502": 1})
+    b["errorsByCode"] = {"429 TooManyRequests": 1}  # the 502 had no error body
+    report = merge({"t1": a, "t2": b})
+    assert report["totals"]["errors_by_status"] == {"429": 2, "502": 1}
+    assert report["totals"]["errors_by_code"] == {"429 QuotaExceeded": 1, "429 TooManyRequests": 1}
+    assert report["per_case"]["tc-1"]["errors_by_code"] == {"429 QuotaExceeded": 1}
+    assert "by code {'429 QuotaExceeded': 1, '429 TooManyRequests': 1}" in render(report)
+    old_testers = merge({"t1": summary([[0.0, 1.0, 200, "tc-1", "A"]])})
+    assert old_testers["totals"]["errors_by_code"] == {} and "by code" not in render(old_testers)
+
+
 def test_report_files_are_written(tmp_path):
     report = merge(
         {"t1": summary([[0.0, 1.0, 200, "tc-1", "A"], [0.2, None, "timeout", "tc-1", "unknown"]])}
@@ -198,6 +214,10 @@ def test_server_errors_point_at_the_logs_that_say_why(tmp_path):
     assert server_error_hint(totals, local=False).startswith(
         "3 answers were 5xx: the predictor's CloudWatch log group and its AWS/Lambda Throttles"
     )
+    coded = {**totals, "errors_by_code": {"500 GatewayError": 2, "429 TooManyRequests": 3}}
+    assert server_error_hint(coded, local=False).startswith(
+        "3 answers were 5xx (500 GatewayError: 2): the predictor's CloudWatch log group"
+    )
     assert server_error_hint({"errors_by_status": {"429": 3, "connection": 1}}, local=True) is None
     assert server_error_hint({"errors_by_status": {}}, local=False) is None
 
@@ -217,6 +237,14 @@ def test_throttled_answers_name_the_limits_that_refused_them():
         "200 requests/s, burst 400)"
     )
     assert throttle_hint({"errors_by_status": {"500": 1}}, api) is None
+    coded = {"errors_by_status": {"429": 7}, "errors_by_code": {
+        "429 QuotaExceeded": 2, "429 TooManyRequests": 4}}
+    assert throttle_hint(coded, api) == (
+        "7 answers were 429: 2 QuotaExceeded: the API key's quota (api_hosting.quota: "
+        "1000000 per DAY) ran out; 4 TooManyRequests: the load went over the stage's "
+        "throttle (api_hosting.throttle: 200 requests/s, burst 400) or SageMaker's for the "
+        "endpoint; 1 without an error code"
+    )
 
 
 def test_a_tester_without_a_summary_is_named_with_where_to_read_why():
