@@ -608,3 +608,13 @@ def test_default_model_and_validator_without_body_check(loop_thread, plane, apig
 
     other = make_api(apigw, echo_arn, body_schema=SCHEMA, validate_body=False)
     assert call(loop_thread, plane, other, headers=[("content-type", JSON_TYPE)])[0] == 200
+
+
+@pytest.mark.parametrize("schema", [[], {"pattern": "("}, {"type": "nonsense"}])
+def test_a_model_that_is_no_schema_is_named_and_not_applied(
+    loop_thread, plane, apigw, echo_arn, caplog, schema
+):
+    api = make_api(apigw, echo_arn, body_schema=schema)
+    with caplog.at_level(logging.ERROR, logger="localcloud.apigateway"):
+        assert call(loop_thread, plane, api, headers=[("content-type", JSON_TYPE)])[0] == 200
+    assert "model Req is not a usable JSON schema" in caplog.text
