@@ -81,6 +81,9 @@ MAX_TESTER_RATE = 1000  # load_test.rate_per_second's upper bound; the tester ch
 # Requests one tester sends in one run (tester_requests); the tester refuses more (it keeps
 # every reply for its samples), and so does make test-load before publishing.
 MAX_TESTER_REQUESTS = 100_000
+# The testers' Variant metric dimension for a request no variant answered (an error or a
+# timeout); the tester dashboard shows it beside the variants, so no variant may take the name.
+NO_ANSWER_VARIANT = "unknown"
 # Upper bounds of api_hosting.throttle and api_hosting.predictor.reserved_concurrency.
 MAX_API_RATE_LIMIT = 10000
 MAX_API_BURST_LIMIT = 5000
@@ -560,6 +563,14 @@ def _model_serving(n: _Node) -> ModelServing:
     ]
     _unique([(m.name, f"{p}.name") for m, p in models], "model names")
     _unique([(m.variant_name, f"{p}.variant_name") for m, p in models], "variant names")
+    for model, path in models:
+        if model.variant_name.lower() == NO_ANSWER_VARIANT:
+            _fail(
+                f"{path}.variant_name",
+                model.variant_name,
+                f'"{NO_ANSWER_VARIANT}" (in any case) is reserved: the load testers count '
+                "requests no variant answered under it",
+            )
     # Each variant's alarms (and scaling resources) take its name without hyphens as part of
     # their logical ids: Model-A and ModelA would both make VariantModelA5xxAlarm.
     _unique(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from troposphere import Ref, Select, Split, Template, cloudwatch
 
 from .. import dashboard, naming
+from ..config import NO_ANSWER_VARIANT
 
 CONCERN = "tester-dashboard"
 PERCENTILES = ("p50", "p90", "p99")
@@ -85,6 +86,17 @@ def _widgets(cfg) -> list[dict]:
             [
                 series("ResponseTime", "Variant", v, "SampleCount", f"{v} requests")
                 for v in variants
+            ]
+            # Errors and timeouts have no variant, and timeouts no response time: without this
+            # line the counts fall short of the requests sent.
+            + [
+                series(
+                    "StatusError",
+                    "Variant",
+                    NO_ANSWER_VARIANT,
+                    "Sum",
+                    "no variant (error or timeout)",
+                )
             ],
             period=period,
             stat="SampleCount",

@@ -366,6 +366,17 @@ def test_variant_names_differing_only_in_hyphens_are_refused():
         parse(variant(**changes))
 
 
+@pytest.mark.parametrize("name", ["unknown", "Unknown"])
+def test_the_testers_no_answer_variant_name_is_reserved(name):
+    """The testers count requests no variant answered under Variant=unknown."""
+    with pytest.raises(
+        ConfigError,
+        match=r'^model_serving\.models\[0\]\.variant_name: "%s" is not allowed; "unknown" '
+        r"\(in any case\) is reserved" % name,
+    ):
+        parse(variant(**{"model_serving.models[0].variant_name": name}))
+
+
 def test_alarm_window_is_cloudwatchs():
     """PutMetricAlarm takes Period x EvaluationPeriods up to seven days, and up to one day when
     the period is under an hour."""

@@ -723,6 +723,14 @@ def test_tester_dashboard_built_from_cases(cfg, templates):
     assert per_case == {(c.id, p) for c in cfg.load_test.cases for p in ("p50", "p90", "p99")}
     per_variant = {m[5] for m in series if m[1] == "ResponseTime" and m[4] == "Variant"}
     assert per_variant == {m.variant_name for m in cfg.model_serving.models}
+    # requests per variant add up to the requests sent: errors and timeouts have no variant
+    (requests,) = [
+        w for w in body["widgets"] if w["properties"].get("title") == "Requests per variant"
+    ]
+    assert {(m[1], m[5], m[6]["stat"]) for m in requests["properties"]["metrics"]} == {
+        *(("ResponseTime", m.variant_name, "SampleCount") for m in cfg.model_serving.models),
+        ("StatusError", config_module.NO_ANSWER_VARIANT, "Sum"),
+    }
     counters = {m[1] for m in series if m[0] == cfg.project.name} - {"ResponseTime"}
     assert counters == {"StatusSuccess", "StatusError", "TestSuccess", "TestFail"}
     assert all(m[2:4] == ["Stage", cfg.project.stage] for m in series if m[0] == cfg.project.name)

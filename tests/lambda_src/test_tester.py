@@ -507,6 +507,8 @@ def test_tester_accepts_exactly_what_the_config_allows(tester):
     assert tester.load_message.MAX_RATE_PER_SEC == config.MAX_TESTER_RATE
     # make test-load repeats the tester's finish margin to refuse a run the testers would cut.
     assert tester.handler.FINISH_MARGIN_SEC == loadtest.TESTER_FINISH_MARGIN_SEC
+    # the tester dashboard counts requests no variant answered under the tester's name for them
+    assert tester.run_summary.UNKNOWN_VARIANT == config.NO_ANSWER_VARIANT
 
 
 @pytest.mark.parametrize("key, value, fragment", [
