@@ -59,6 +59,7 @@ _CONTEXT_VARIABLE = re.compile(
     r"\$(?:context\.([A-Za-z]+(?:\.[A-Za-z]+)*)|\{context\.([A-Za-z]+(?:\.[A-Za-z]+)*)\})"
 )
 _STATIC_VALUE = re.compile(r"^'(.*)'$", re.S)
+_STATUS_CODE = re.compile(r"^[1-5][0-9][0-9]$")
 _HEADER_PARAMETER = "gatewayresponse.header."
 _unsupported_logged: set[str] = set()
 
@@ -80,6 +81,10 @@ def compile_gateway_response(response: Any) -> GatewayResponse:
     templates = getattr(response, "response_templates", None) or {}
     content_type = JSON if JSON in templates else next(iter(sorted(templates)), None)
     status = getattr(response, "status_code", None)
+    if status not in (None, "") and not _STATUS_CODE.match(str(status)):
+        # AWS refuses it; moto stores anything, and one bad response must not fail every request
+        _log_unsupported_once(f"status code {status!r}")
+        status = None
     return GatewayResponse(
         int(status) if status not in (None, "") else None,
         tuple(headers),

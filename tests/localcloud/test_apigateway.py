@@ -618,3 +618,16 @@ def test_a_model_that_is_no_schema_is_named_and_not_applied(
     with caplog.at_level(logging.ERROR, logger="localcloud.apigateway"):
         assert call(loop_thread, plane, api, headers=[("content-type", JSON_TYPE)])[0] == 200
     assert "model Req is not a usable JSON schema" in caplog.text
+
+
+@pytest.mark.parametrize("status_code", ["4xx", "99", "600"])
+def test_a_gateway_response_with_a_bad_status_code_keeps_the_api_serving(
+    loop_thread, plane, apigw, echo_arn, caplog, status_code
+):
+    """moto stores any statusCode; the routing table must still compile."""
+    api = make_api(apigw, echo_arn)
+    apigw.put_gateway_response(restApiId=api, responseType="DEFAULT_4XX", statusCode=status_code)
+    with caplog.at_level(logging.WARNING, logger="localcloud.apigateway"):
+        assert call(loop_thread, plane, api)[0] == 200
+        assert call(loop_thread, plane, api, path="/nope")[0] == 403
+    assert f"status code {status_code!r}" in caplog.text
