@@ -112,14 +112,19 @@ def render_gateway_response(
         "error.responseType": refusal.response_type or fallback,
         "error.validationErrorString": refusal.validation_errors or "",
     }
-    headers = [("x-amzn-errortype", refusal.error_type)]
-    if "requestId" in context:
-        headers.append(("x-amzn-requestid", context["requestId"]))
-    if chosen is not None:
-        headers.extend(chosen.headers)
+    own_headers = chosen.headers if chosen is not None else ()
     if chosen is None or chosen.template is None:
-        body = json.dumps({"message": refusal.message}).encode()
-        return status, [("content-type", JSON), *headers], body
+        content_type, body = JSON, json.dumps({"message": refusal.message}).encode()
+    else:
+        content_type, body = chosen.content_type, None
+    # A header the gateway response sets replaces API Gateway's own of that name.
+    overridden = {name.lower() for name, _ in own_headers}
+    defaults = [("content-type", content_type), ("x-amzn-errortype", refusal.error_type)]
+    if "requestId" in context:
+        defaults.append(("x-amzn-requestid", context["requestId"]))
+    headers = [(n, v) for n, v in defaults if n not in overridden] + list(own_headers)
+    if body is not None:
+        return status, headers, body
 
     def value_of(match: re.Match) -> str:
         name = match.group(1) or match.group(2)
@@ -128,4 +133,4 @@ def render_gateway_response(
         return values.get(name, "")
 
     body = _CONTEXT_VARIABLE.sub(value_of, chosen.template).encode()
-    return status, [("content-type", chosen.content_type), *headers], body
+    return status, headers, body

@@ -631,3 +631,18 @@ def test_a_gateway_response_with_a_bad_status_code_keeps_the_api_serving(
         assert call(loop_thread, plane, api)[0] == 200
         assert call(loop_thread, plane, api, path="/nope")[0] == 403
     assert f"status code {status_code!r}" in caplog.text
+
+
+def test_gateway_response_headers_replace_api_gateways_own(loop_thread, plane, apigw, echo_arn):
+    api = make_api(apigw, echo_arn)
+    apigw.put_gateway_response(
+        restApiId=api,
+        responseType="MISSING_AUTHENTICATION_TOKEN",
+        responseParameters={"gatewayresponse.header.Content-Type": "'application/problem+json'"},
+        responseTemplates={"application/json": '{"type":"$context.error.responseType"}'},
+    )
+    status, out_headers, _ = loop_thread.run(
+        plane.handle("POST", api, "prod", "/nope", b"", [], b"{}", "127.0.0.1")
+    )
+    content_types = [value for name, value in out_headers if name.lower() == "content-type"]
+    assert (status, content_types) == (403, ["application/problem+json"])
