@@ -23,13 +23,19 @@ from localcloud.gateway_responses import Refusal
 log = logging.getLogger("localcloud.apigateway")
 
 DEFAULT_MODEL = "$default"
+DRAFT_04 = "http://json-schema.org/draft-04/schema#"
 Validate = Callable[[Any], Any]
 
 
 @functools.lru_cache(maxsize=256)
 def _compiled(schema_text: str) -> Validate:
     """One compiled validator per schema: routing tables are rebuilt often, schemas rarely."""
-    return fastjsonschema.compile(json.loads(schema_text))
+    schema = json.loads(schema_text)
+    if isinstance(schema, dict) and "$schema" not in schema:
+        # API Gateway's models are draft 4; fastjsonschema takes a schema without $schema as
+        # draft 2019-09 (boolean exclusiveMinimum, const, if/then/else would differ).
+        schema = {**schema, "$schema": DRAFT_04}
+    return fastjsonschema.compile(schema)
 
 
 def body_validators(api: Any, method: Any) -> dict[str, Validate]:

@@ -646,3 +646,13 @@ def test_gateway_response_headers_replace_api_gateways_own(loop_thread, plane, a
     )
     content_types = [value for name, value in out_headers if name.lower() == "content-type"]
     assert (status, content_types) == (403, ["application/problem+json"])
+
+
+def test_a_model_without_schema_version_is_draft_4(loop_thread, plane, apigw, echo_arn):
+    """Draft 4's boolean exclusiveMinimum, not draft 6+'s number (fastjsonschema's default)."""
+    schema = {"type": "object", "properties": {"n": {"type": "number", "minimum": 0,
+                                                     "exclusiveMinimum": True}}}
+    api = make_api(apigw, echo_arn, body_schema=schema)
+    json_type = [("content-type", JSON_TYPE)]
+    assert call(loop_thread, plane, api, headers=json_type, body=b'{"n": 0.5}')[0] == 200
+    assert call(loop_thread, plane, api, headers=json_type, body=b'{"n": 0}')[0] == 400
