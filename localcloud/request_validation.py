@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import re
 from typing import Any, Callable
 
 import fastjsonschema
@@ -27,15 +28,45 @@ DRAFT_04 = "http://json-schema.org/draft-04/schema#"
 Validate = Callable[[Any], Any]
 
 
-@functools.lru_cache(maxsize=256)
-def _compiled(schema_text: str) -> Validate:
-    """One compiled validator per schema: routing tables are rebuilt often, schemas rarely."""
-    schema = json.loads(schema_text)
+# How a model refers to another model of its API (AWS's absolute form).
+_MODEL_URI = re.compile(
+    r"^https://apigateway\.amazonaws\.com/restapis/(?P<api>[^/]+)/models/(?P<name>[^/?#]+)$"
+)
+# Every scheme urllib would otherwise fetch, blocking the event loop, at compile time.
+_URL_SCHEMES = ("http", "https", "ftp", "file", "data")
+
+
+def _draft_4(schema: Any) -> Any:
     if isinstance(schema, dict) and "$schema" not in schema:
         # API Gateway's models are draft 4; fastjsonschema takes a schema without $schema as
         # draft 2019-09 (boolean exclusiveMinimum, const, if/then/else would differ).
-        schema = {**schema, "$schema": DRAFT_04}
-    return fastjsonschema.compile(schema)
+        return {**schema, "$schema": DRAFT_04}
+    return schema
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled(
+    schema_text: str, api_id: str = "", models: tuple[tuple[str, str], ...] = ()
+) -> Validate:
+    """One compiled validator per schema: routing tables are rebuilt often, schemas rarely.
+
+    ``models`` (name, schema) are the API's, for a schema that refers to them; nothing remote
+    is fetched.
+    """
+    schemas = dict(models)
+
+    def model(uri: str) -> Any:
+        found = _MODEL_URI.match(uri)
+        if found is None or found.group("api") != api_id or found.group("name") not in schemas:
+            raise ValueError(f"$ref {uri} is not a model of this API (nothing remote is fetched)")
+        return _draft_4(json.loads(schemas[found.group("name")]))
+
+    handlers = {scheme: model for scheme in _URL_SCHEMES}
+    return fastjsonschema.compile(_draft_4(json.loads(schema_text)), handlers=handlers)
+
+
+def _schema_text(model: Any) -> str:
+    return model.schema if isinstance(model.schema, str) else json.dumps(model.schema)
 
 
 def body_validators(api: Any, method: Any) -> dict[str, Validate]:
@@ -51,9 +82,12 @@ def body_validators(api: Any, method: Any) -> dict[str, Validate]:
         if model is None:
             log.error("API %s: request model %s does not exist", api.id, model_name)
             continue
-        schema = model.schema if isinstance(model.schema, str) else json.dumps(model.schema)
+        schema = _schema_text(model)
+        refs = ()
+        if "$ref" in schema:  # only then do the API's other models belong to the cache key
+            refs = tuple(sorted((name, _schema_text(m)) for name, m in api.models.items()))
         try:
-            validators[content_type.lower()] = _compiled(schema)
+            validators[content_type.lower()] = _compiled(schema, api.id, refs)
         except Exception as exc:  # AWS refuses such a model; moto stores anything
             log.error("API %s: model %s is not a usable JSON schema: %r", api.id, model_name, exc)
     return validators

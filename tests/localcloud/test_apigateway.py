@@ -69,10 +69,11 @@ def make_api(
     body_schema=None,
     validate_body=True,
     model_types=("application/json",),
+    api_id=None,
 ):
     """A REST API with one Lambda-proxy method on /<parts...>, deployed to stage ``prod``;
     with ``body_schema``, a request validator and that model for ``model_types``."""
-    api = apigw.create_rest_api(name="demo-api")["id"]
+    api = api_id or apigw.create_rest_api(name="demo-api")["id"]
     parent = apigw.get_resources(restApiId=api)["items"][0]["id"]
     for part in parts:
         parent = apigw.create_resource(restApiId=api, parentId=parent, pathPart=part)["id"]
@@ -656,3 +657,29 @@ def test_a_model_without_schema_version_is_draft_4(loop_thread, plane, apigw, ec
     json_type = [("content-type", JSON_TYPE)]
     assert call(loop_thread, plane, api, headers=json_type, body=b'{"n": 0.5}')[0] == 200
     assert call(loop_thread, plane, api, headers=json_type, body=b'{"n": 0}')[0] == 400
+
+
+def test_a_model_refers_to_another_model_of_its_api_and_nothing_remote(
+    loop_thread, plane, apigw, echo_arn, caplog, monkeypatch
+):
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise AssertionError("a schema $ref was fetched")
+
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+    api = apigw.create_rest_api(name="refs")["id"]
+    apigw.create_model(restApiId=api, name="Sentence", contentType=JSON_TYPE,
+                       schema=json.dumps({"type": "string", "minLength": 1}))
+    base = f"https://apigateway.amazonaws.com/restapis/{api}/models/"
+    schema = {"type": "object", "required": ["sentence"],
+              "properties": {"sentence": {"$ref": base + "Sentence"}}}
+    api = make_api(apigw, echo_arn, body_schema=schema, api_id=api)
+    json_type = [("content-type", JSON_TYPE)]
+    assert call(loop_thread, plane, api, headers=json_type, body=b'{"sentence": "a"}')[0] == 200
+    assert call(loop_thread, plane, api, headers=json_type, body=b'{"sentence": 5}')[0] == 400
+
+    remote = make_api(apigw, echo_arn, body_schema={"$ref": "http://127.0.0.1:9/schema.json"})
+    with caplog.at_level(logging.ERROR, logger="localcloud.apigateway"):
+        assert call(loop_thread, plane, remote, headers=json_type)[0] == 200
+    assert "is not a model of this API" in caplog.text
