@@ -4,6 +4,7 @@ predictor, request validation, throttled and logged stage, and required auth (AP
 from __future__ import annotations
 
 import json
+import math
 
 from troposphere import GetAtt, Ref, Sub, Template
 from troposphere import apigateway as apigw
@@ -76,8 +77,12 @@ GATEWAY_ERROR_CODES = {
 }
 # The predictor's own headers, so a client cannot tell the two apart by them.
 GATEWAY_ERROR_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
-# The throttle's token bucket refills at rate_limit per second, so one second always suffices.
-GATEWAY_RETRY_AFTER = {"THROTTLED": "1"}
+
+
+def retry_after_s(rate_limit: float) -> int:
+    """Seconds until the throttle's drained token bucket holds a token again (it refills at
+    rate_limit per second, so one second unless the rate is below one per second)."""
+    return max(1, math.ceil(1 / rate_limit))
 
 
 def gateway_error_template(code: str) -> str:
@@ -284,7 +289,7 @@ def build(cfg) -> Template:
         key,
     )
     account_logging = _account_logging_role(t, cfg)
-    gateway_errors = _gateway_responses(t, rest_api)
+    gateway_errors = _gateway_responses(t, rest_api, cfg.api_hosting.throttle.rate_limit)
     deployed = [method, model, validator, *path_resources, *gateway_errors]
     deployment = t.add_resource(
         apigw.Deployment(
@@ -348,13 +353,13 @@ def build(cfg) -> Template:
     return t
 
 
-def _gateway_responses(t, rest_api) -> list:
+def _gateway_responses(t, rest_api, rate_limit: float) -> list:
     """API Gateway's own error answers, in the predictor's shape (GATEWAY_ERROR_CODES)."""
     responses = []
     for response_type, code in GATEWAY_ERROR_CODES.items():
         headers = {**GATEWAY_ERROR_HEADERS}
-        if response_type in GATEWAY_RETRY_AFTER:
-            headers["Retry-After"] = GATEWAY_RETRY_AFTER[response_type]
+        if response_type == "THROTTLED":  # the stage's and the usage plan's throttle alike
+            headers["Retry-After"] = str(retry_after_s(rate_limit))
         responses.append(
             t.add_resource(
                 apigw.GatewayResponse(

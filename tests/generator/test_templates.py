@@ -430,6 +430,11 @@ def test_gateway_errors_answer_in_the_predictors_shape(templates):
     assert throttled["gatewayresponse.header.Retry-After"] == "'1'"
 
 
+@pytest.mark.parametrize("rate, seconds", [(200, 1), (1, 1), (0.5, 2), (0.3, 4)])
+def test_retry_after_lasts_until_the_throttle_has_a_token_again(rate, seconds):
+    assert api_hosting.retry_after_s(rate) == seconds
+
+
 def test_the_gateway_error_codes_are_documented():
     table = (ROOT / "lambda_src" / "README.md").read_text(encoding="utf-8")
     documented = set(re.findall(r"^\| [^|]+ \| `(\w+)` \|", table, re.M))
