@@ -456,7 +456,9 @@ class ApiGatewayDataPlane:
         if route.api_key_required:
             grants = stage.keys.get(api_key or "")
             if not grants:
-                return Refusal(403, "Forbidden", "ForbiddenException"), None
+                # AWS names a type for a key that is not valid here, none for a missing one.
+                response_type = "INVALID_API_KEY" if api_key is not None else None
+                return Refusal(403, "Forbidden", "ForbiddenException", response_type), None
             grant = grants[0]
             refusal = self._usage_plan_admits(grant, route)
             if refusal is not None:

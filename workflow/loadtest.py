@@ -153,9 +153,8 @@ def _counts(parts, key: str) -> Counter[str]:
 def merge(summaries: dict[str, dict]) -> dict:
     """One report from the testers' summaries (tester function name -> summary)."""
     samples = [row for summary in summaries.values() for row in summary.get("samples", [])]
-    errors, codes = _counts(summaries.values(), "errorsByStatus"), _counts(
-        summaries.values(), "errorsByCode"
-    )
+    errors = _counts(summaries.values(), "errorsByStatus")
+    codes = _counts(summaries.values(), "errorsByCode")
 
     def group(rows: list[list], parts: list[dict]) -> dict:
         group_errors = _counts(parts, "errorsByStatus")

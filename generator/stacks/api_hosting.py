@@ -75,7 +75,7 @@ GATEWAY_ERROR_CODES = {
     "DEFAULT_4XX": "ClientError",
     "DEFAULT_5XX": "GatewayError",
 }
-# The predictor's own headers, so a client cannot tell the two apart by them.
+# The predictor's caching and sniffing headers, on API Gateway's own answers too.
 GATEWAY_ERROR_HEADERS = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 

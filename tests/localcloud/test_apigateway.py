@@ -483,8 +483,10 @@ def test_gateway_responses_reshape_api_gateways_own_refusals(loop_thread, plane,
     # a 4xx without a response of its own type takes DEFAULT_4XX, and keeps its status
     status, headers, body = call(loop_thread, plane, api, headers=[("x-api-key", "wrong")])
     answer = json.loads(body)
-    assert (status, answer["type"], answer["text"]) == (403, "DEFAULT_4XX", "Forbidden")
+    assert (status, answer["type"], answer["text"]) == (403, "INVALID_API_KEY", "Forbidden")
     assert "retry-after" not in headers
+    status, _, body = call(loop_thread, plane, api)  # no key at all: AWS names no type
+    assert (status, json.loads(body)["type"]) == (403, "DEFAULT_4XX")
     status, _, body = call(loop_thread, plane, api, path="/nope")
     assert (status, json.loads(body)["type"]) == (403, "MISSING_AUTHENTICATION_TOKEN")
 
