@@ -112,19 +112,6 @@ def render_gateway_response(
         "error.responseType": refusal.response_type or fallback,
         "error.validationErrorString": refusal.validation_errors or "",
     }
-    own_headers = chosen.headers if chosen is not None else ()
-    if chosen is None or chosen.template is None:
-        content_type, body = JSON, json.dumps({"message": refusal.message}).encode()
-    else:
-        content_type, body = chosen.content_type, None
-    # A header the gateway response sets replaces API Gateway's own of that name.
-    overridden = {name.lower() for name, _ in own_headers}
-    defaults = [("content-type", content_type), ("x-amzn-errortype", refusal.error_type)]
-    if "requestId" in context:
-        defaults.append(("x-amzn-requestid", context["requestId"]))
-    headers = [(n, v) for n, v in defaults if n not in overridden] + list(own_headers)
-    if body is not None:
-        return status, headers, body
 
     def value_of(match: re.Match) -> str:
         name = match.group(1) or match.group(2)
@@ -132,5 +119,16 @@ def render_gateway_response(
             _log_unsupported_once(f"variable $context.{name}")
         return values.get(name, "")
 
-    body = _CONTEXT_VARIABLE.sub(value_of, chosen.template).encode()
+    if chosen is not None and chosen.template is not None:
+        content_type = chosen.content_type
+        body = _CONTEXT_VARIABLE.sub(value_of, chosen.template).encode()
+    else:
+        content_type, body = JSON, json.dumps({"message": refusal.message}).encode()
+    own_headers = chosen.headers if chosen is not None else ()
+    # A header the gateway response sets replaces API Gateway's own of that name.
+    overridden = {name.lower() for name, _ in own_headers}
+    defaults = [("content-type", content_type), ("x-amzn-errortype", refusal.error_type)]
+    if "requestId" in context:
+        defaults.append(("x-amzn-requestid", context["requestId"]))
+    headers = [(n, v) for n, v in defaults if n not in overridden] + list(own_headers)
     return status, headers, body
