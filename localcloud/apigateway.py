@@ -107,8 +107,8 @@ def _pick(mapping: Any, *names: str) -> Any:
 
 
 def _error(status: int, message: str, error_type: str) -> Response:
-    body = json.dumps({"message": message}).encode()
-    return status, [("content-type", JSON), ("x-amzn-errortype", error_type)], body
+    """An answer before any deployment's gateway responses can apply (no such API or stage)."""
+    return render_gateway_response({}, Refusal(status, message, error_type), {})
 
 
 # -- throttling ----------------------------------------------------------------------------------

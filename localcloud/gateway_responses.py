@@ -81,12 +81,14 @@ def compile_gateway_response(response: Any) -> GatewayResponse:
     templates = getattr(response, "response_templates", None) or {}
     content_type = JSON if JSON in templates else next(iter(sorted(templates)), None)
     status = getattr(response, "status_code", None)
-    if status not in (None, "") and not _STATUS_CODE.match(str(status)):
+    if status in (None, ""):
+        status = None
+    elif not _STATUS_CODE.match(str(status)):
         # AWS refuses it; moto stores anything, and one bad response must not fail every request
         _log_unsupported_once(f"status code {status!r}")
         status = None
     return GatewayResponse(
-        int(status) if status not in (None, "") else None,
+        int(status) if status is not None else None,
         tuple(headers),
         content_type,
         templates.get(content_type) if content_type else None,

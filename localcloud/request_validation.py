@@ -45,9 +45,7 @@ def _draft_4(schema: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled(
-    schema_text: str, api_id: str = "", models: tuple[tuple[str, str], ...] = ()
-) -> Validate:
+def _compiled(schema_text: str, api_id: str, models: tuple[tuple[str, str], ...]) -> Validate:
     """One compiled validator per schema: routing tables are rebuilt often, schemas rarely.
 
     ``models`` (name, schema) are the API's, for a schema that refers to them; nothing remote
