@@ -2,7 +2,9 @@
 
 Latency goes out as Values/Counts, rounded to 0.1 ms so equal values share an entry (and
 percentiles stay computable); counts as the value 1 with a count, so Sum is the number of
-requests. Data points carry the minute they happened in.
+requests. Data points carry the minute they happened in. A count with no outcome in a minute
+that had requests goes out as 0, as AWS's own error counts do, so a clean run's StatusError and
+TestFail widgets show 0 rather than no data.
 """
 
 import datetime
@@ -18,6 +20,8 @@ MAX_DATUMS_PER_CALL = 1000
 MAX_BYTES_PER_CALL = 900_000  # below the 1 MB request limit, leaving room for encoding overhead
 
 Key = Tuple[int, str, Tuple[Tuple[str, str], ...]]
+COUNTERS = ("StatusSuccess", "StatusError", "TestSuccess", "TestFail")
+ZERO = Counter({0.0: 1})
 
 
 def metric_data(outcomes: List[Outcome], stage: str, started_epoch_s: float) -> List[dict]:
@@ -28,11 +32,14 @@ def metric_data(outcomes: List[Outcome], stage: str, started_epoch_s: float) -> 
                            (("Stage", stage), ("Variant", outcome.variant))):
             if outcome.latency_ms is not None:
                 series[(minute, "ResponseTime", dimensions)][round(outcome.latency_ms, 1)] += 1
+            for counter in COUNTERS:  # present in every minute with requests; empty means 0
+                series.setdefault((minute, counter, dimensions), Counter())
             status_metric = "StatusSuccess" if outcome.succeeded else "StatusError"
             series[(minute, status_metric, dimensions)][1.0] += 1
             series[(minute, "TestSuccess" if outcome.passed else "TestFail", dimensions)][1.0] += 1
     data = []
     for (minute, name, dimensions), counts in sorted(series.items()):
+        counts = counts or ZERO
         values = sorted(counts)
         for first in range(0, len(values), MAX_VALUES_PER_DATUM):
             chunk = values[first:first + MAX_VALUES_PER_DATUM]

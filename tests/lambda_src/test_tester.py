@@ -13,6 +13,7 @@ from lambda_testkit import event, load_function
 from moto import mock_aws
 
 from generator import config
+from generator.stacks import tester_dashboard
 from workflow import loadtest
 
 BUCKET = "textclassification-load-test-results"
@@ -349,6 +350,10 @@ def test_metrics_per_case_and_variant_in_one_batched_call(tester, aws, api, monk
     assert metric_sum(aws, "TestFail", {"Stage": "MetricsTest", "TestCase": "tc-002"}) == 10
     assert metric_sum(aws, "StatusError", {"Stage": "MetricsTest", "TestCase": "tc-003"}) == 10
     assert metric_sum(aws, "TestFail", {"Stage": "MetricsTest", "TestCase": "tc-003"}) == 10
+    # a clean case's error counts are 0, not missing
+    for counter in ("StatusError", "TestFail"):
+        assert metric_sum(aws, counter, case, "SampleCount") > 0
+        assert metric_sum(aws, counter, case) == 0
     assert metric_sum(aws, "StatusSuccess", {"Stage": "MetricsTest", "Variant": "Model-A"}) == 20
     assert metric_sum(aws, "StatusSuccess", {"Stage": "MetricsTest", "Variant": "Model-B"}) == 10
     assert metric_sum(aws, "ResponseTime", {"Stage": "MetricsTest", "Variant": "Model-B"},
@@ -356,6 +361,30 @@ def test_metrics_per_case_and_variant_in_one_batched_call(tester, aws, api, monk
     listed = aws.cloudwatch.list_metrics(Namespace=NAMESPACE, MetricName="ResponseTime")["Metrics"]
     assert {tuple(sorted(d["Name"] for d in metric["Dimensions"])) for metric in listed} == {
         ("Stage", "TestCase"), ("Stage", "Variant")}
+
+
+def test_counters_without_outcomes_in_a_minute_are_zero(tester):
+    outcome = tester.run_summary.Outcome
+    outcomes = [outcome(sent_s=1.0, lag_ms=0.0, case_id="tc-001", status=200, latency_ms=5.0,
+                        variant="Model-A", passed=True),
+                outcome(sent_s=61.0, lag_ms=0.0, case_id="tc-001", status=503, latency_ms=9.0,
+                        variant="unknown", passed=False)]
+    data = tester.metric_publisher.metric_data(outcomes, "Demo", started_epoch_s=1_795_000_020)
+    counts = {}
+    for datum in data:
+        if datum["MetricName"] != "ResponseTime":
+            key = (datum["Timestamp"].minute, datum["MetricName"], datum["Dimensions"][1]["Value"])
+            counts[key] = sum(v * c for v, c in zip(datum["Values"], datum["Counts"]))
+    first, second = sorted({minute for minute, _, _ in counts})
+    assert {name: value for (minute, name, dim), value in counts.items()
+            if minute == first and dim == "tc-001"} == {
+        "StatusSuccess": 1, "StatusError": 0, "TestSuccess": 1, "TestFail": 0}
+    assert {name: value for (minute, name, dim), value in counts.items()
+            if minute == second and dim == "tc-001"} == {
+        "StatusSuccess": 0, "StatusError": 1, "TestSuccess": 0, "TestFail": 1}
+    # a variant that had no request in a minute gets nothing that minute
+    assert {dim for minute, _, dim in counts if minute == first} == {"tc-001", "Model-A"}
+    assert {dim for minute, _, dim in counts if minute == second} == {"tc-001", "unknown"}
 
 
 def test_metric_batches_respect_the_put_metric_data_limits(tester):
@@ -509,6 +538,8 @@ def test_tester_accepts_exactly_what_the_config_allows(tester):
     assert tester.handler.FINISH_MARGIN_SEC == loadtest.TESTER_FINISH_MARGIN_SEC
     # the tester dashboard counts requests no variant answered under the tester's name for them
     assert tester.run_summary.UNKNOWN_VARIANT == config.NO_ANSWER_VARIANT
+    # and graphs the counters the tester publishes
+    assert tester.metric_publisher.COUNTERS == tester_dashboard.COUNTERS
 
 
 @pytest.mark.parametrize("key, value, fragment", [
