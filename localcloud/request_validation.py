@@ -45,11 +45,14 @@ def _draft_4(schema: Any) -> Any:
 
 
 @functools.lru_cache(maxsize=256)
-def _compiled(schema_text: str, api_id: str, models: tuple[tuple[str, str], ...]) -> Validate:
+def _validator(
+    api_id: str, model_name: str, schema_text: str, models: tuple[tuple[str, str], ...]
+) -> Validate | None:
     """One compiled validator per schema: routing tables are rebuilt often, schemas rarely.
 
     ``models`` (name, schema) are the API's, for a schema that refers to them; nothing remote
-    is fetched.
+    is fetched. A schema that does not compile is logged once and not applied: AWS refuses such
+    a model, moto stores anything.
     """
     schemas = dict(models)
 
@@ -60,7 +63,11 @@ def _compiled(schema_text: str, api_id: str, models: tuple[tuple[str, str], ...]
         return _draft_4(json.loads(schemas[found.group("name")]))
 
     handlers = {scheme: model for scheme in _URL_SCHEMES}
-    return fastjsonschema.compile(_draft_4(json.loads(schema_text)), handlers=handlers)
+    try:
+        return fastjsonschema.compile(_draft_4(json.loads(schema_text)), handlers=handlers)
+    except Exception as exc:  # any way a schema can fail to compile
+        log.error("API %s: model %s is not a usable JSON schema: %r", api_id, model_name, exc)
+        return None
 
 
 def _schema_text(model: Any) -> str:
@@ -84,10 +91,9 @@ def body_validators(api: Any, method: Any) -> dict[str, Validate]:
         refs = ()
         if "$ref" in schema:  # only then do the API's other models belong to the cache key
             refs = tuple(sorted((name, _schema_text(m)) for name, m in api.models.items()))
-        try:
-            validators[content_type.lower()] = _compiled(schema, api.id, refs)
-        except Exception as exc:  # AWS refuses such a model; moto stores anything
-            log.error("API %s: model %s is not a usable JSON schema: %r", api.id, model_name, exc)
+        validate = _validator(api.id, model_name, schema, refs)
+        if validate is not None:
+            validators[content_type.lower()] = validate
     return validators
 
 

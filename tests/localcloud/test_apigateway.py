@@ -5,6 +5,8 @@ import json
 import logging
 import re
 import time
+import uuid
+from types import SimpleNamespace
 
 import boto3
 import botocore.auth
@@ -12,7 +14,7 @@ import botocore.awsrequest
 import botocore.credentials
 import pytest
 
-from localcloud import metrics
+from localcloud import metrics, request_validation
 from localcloud.apigateway import ApiGatewayDataPlane, TokenBucket, install_moto_hooks
 from localcloud.lambdas import SYNC_PAYLOAD_LIMIT
 
@@ -621,6 +623,19 @@ def test_a_model_that_is_no_schema_is_named_and_not_applied(
     with caplog.at_level(logging.ERROR, logger="localcloud.apigateway"):
         assert call(loop_thread, plane, api, headers=[("content-type", JSON_TYPE)])[0] == 200
     assert "model Req is not a usable JSON schema" in caplog.text
+
+
+def test_a_model_that_is_no_schema_is_logged_once_across_rebuilds(caplog):
+    api = SimpleNamespace(
+        id=uuid.uuid4().hex,
+        request_validators={"v": SimpleNamespace(validate_request_body=True)},
+        models={"Req": SimpleNamespace(schema='{"pattern": "("}')},
+    )
+    method = SimpleNamespace(request_validator_id="v", request_models={JSON_TYPE: "Req"})
+    with caplog.at_level(logging.ERROR, logger="localcloud.apigateway"):
+        for _ in range(3):  # as routing tables are rebuilt
+            assert request_validation.body_validators(api, method) == {}
+    assert caplog.text.count("is not a usable JSON schema") == 1
 
 
 @pytest.mark.parametrize("status_code", ["4xx", "99", "600"])
