@@ -214,6 +214,15 @@ def test_aws_target_workflow_and_aws_cli_use_the_same_credentials(aws_home, monk
     assert cli_access_key(target.env) == key_id[-4:]
 
 
+def test_a_target_makes_one_session_for_all_its_clients(aws_home, monkeypatch):
+    """A fresh session per client reloads the service models and resolves credentials again."""
+    monkeypatch.setenv("AWS_PROFILE", "dev")
+    target = resolve("aws", "us-east-1", None)
+    first = target.session()
+    target.client("cloudformation"), target.client("s3")
+    assert target.session() is first
+
+
 def test_aws_target_takes_the_config_region_over_the_environments(aws_home):
     target = resolve("aws", "eu-west-1", None,
                      {"AWS_PROFILE": "dev", "AWS_REGION": "us-west-2", "AWS_DEFAULT_REGION": "x"})
