@@ -44,7 +44,8 @@ percentiles = _lambda_shared_module("latency_stats").percentiles
 TESTING_STACK = "api-testing"
 RESULTS_PREFIX = "load-tests"
 SNS_MESSAGE_LIMIT = 262_144  # bytes SNS takes in one Publish
-# Testers need their duration plus start-up and upload time; past this the run is reported as stuck.
+# Testers need their duration, their last request's timeout, and start-up and upload time; past
+# that the run is reported as stuck.
 WAIT_MARGIN_SECONDS = 90
 POLL_SECONDS = 1.0
 # The workflow cannot import the tester, so this repeats its handler.py's FINISH_MARGIN_SEC (its
@@ -370,6 +371,15 @@ def plot(report: dict, out: Path) -> list[Path]:
     return [over_time, histogram]
 
 
+def summary_wait_seconds(run_config: dict) -> float:
+    """How long the testers of a run with this message ``Config`` may take to report."""
+    return (
+        float(run_config["DurationInSec"])
+        + float(run_config["RequestTimeoutSec"])
+        + WAIT_MARGIN_SECONDS
+    )
+
+
 def wait_for_summaries(
     s3,
     bucket: str,
@@ -462,7 +472,7 @@ def run(ctx: Context, duration: float, rate: float, reports: Path) -> dict:
         out["ResultsBucketName"],
         run_id,
         testers,
-        float(config["DurationInSec"]) + WAIT_MARGIN_SECONDS,
+        summary_wait_seconds(config),
         out.get("FailedRunsQueueUrl"),
     )
     refused = {

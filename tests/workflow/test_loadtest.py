@@ -20,6 +20,7 @@ from workflow.loadtest import (
     run_settings,
     server_error_hint,
     shortened_runs,
+    summary_wait_seconds,
     throttle_hint,
     unpublished_metrics,
     wait_for_summaries,
@@ -261,6 +262,14 @@ def test_a_tester_without_a_summary_is_named_with_where_to_read_why():
     with pytest.raises(WorkflowError) as raised:
         wait_for_summaries(NoSummaries(), "results", "run-1", ["tester-001"], 0, url)
     assert str(raised.value).endswith(f"in the api-testing stack's FailedRuns queue {url}")
+
+
+@pytest.mark.parametrize("request_timeout", [1, 10, 30, 60])
+def test_the_wait_outlasts_a_tester_that_runs_its_full_time(request_timeout):
+    load = load_test(duration=20, request_timeout=request_timeout)
+    cfg = SimpleNamespace(load_test=load, api_hosting=SimpleNamespace(resource_path="text"))
+    run_config = build_message(cfg, "run-1", load.duration_seconds, 10)["Config"]
+    assert summary_wait_seconds(run_config) > load.tester_timeout_seconds
 
 
 def test_an_interrupted_wait_says_the_testers_keep_running(capsys):
