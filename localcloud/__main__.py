@@ -45,6 +45,13 @@ def _run(args: argparse.Namespace) -> int:
             f"local cloud {state} (pid {info.pid}): control plane {info.control_url}, "
             f"data plane {info.dataplane_url}, region {info.region}"
         )
+        if not started and daemon.runs_other_code(daemon.home(), info):
+            print(
+                f"local cloud: it (pid {info.pid}) was started from other localcloud code than "
+                "this checkout's and serves as that code does; to run this checkout's, "
+                "`make local-down` then `make deploy`, which deploys every stack again (with a "
+                "new API id and key)"
+            )
         if lost is not None:
             print(
                 f"local cloud: the previous one (pid {lost.pid}) stopped without `make local-down` "

@@ -9,6 +9,7 @@ even after a crash of the daemon.
 
 Files under ``<home>`` (``<project>/.localcloud`` unless ``LOCALCLOUD_HOME`` is set):
   localcloud.pid      the daemon's pid          daemon.json   pid, ports, URLs, region, start time
+  daemon-code.json    its pid and a digest of the localcloud code it runs
   localcloud.log      the daemon's log          children.json live child processes
   up.lock             serialises concurrent ``up`` commands
   logs/lambda/<fn>.log  each function's output  state/functions/<sha256>/  extracted function code
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import hashlib
 import json
 import logging
 import os
@@ -38,6 +40,8 @@ log = logging.getLogger("localcloud")
 
 PID_FILE = "localcloud.pid"
 INFO_FILE = "daemon.json"
+# Not in daemon.json: older checkouts read that into DaemonInfo, which takes no other keys.
+CODE_FILE = "daemon-code.json"
 LOG_FILE = "localcloud.log"
 CHILDREN_FILE = "children.json"
 START_TIMEOUT = 60.0
@@ -95,6 +99,24 @@ def read_info(home_dir: Path) -> DaemonInfo | None:
         return DaemonInfo(**json.loads((home_dir / INFO_FILE).read_text()))
     except (OSError, ValueError, TypeError):
         return None
+
+
+def code_digest() -> str:
+    """A digest of this localcloud package's source; a daemon runs the code it started with."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def runs_other_code(home_dir: Path, info: DaemonInfo) -> bool:
+    """Whether the daemon ``info`` names runs other localcloud code than this checkout's (it
+    started before a pull, or before it recorded its code)."""
+    try:
+        recorded = json.loads((home_dir / CODE_FILE).read_text())
+    except (OSError, ValueError):
+        return True
+    return recorded != {"pid": info.pid, "code": code_digest()}
 
 
 def _is_our_daemon(pid: int) -> bool:
@@ -281,7 +303,7 @@ def stop() -> bool:
         _terminate(info.pid)
         stopped = True
     leftovers = kill_recorded(home_dir / CHILDREN_FILE)
-    for name in (PID_FILE, INFO_FILE):
+    for name in (PID_FILE, INFO_FILE, CODE_FILE):
         (home_dir / name).unlink(missing_ok=True)
     return stopped or bool(leftovers)
 
@@ -342,7 +364,7 @@ def serve_foreground(config_path: Path | None = None) -> int:
             with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
                 runner.run(_serve(home_dir, reg, control, data_socket))
         finally:
-            for name in (PID_FILE, INFO_FILE):
+            for name in (PID_FILE, INFO_FILE, CODE_FILE):
                 (home_dir / name).unlink(missing_ok=True)
     finally:
         control.stop()
@@ -352,6 +374,7 @@ def serve_foreground(config_path: Path | None = None) -> int:
 
 def _write_state(home_dir: Path, info: DaemonInfo) -> None:
     (home_dir / PID_FILE).write_text(f"{info.pid}\n")
+    (home_dir / CODE_FILE).write_text(json.dumps({"pid": info.pid, "code": code_digest()}))
     tmp = home_dir / (INFO_FILE + ".tmp")
     tmp.write_text(json.dumps(info.__dict__, indent=1))
     os.replace(tmp, home_dir / INFO_FILE)

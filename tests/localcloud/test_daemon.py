@@ -1,6 +1,7 @@
 import io
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -158,6 +159,35 @@ def test_up_after_an_unclean_stop_says_the_deployment_is_gone(cloud_env):
     assert "previous" not in _cli(cloud_env, "up").stdout
     _cli(cloud_env, "down")
     assert "previous" not in _cli(cloud_env, "up").stdout
+
+
+def test_up_says_when_the_running_one_runs_other_localcloud_code(cloud_env, tmp_path):
+    # `git pull` while it runs: it keeps serving the code it started with until `down`
+    home = Path(cloud_env["LOCALCLOUD_HOME"])
+    assert _cli(cloud_env, "up").returncode == 0
+    assert "other localcloud code" not in _cli(cloud_env, "up").stdout
+    pulled = tmp_path / "pulled"
+    shutil.copytree(
+        ROOT / "localcloud", pulled / "localcloud", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    with open(pulled / "localcloud" / "apigateway.py", "a") as source:
+        source.write("# changed by the pull\n")
+    (pulled / "generator").symlink_to(ROOT / "generator")
+    shutil.copy(ROOT / "config.json", pulled)
+    up = subprocess.run(
+        [sys.executable, "-m", "localcloud", "up"],
+        env=cloud_env,
+        cwd=pulled,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert up.returncode == 0 and "already running" in up.stdout, up.stderr
+    assert "started from other localcloud code than this checkout's" in up.stdout
+    assert "`make local-down` then `make deploy`" in up.stdout
+    # a daemon from before daemon-code.json existed runs older code too
+    (home / "daemon-code.json").unlink()
+    assert "other localcloud code" in _cli(cloud_env, "up").stdout
 
 
 def test_up_refuses_a_busy_port_in_one_line(cloud_env):
