@@ -18,6 +18,10 @@ Stack operations
   fix_parameter_comparison     parameters compare (and are reused) as the strings AWS stores.
   fix_create_and_update_stack  CreateStack / UpdateStack share that create, rollback, export logic.
   fix_delete_stack             undeletable resources give DELETE_FAILED with a reason, not a 500.
+  fix_template_url             a TemplateURL on the local endpoint (`aws cloudformation deploy
+                               --s3-bucket`, for templates above 51,200 bytes) is read from its
+                               bucket and key (and versionId), not from a bucket named after the
+                               host.
   (exports in use)             as on AWS, an export another stack imports can be neither changed
                                nor removed, and its stack not deleted (_refuse_exports_in_use).
   fix_serialized_stack_operations
@@ -82,6 +86,7 @@ import json
 import re
 import threading
 from typing import Any, Callable
+from urllib.parse import parse_qs, unquote, urlparse
 
 import moto
 from moto.cloudformation import models as cfn_models
@@ -590,6 +595,50 @@ def fix_delete_stack() -> None:
 
 # Read-only requests that never evaluate a stack's lazily built resources or outputs.
 _LOCK_FREE_ACTIONS = frozenset({"DescribeStackEvents"})
+
+
+# The host of a virtual-hosted-style S3 URL: <bucket>.s3[.-]<region>.amazonaws.com[.cn].
+_VIRTUAL_HOSTED_S3 = re.compile(r"^(?P<bucket>.+)\.s3[.-][^/]*amazonaws\.com(\.cn)?$")
+
+
+def template_location(template_url: str) -> tuple[str, str, str | None]:
+    """Bucket, key and version of a TemplateURL: virtual-hosted style, or path style on any other
+    host (``http://127.0.0.1:4566/<bucket>/<key>`` on the local cloud)."""
+    url = urlparse(template_url)
+    virtual_hosted = _VIRTUAL_HOSTED_S3.match(url.hostname or "")
+    if virtual_hosted:
+        bucket, key = virtual_hosted["bucket"], url.path.lstrip("/")
+    else:
+        bucket, _, key = url.path.lstrip("/").partition("/")
+    version = parse_qs(url.query).get("versionId", [None])[0]
+    return bucket, unquote(key), version
+
+
+def fix_template_url() -> None:
+    # moto defect: get_stack_from_s3_url takes a URL's bucket from its path only on localhost or an
+    # s3*.amazonaws.com host, and otherwise from the first label of the host. `aws cloudformation
+    # deploy --s3-bucket` (the workflow's route for a template above 51,200 bytes) uploads the
+    # template and passes <endpoint>/<bucket>/<key>?versionId=..., so on http://127.0.0.1:4566 the
+    # change set looks for a bucket "http://127" and fails with NoSuchBucket. The versionId was
+    # ignored as well. A missing bucket or object answers AWS's ValidationError.
+    from moto.s3.exceptions import MissingBucket
+
+    def get_stack_from_s3_url(template_url: str, account_id: str, partition: str) -> str:
+        from moto.s3.models import s3_backends
+
+        bucket, key, version = template_location(template_url)
+        try:
+            found = s3_backends[account_id][partition].get_object(bucket, key, version)
+        except MissingBucket:
+            found = None
+        if found is None:
+            raise ValidationError(
+                message="TemplateURL must reference a valid S3 object to which you have access."
+            )
+        return found.value.decode("utf-8")
+
+    cfn_responses.get_stack_from_s3_url = get_stack_from_s3_url
+    cfn_models.get_stack_from_s3_url = get_stack_from_s3_url
 
 
 def fix_serialized_stack_operations() -> None:
@@ -2429,6 +2478,7 @@ _FIXES: tuple[Callable[[], None], ...] = (
     fix_parameter_comparison,
     fix_create_and_update_stack,
     fix_delete_stack,
+    fix_template_url,
     fix_serialized_stack_operations,
     fix_dependency_ordered_update,
     fix_dependency_ordered_delete,

@@ -505,6 +505,68 @@ def test_aws_cli_deploy_round_trip(endpoint, cfn, tmp_path):
     assert same.returncode == 0 and "No changes to deploy" in same.stdout, same.stderr
 
 
+def test_aws_cli_deploy_through_a_versioned_bucket(endpoint, cfn, client, tmp_path):
+    """`deploy --s3-bucket` (the workflow's route above 51,200 bytes) passes a TemplateURL on the
+    local endpoint, <endpoint>/<bucket>/<key>?versionId=...: the change set reads that object."""
+    prefix = unique("big")
+    bucket = unique("templates")
+    client("s3").create_bucket(Bucket=bucket)
+    client("s3").put_bucket_versioning(
+        Bucket=bucket, VersioningConfiguration={"Status": "Enabled"}
+    )
+    template_file = tmp_path / "bucket.json"
+    template_file.write_text(json.dumps(bucket_template(prefix)))
+    deployed = subprocess.run(
+        [
+            str(AWS_CLI),
+            "--endpoint-url",
+            endpoint,
+            "cloudformation",
+            "deploy",
+            "--stack-name",
+            prefix,
+            "--template-file",
+            str(template_file),
+            "--s3-bucket",
+            bucket,
+            "--s3-prefix",
+            "templates",
+        ],
+        # The upload's S3 client ignores --endpoint-url; the workflow sets AWS_ENDPOINT_URL too.
+        env={**os.environ, **DUMMY_ENV, "AWS_ENDPOINT_URL": endpoint},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert deployed.returncode == 0, deployed.stderr
+    assert stack(cfn, prefix)["StackStatus"] == "CREATE_COMPLETE"
+    assert exports(cfn)[f"{prefix}-bucket"] == f"{prefix}-v1"
+
+
+@pytest.mark.parametrize(
+    "url, location",
+    [
+        ("http://127.0.0.1:4566/b/templates/t.json?versionId=v1", ("b", "templates/t.json", "v1")),
+        ("https://s3.us-east-1.amazonaws.com/b/t%20x.json", ("b", "t x.json", None)),
+        ("https://s3.amazonaws.com/b/t.json", ("b", "t.json", None)),
+        ("https://my.b.s3.eu-west-1.amazonaws.com/t.json", ("my.b", "t.json", None)),
+        ("https://b.s3.amazonaws.com/dir/t.json", ("b", "dir/t.json", None)),
+    ],
+)
+def test_template_url_location(url, location):
+    assert compat.template_location(url) == location
+
+
+def test_a_template_url_naming_no_object_is_a_validation_error(cfn):
+    with pytest.raises(ClientError, match="TemplateURL must reference a valid S3 object"):
+        cfn.create_change_set(
+            StackName=unique("missing"),
+            ChangeSetName=unique("cs"),
+            TemplateURL="http://127.0.0.1:4566/no-such-bucket/t.json",
+            ChangeSetType="CREATE",
+        )
+
+
 # ------------------------------------------------------------------------------------------
 # resource types moto's CloudFormation skips or implements incompletely
 # ------------------------------------------------------------------------------------------
