@@ -203,18 +203,20 @@ def render(report: dict) -> str:
     def fmt(value) -> str:
         return "-" if value is None else f"{value:.1f}"
 
-    header = f"{'':<16}{'requests':>9}{'errors':>8}{'wrong':>7}" + "".join(
-        f"{name:>9}" for name in ("p50 ms", "p90 ms", "p99 ms", "max ms")
-    )
     totals = report["totals"]
     rows = [("all", {**totals, "requests": totals["sent"]})]
     rows += [(f"case {k}", v) for k, v in report["per_case"].items()]
     rows += [(f"variant {k}", v) for k, v in report["per_variant"].items()]
+    # Whole names: ids and variant names up to 64 characters may share their first ones.
+    width = max(16, *(len(name) + 1 for name, _ in rows))
+    header = f"{'':<{width}}{'requests':>9}{'errors':>8}{'wrong':>7}" + "".join(
+        f"{name:>9}" for name in ("p50 ms", "p90 ms", "p99 ms", "max ms")
+    )
     lines = [header]
     for name, g in rows:
         lat = g["latency_ms"]
         lines.append(
-            f"{name[:16]:<16}{g['requests']:>9}{g['errors']:>8}{g['wrong_labels']:>7}"
+            f"{name:<{width}}{g['requests']:>9}{g['errors']:>8}{g['wrong_labels']:>7}"
             f"{fmt(lat['p50']):>9}{fmt(lat['p90']):>9}{fmt(lat['p99']):>9}{fmt(lat['max']):>9}"
         )
     lines.append(

@@ -179,6 +179,19 @@ def test_merge_pools_samples_across_testers_before_taking_percentiles():
     assert "variant A" in text and "case tc-2" in text
 
 
+def test_render_names_each_case_and_variant_whole():
+    """Case ids and variant names that share their first characters stay apart in the table."""
+    report = merge({"t1": summary([
+        [0.0, 1.0, 200, "news-sports-001", "Production-Blue"],
+        [0.5, 2.0, 200, "news-sports-002", "Production-Green"],
+    ])})
+    lines = render(report).splitlines()
+    for label in ("case news-sports-001", "case news-sports-002",
+                  "variant Production-Blue", "variant Production-Green"):
+        assert any(line.startswith(label + " ") for line in lines), label
+    assert len({len(line) for line in lines[:-1]}) == 1  # the columns line up
+
+
 def test_merge_counts_error_codes_beside_statuses():
     a = summary([[0.0, 5.0, 429, "tc-1", "unknown"]], errors={"429": 1})
     a["errorsByCode"] = {"429 QuotaExceeded": 1}
