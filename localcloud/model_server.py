@@ -52,6 +52,10 @@ log = logging.getLogger("localcloud.model_server")
 HANDLER_FUNCTIONS = ("model_fn", "input_fn", "predict_fn", "output_fn")
 MAX_BODY_BYTES = 6 * 1024 * 1024  # SageMaker's InvokeEndpoint payload limit
 GENERIC_ERROR = "The model server could not process the request; the cause is in its log."
+# Every worker loads torch and the model itself: many workers (server_workers allows 64) can
+# exhaust memory. The kernel should then kill a model server, which its supervisor restarts or
+# fails with a reason, rather than the daemon, whose memory holds every deployed stack.
+OOM_SCORE_ADJ = 500
 
 
 class HandlerError(Exception):
@@ -314,6 +318,15 @@ def _positive(text: str) -> int:
     return value
 
 
+def prefer_as_oom_victim() -> None:
+    """Raise this process's OOM score (any process may raise its own), before it forks workers,
+    which inherit it."""
+    try:
+        Path("/proc/self/oom_score_adj").write_text(str(OOM_SCORE_ADJ))
+    except OSError:  # not Linux: nothing to prefer
+        pass
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m localcloud.model_server", description=__doc__.split("\n\n")[0]
@@ -346,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     args = parse_args(argv)
+    prefer_as_oom_victim()
     # Before torch is imported (by the handler): one intra-op thread per worker is fastest here.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     try:

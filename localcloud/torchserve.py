@@ -51,6 +51,9 @@ MODEL_NAME = "model"  # the directory name SageMaker gives the extracted archive
 # TorchServe listeners besides the inference/management port, each on its own free loopback port.
 EXTRA_LISTENERS = ("metrics_address", "grpc_inference_port", "grpc_management_port")
 STOP_GRACE_SECONDS = 10.0
+# As localcloud.model_server's: under memory pressure the kernel kills a model server (restarted
+# or failed with a reason by its supervisor) rather than the daemon holding every deployment.
+OOM_SCORE_ADJ = 500
 PR_SET_CHILD_SUBREAPER = 36  # prctl option, <linux/prctl.h>
 
 
@@ -376,6 +379,15 @@ def serve(model_dir: Path, port: int, workers: int) -> int:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+def prefer_as_oom_victim() -> None:
+    """Raise this process's OOM score (any process may raise its own); TorchServe and its
+    workers inherit it."""
+    try:
+        Path("/proc/self/oom_score_adj").write_text(str(OOM_SCORE_ADJ))
+    except OSError:  # not Linux: nothing to prefer
+        pass
+
+
 # The same argument checks as localcloud.model_server's: each runs isolated (-I),
 # importing nothing from the source tree, so each has its own copy;
 # tests/localcloud/test_model_server.py holds the two to one behaviour.
@@ -414,6 +426,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    prefer_as_oom_victim()
     try:
         return serve(args.model_dir.resolve(), args.port, args.workers)
     except LaunchError as exc:

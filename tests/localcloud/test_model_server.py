@@ -314,3 +314,20 @@ def test_workers_share_the_port_and_one_dying_stops_the_server(tmp_path, server)
     os.kill(pids.pop(), signal.SIGKILL)
     assert proc.wait(10) != 0
     assert "exited (signal 9); stopping the others" in proc.log_path.read_text()
+
+
+def test_a_model_server_and_its_workers_are_the_first_the_kernel_kills_out_of_memory(
+    tmp_path, server
+):
+    """Out of memory, the kernel kills the process with the highest score: a model server (its
+    supervisor restarts it), not the daemon whose memory holds every deployment."""
+    proc = server(write_model(tmp_path / "model"), "--workers", "2")
+    wait_ping(proc.port, proc)
+    conn = http.client.HTTPConnection("127.0.0.1", proc.port, timeout=5)
+    worker = json.loads(post(conn, b"{}")[2])["pid"]
+    conn.close()
+    daemon = int(open("/proc/self/oom_score_adj").read())
+    for pid in (proc.pid, worker):
+        score = int(open(f"/proc/{pid}/oom_score_adj").read())
+        assert score == model_server.OOM_SCORE_ADJ > daemon
+    assert torchserve.OOM_SCORE_ADJ == model_server.OOM_SCORE_ADJ
