@@ -47,10 +47,10 @@ def _run(args: argparse.Namespace) -> int:
         )
         if not started and daemon.runs_other_code(daemon.home(), info):
             print(
-                f"local cloud: it (pid {info.pid}) was started from other localcloud code than "
-                "this checkout's and serves as that code does; to run this checkout's, "
-                "`make local-down` then `make deploy`, which deploys every stack again (with a "
-                "new API id and key)"
+                f"local cloud: the running one (pid {info.pid}) started from other localcloud "
+                "code than this checkout's and keeps serving as that code does; to serve this "
+                "checkout's, `make local-down` then `make deploy` (which deploys every stack "
+                "again, with a new API id and key)"
             )
         if lost is not None:
             print(
