@@ -618,8 +618,8 @@ def fix_template_url() -> None:
     # moto defect: get_stack_from_s3_url takes a URL's bucket from its path only on localhost or an
     # s3*.amazonaws.com host, and otherwise from the first label of the host. `aws cloudformation
     # deploy --s3-bucket` (the workflow's route for a template above 51,200 bytes) uploads the
-    # template and passes <endpoint>/<bucket>/<key>?versionId=..., so on http://127.0.0.1:4566 the
-    # change set looks for a bucket "http://127" and fails with NoSuchBucket. The versionId was
+    # template and passes <endpoint>/<bucket>/<key>, so on http://127.0.0.1:4566 the change set
+    # looks for a bucket "http://127" and fails with NoSuchBucket. A versionId in the URL was
     # ignored as well. A missing bucket or object answers AWS's ValidationError.
     from moto.s3.exceptions import MissingBucket
 

@@ -507,7 +507,7 @@ def test_aws_cli_deploy_round_trip(endpoint, cfn, tmp_path):
 
 def test_aws_cli_deploy_through_a_versioned_bucket(endpoint, cfn, client, tmp_path):
     """`deploy --s3-bucket` (the workflow's route above 51,200 bytes) passes a TemplateURL on the
-    local endpoint, <endpoint>/<bucket>/<key>?versionId=...: the change set reads that object."""
+    local endpoint, <endpoint>/<bucket>/<key>: the change set reads that object."""
     prefix = unique("big")
     bucket = unique("templates")
     client("s3").create_bucket(Bucket=bucket)
