@@ -29,7 +29,7 @@ from load_message import (
     run_id_of,
 )
 from metric_publisher import metric_data, publish
-from open_loop import fleet_start_delay, run_open_loop, schedule
+from open_loop import fleet_first_case, fleet_start_delay, run_open_loop, schedule
 from run_summary import judge, summarize
 from tester_config import AWS_CLIENT_CONFIG, TesterSettings
 
@@ -78,7 +78,9 @@ def _run(settings: TesterSettings, test: LoadTest, auth, duration_s: float, cont
         return client.post(url, case.body, auth.headers(url, case.body))
 
     shots, stats = run_open_loop(
-        schedule(test), lambda: ApiConnection(settings.api_url, test.request_timeout_sec), send,
+        schedule(test, fleet_first_case(settings.fleet_position, settings.fleet_size,
+                                        len(test.cases))),
+        lambda: ApiConnection(settings.api_url, test.request_timeout_sec), send,
         duration_s, drain_s=test.request_timeout_sec)
     outcomes = [judge(shot) for shot in shots]
     summary = {

@@ -33,15 +33,23 @@ class RunStats:
     elapsed_s: float
 
 
-def schedule(test: LoadTest) -> Iterator[Tuple[float, TestCase]]:
-    """Due times: RatePerSec cycles through the cases; else all cases every IntervalInSec."""
+def schedule(test: LoadTest, first_case: int = 0) -> Iterator[Tuple[float, TestCase]]:
+    """Due times: RatePerSec cycles through the cases from ``first_case``; else all cases every
+    IntervalInSec."""
     if test.rate_per_sec is not None:
         for index in itertools.count():
-            yield index / test.rate_per_sec, test.cases[index % len(test.cases)]
+            yield index / test.rate_per_sec, test.cases[(first_case + index) % len(test.cases)]
     else:
         for round_index in itertools.count():
             for case in test.cases:
                 yield round_index * test.interval_sec, case
+
+
+def fleet_first_case(position: int, fleet_size: int, case_count: int) -> int:
+    """Where tester ``position`` of ``fleet_size`` starts cycling through the cases: spread over
+    them, so that a fleet whose testers each send fewer requests than there are cases still
+    covers them all (tester k of N starts (k - 1) / N of the way through)."""
+    return (position - 1) * case_count // fleet_size
 
 
 def fleet_start_delay(test: LoadTest, position: int, fleet_size: int, now_s: float) -> float:

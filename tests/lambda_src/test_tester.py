@@ -1,5 +1,7 @@
 """Tester: against a local HTTP server, with CloudWatch and S3 from moto."""
 
+import collections
+import itertools
 import json
 import threading
 import time
@@ -626,6 +628,32 @@ def test_fleet_schedules_interleave_on_a_shared_wall_clock_grid(tester, position
         interval_sec=None if rate else 1.0, request_timeout_sec=1)
     delay = tester.open_loop.fleet_start_delay(test, position, fleet, now)
     assert delay == pytest.approx(expected, abs=1e-9)
+
+
+@pytest.mark.parametrize("fleet, cases, per_tester", [
+    (50, 50, 5), (2, 4, 2), (3, 10, 4), (4, 3, 1), (1, 5, 5),
+])
+def test_a_fleet_of_short_runs_covers_every_case(tester, fleet, cases, per_tester):
+    """The fleet sends every case, though each tester may send only a few of them."""
+    test = tester.load_message.LoadTest(
+        run_id="r", cases=tuple(f"case-{i}" for i in range(cases)), duration_sec=1,
+        rate_per_sec=per_tester, interval_sec=None, request_timeout_sec=1)
+    sent = collections.Counter()
+    for position in range(1, fleet + 1):
+        first = tester.open_loop.fleet_first_case(position, fleet, cases)
+        plan = tester.open_loop.schedule(test, first)
+        sent.update(case for _, case in itertools.islice(plan, per_tester))
+    assert set(sent) == set(test.cases)
+    assert max(sent.values()) - min(sent.values()) <= 1 + (fleet * per_tester) // cases
+
+
+def test_a_tester_starts_its_cases_on_its_place_in_the_fleet(tester, aws, api, monkeypatch):
+    monkeypatch.setenv("TESTER_INDEX", "2")
+    monkeypatch.setenv("TESTER_COUNT", "2")
+    cases = [(f"tc-{i}", "fast") for i in range(1, 5)]
+    tester.handler.handler(message(cases, rate=20, duration=0.1), context())
+    sent = [json.loads(seen.body)["sentence"] for seen in api.seen]
+    assert sent == ["text for tc-3", "text for tc-4"]  # tester 1 sends tc-1 and tc-2
 
 
 def test_a_tester_starts_its_requests_on_its_place_in_the_fleet(tester, aws, api, monkeypatch):
