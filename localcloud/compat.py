@@ -61,9 +61,11 @@ created, updated and deleted through moto's own service backend, with AWS's Ref/
   fix_sagemaker_names          ModelName, EndpointConfigName, EndpointName are honoured.
   fix_sagemaker_endpoint_update
                                an updated SageMaker::Endpoint is updated in place (its new
-                               config, same creation time), not deleted and created again.
-  fix_sagemaker_replacement    a replaced Model or EndpointConfig is deleted after its replacement
-                               is created, so a refused one rolls back to the old.
+                               config, same creation time), not deleted and created again; an
+                               update that removes an autoscaled variant or changes its instance
+                               type fails, as SageMaker's does.
+  fix_sagemaker_replacement    a replaced Model or EndpointConfig is deleted once the update has
+                               run, so a refused one rolls back to the old.
   fix_non_empty_bucket_delete  deleting a bucket that still holds objects fails the stack delete
                                (DELETE_FAILED) instead of silently leaving the bucket behind.
   fix_bucket_configuration     a bucket gets (and an update changes) its versioning, lifecycle
@@ -80,9 +82,11 @@ Service behaviour
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import inspect
 import json
+import logging
 import re
 import threading
 from typing import Any, Callable
@@ -95,6 +99,7 @@ from moto.cloudformation import responses as cfn_responses
 from moto.cloudformation.exceptions import AlreadyExistsException, ValidationError
 
 SUPPORTED_MOTO_VERSION = "5.2.5"
+log = logging.getLogger("localcloud.compat")
 
 _applied = False
 
@@ -733,6 +738,21 @@ def _remember_properties(
     _resolved_properties(resources_map)[name] = cfn_parsing.clean_json(properties, resources_map)
 
 
+# Deletions of the resources that replacements superseded during the running stack update.
+_SUPERSEDED: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
+    "superseded", default=None
+)
+
+
+def _after_update(delete: Callable[[], None]) -> None:
+    """Delete a superseded resource at the end of the running stack update (now, outside one)."""
+    pending = _SUPERSEDED.get()
+    if pending is None:
+        delete()
+    else:
+        pending.append(delete)
+
+
 def fix_dependency_ordered_update() -> None:
     # moto defects in ResourceMap.update: added resources are created in template order (DependsOn
     # ignored); only resources whose template text changed, or that Ref a changed parameter, are
@@ -757,29 +777,39 @@ def fix_dependency_ordered_update() -> None:
         self.load_parameters()
         self.load_conditions()
 
-        new_resources = template["Resources"]
-        wanted = {
-            name: body
-            for name, body in new_resources.items()
-            if not body.get("Condition") or self.lazy_condition_map[body["Condition"]]
-        }
-        self._resource_json_map = new_resources
-        for name in dependency_order(wanted):
-            body = wanted[name]
-            if name not in self._parsed_resources:
-                _ = self[name]  # creates it (the lazy map resolves its references first)
-                continue
-            resolved = cfn_parsing.clean_json(body.get("Properties") or {}, self)
-            if old_resources.get(name) != body or resolved != _resolved_properties(self).get(name):
-                _update_resource(self, stack, name, old_resources.get(name, body), body)
+        superseded = _SUPERSEDED.set([])
+        try:
+            new_resources = template["Resources"]
+            wanted = {
+                name: body
+                for name, body in new_resources.items()
+                if not body.get("Condition") or self.lazy_condition_map[body["Condition"]]
+            }
+            self._resource_json_map = new_resources
+            for name in dependency_order(wanted):
+                body = wanted[name]
+                if name not in self._parsed_resources:
+                    _ = self[name]  # creates it (the lazy map resolves its references first)
+                    continue
+                resolved = cfn_parsing.clean_json(body.get("Properties") or {}, self)
+                changed = resolved != _resolved_properties(self).get(name)
+                if old_resources.get(name) != body or changed:
+                    _update_resource(self, stack, name, old_resources.get(name, body), body)
 
-        gone = [
-            name for name in old_resources if name not in wanted and name in self._parsed_resources
-        ]
-        for name in reversed(dependency_order({n: old_resources[n] for n in gone})):
-            resource = self._parsed_resources.pop(name)
-            if resource is not None and old_resources[name].get("DeletionPolicy") != "Retain":
-                self._delete_resource(resource, old_resources[name])
+            gone = [n for n in old_resources if n not in wanted and n in self._parsed_resources]
+            for name in reversed(dependency_order({n: old_resources[n] for n in gone})):
+                resource = self._parsed_resources.pop(name)
+                if resource is not None and old_resources[name].get("DeletionPolicy") != "Retain":
+                    self._delete_resource(resource, old_resources[name])
+        finally:
+            # CloudFormation's cleanup phase: replaced resources go once everything else ran.
+            # After a failure too: moto cannot return to them, so the rollback replaces them again.
+            for delete in _SUPERSEDED.get():
+                try:
+                    delete()
+                except Exception:  # a leftover, not a reason to fail the stack (or hide why)
+                    log.exception("deleting a replaced resource failed")
+            _SUPERSEDED.reset(superseded)
 
     cfn_parsing.ResourceMap.update = update
 
@@ -2437,6 +2467,42 @@ def _update_method(update: Callable[..., Any]) -> classmethod:
     return classmethod(method)
 
 
+def _refuse_autoscaled_variant_changes(
+    endpoint: Any, new_config_name: str, account_id: str, region_name: str
+) -> None:
+    """As SageMaker documents: an update that removes a variant registered as an Application Auto
+    Scaling target, or changes its instance type, fails; it must be deregistered first."""
+    from moto.applicationautoscaling.models import applicationautoscaling_backends
+    from moto.sagemaker.models import sagemaker_backends
+
+    configs = sagemaker_backends[account_id][region_name].endpoint_configs
+    if endpoint.endpoint_config_name not in configs or new_config_name not in configs:
+        return  # a config that does not exist fails the update on its own
+    old = {v["VariantName"]: v for v in configs[endpoint.endpoint_config_name].production_variants}
+    new = {v["VariantName"]: v for v in configs[new_config_name].production_variants}
+    targets = applicationautoscaling_backends[account_id][region_name].describe_scalable_targets(
+        "sagemaker", None, "sagemaker:variant:DesiredInstanceCount"
+    )
+    registered = {t.resource_id for t in targets}
+    changes = []
+    for name, variant in old.items():
+        if f"endpoint/{endpoint.endpoint_name}/variant/{name}" not in registered:
+            continue
+        if name not in new:
+            changes.append(f"removes variant {name}")
+        elif new[name].get("InstanceType") != variant.get("InstanceType"):
+            changes.append(
+                f"changes variant {name}'s instance type from {variant.get('InstanceType')} to "
+                f"{new[name].get('InstanceType')}"
+            )
+    if changes:
+        raise ValidationError(
+            message=f"The update of endpoint {endpoint.endpoint_name} {' and '.join(changes)}, "
+            "which is registered as a scalable target with Application Auto Scaling: delete its "
+            "scaling policies and deregister it before the update"
+        )
+
+
 def fix_sagemaker_endpoint_update() -> None:
     # moto defect: FakeEndpoint.update_from_cloudformation_json deletes the endpoint and creates it
     # again, so for a moment InvokeEndpoint finds no endpoint, DescribeEndpoint shows a new
@@ -2446,6 +2512,9 @@ def fix_sagemaker_endpoint_update() -> None:
     from moto.sagemaker.models import FakeEndpoint
 
     def update_in_place(cls: Any, original_resource: Any, _new_name: str, *template: Any) -> Any:
+        cloudformation_json, account_id, region_name = template
+        new_config = cloudformation_json["Properties"]["EndpointConfigName"]
+        _refuse_autoscaled_variant_changes(original_resource, new_config, account_id, region_name)
         endpoint = cls.create_from_cloudformation_json(original_resource.endpoint_name, *template)
         endpoint.creation_time = original_resource.creation_time
         return endpoint
@@ -2465,7 +2534,7 @@ def fix_sagemaker_replacement() -> None:
         new = cls.create_from_cloudformation_json(new_name, *template)
         old_id = original_resource.physical_resource_id
         if new.physical_resource_id != old_id:  # the same name: the create replaced it in place
-            cls.delete_from_cloudformation_json(old_id, *template)
+            _after_update(lambda: cls.delete_from_cloudformation_json(old_id, *template))
         return new
 
     for model_class in (Model, FakeEndpointConfig):

@@ -3,6 +3,7 @@
 import io
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -417,6 +418,65 @@ def test_failed_sagemaker_replacement_rolls_back_to_the_old_resources(cfn, clien
     cfn.delete_stack(StackName=name)
     assert not _stacks_named(cfn, name)
     assert not _endpoint_configs(sagemaker, name)
+
+
+def _autoscaled(template, name, variant="A"):
+    """The serving template with variant ``variant`` registered as a scalable target."""
+    resource_id = {"Fn::Sub": f"endpoint/${{Endpoint.EndpointName}}/variant/{variant}"}
+    template["Resources"]["ScalableTarget"] = {
+        "Type": "AWS::ApplicationAutoScaling::ScalableTarget",
+        "Properties": {
+            "ServiceNamespace": "sagemaker",
+            "ScalableDimension": "sagemaker:variant:DesiredInstanceCount",
+            "ResourceId": resource_id,
+            "MinCapacity": 1,
+            "MaxCapacity": 2,
+        },
+    }
+    return template
+
+
+def _renamed_variant(template, variant):
+    template["Resources"]["Config"]["Properties"]["ProductionVariants"][0]["VariantName"] = variant
+    return template
+
+
+def test_an_autoscaled_variant_keeps_its_instance_type_until_deregistered(cfn, client):
+    """SageMaker fails an update that changes an autoscaled variant's instance type, or removes
+    it; a model change is allowed. Turning autoscaling off first, as docs/configuration.md says,
+    lets the change through."""
+    name = unique("smscale")
+    sagemaker = client("sagemaker")
+    deploy(cfn, name, _autoscaled(_serving_template(name), name))
+
+    def instance_types():
+        used = sagemaker.describe_endpoint(EndpointName=f"{name}-endpoint")["EndpointConfigName"]
+        described = sagemaker.describe_endpoint_config(EndpointConfigName=used)
+        return [v["InstanceType"] for v in described["ProductionVariants"]]
+
+    for refused, change in (
+        (_serving_template(name, instance_type="ml.c5.large"),
+         "changes variant A's instance type from ml.m5.large to ml.c5.large"),
+        (_renamed_variant(_serving_template(name), "B"), "removes variant A"),
+    ):
+        with pytest.raises(ClientError, match=re.escape(change)):
+            deploy(cfn, name, _autoscaled(refused, name))
+        assert stack(cfn, name)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+        assert instance_types() == ["ml.m5.large"]
+    reason = next(e["ResourceStatusReason"] for e in events(cfn, name)
+                  if e["ResourceStatus"] == "UPDATE_FAILED")
+    assert "registered as a scalable target" in reason and "deregister" in reason
+
+    deploy(cfn, name, _autoscaled(_serving_template(name, image_tag="3"), name))  # a new model
+    deploy(cfn, name, _serving_template(name, image_tag="3"))  # autoscaling off
+    deploy(cfn, name, _serving_template(name, instance_type="ml.c5.large", image_tag="3"))
+    deploy(cfn, name, _autoscaled(
+        _serving_template(name, instance_type="ml.c5.large", image_tag="3"), name))
+    assert stack(cfn, name)["StackStatus"] == "UPDATE_COMPLETE"
+    assert instance_types() == ["ml.c5.large"]
+    assert len(_endpoint_configs(sagemaker, name)) == 1  # each replaced one deleted
+    cfn.delete_stack(StackName=name)
+    assert not _stacks_named(cfn, name)
 
 
 def _endpoint_configs(sagemaker, prefix):
