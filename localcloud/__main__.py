@@ -45,13 +45,9 @@ def _run(args: argparse.Namespace) -> int:
             f"local cloud {state} (pid {info.pid}): control plane {info.control_url}, "
             f"data plane {info.dataplane_url}, region {info.region}"
         )
-        if not started and daemon.runs_other_code(daemon.home(), info):
-            print(
-                f"local cloud: the running one (pid {info.pid}) started from other localcloud "
-                "code than this checkout's and keeps serving as that code does; to serve this "
-                "checkout's, `make local-down` then `make deploy` (which deploys every stack "
-                "again, with a new API id and key)"
-            )
+        note = None if started else daemon.other_code_note(daemon.home(), info)
+        if note:
+            print(note)
         if lost is not None:
             print(
                 f"local cloud: the previous one (pid {lost.pid}) stopped without `make local-down` "

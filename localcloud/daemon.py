@@ -119,6 +119,19 @@ def runs_other_code(home_dir: Path, info: DaemonInfo) -> bool:
     return recorded != {"pid": info.pid, "code": code_digest()}
 
 
+def other_code_note(home_dir: Path, info: DaemonInfo) -> str | None:
+    """What to tell the user when the daemon ``info`` names runs other localcloud code than this
+    checkout's, else None."""
+    if not runs_other_code(home_dir, info):
+        return None
+    return (
+        f"local cloud: the running one (pid {info.pid}) started from other localcloud code than "
+        "this checkout's and keeps serving as that code does; to serve this checkout's, "
+        "`make local-down` then `make deploy` (which deploys every stack again, with a new API "
+        "id and key)"
+    )
+
+
 def _is_our_daemon(pid: int) -> bool:
     """Alive and running this package (a recycled pid belongs to someone else)."""
     try:

@@ -375,7 +375,15 @@ def summary(ctx: Context) -> str:
 
     access = api_access(ctx)
     sentence = ctx.cfg.load_test.cases[0].sentence
-    return "\n".join(["", *call_lines(access, sentence, ctx.target.region, ctx.target.is_local)])
+    lines = ["", *call_lines(access, sentence, ctx.target.region, ctx.target.is_local)]
+    if ctx.target.is_local:  # repeated here, where it is read, from the start of the deploy
+        from localcloud import daemon
+
+        info = daemon.running(daemon.home())
+        note = info and daemon.other_code_note(daemon.home(), info)
+        if note:
+            lines.append(note)
+    return "\n".join(lines)
 
 
 def call_lines(access, sentence: str, region: str, is_local: bool) -> list[str]:

@@ -5,6 +5,7 @@ import os
 import shlex
 import subprocess
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -531,6 +532,26 @@ def test_the_api_key_curl_line_pastes_as_the_request_it_shows(is_local):
     headers = [words[i + 1] for i, word in enumerate(words) if word == "-H"]
     expected = "x-api-key: v'1" if is_local else f"x-api-key: $({access.key_command})"
     assert headers == ["content-type: application/json", expected]
+
+
+@pytest.mark.parametrize("other_code", [True, False])
+def test_the_deploy_summary_ends_with_a_local_cloud_that_runs_other_code(monkeypatch, other_code):
+    """`up` says it at the start of a deploy, where stack events soon bury it."""
+    from localcloud import daemon
+    from workflow import deploy, outputs
+
+    access = ApiAccess(url="http://127.0.0.1:4567/restapis/a1/Demo/_user_request_/text",
+                       auth="api_key", key_id="k1", key_value="v1", key_command="aws ...")
+    monkeypatch.setattr(outputs, "api_access", lambda ctx: access)
+    monkeypatch.setattr(daemon, "running", lambda home: SimpleNamespace(pid=4242))
+    monkeypatch.setattr(daemon, "runs_other_code", lambda home, info: other_code)
+    case = SimpleNamespace(sentence="Some news.")
+    ctx = SimpleNamespace(cfg=SimpleNamespace(load_test=SimpleNamespace(cases=[case])),
+                          target=SimpleNamespace(region="us-east-1", is_local=True))
+    last = deploy.summary(ctx).splitlines()[-1]
+    assert last.startswith("local cloud: the running one (pid 4242) started from other") == (
+        other_code)
+    assert last.startswith("curl ") != other_code
 
 
 @pytest.mark.parametrize("is_local, user", [(True, "test:test"), (False, "a-key:a-secret")],
