@@ -78,6 +78,9 @@ Service behaviour
                                longer deny every request.
   fix_metric_values_aggregated PutMetricData Values/Counts are stored as one aggregated datum per
                                member, not one object per counted sample.
+  fix_sagemaker_capture_summary
+                               DescribeEndpoint reports data capture as SageMaker does: with its
+                               CaptureStatus and CurrentSamplingPercentage.
 """
 
 from __future__ import annotations
@@ -2541,6 +2544,42 @@ def fix_sagemaker_replacement() -> None:
         model_class.update_from_cloudformation_json = _update_method(replace)
 
 
+def capture_summary(config: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint config's DataCaptureConfig as DescribeEndpoint reports it on the endpoint
+    (``DataCaptureConfigSummary``): whether capture runs, and at which sampling percentage."""
+    enabled = config.get("EnableCapture", True)  # the API's default
+    enabled = _flag(enabled) if isinstance(enabled, str) else bool(enabled)
+    summary: dict[str, Any] = {
+        "EnableCapture": enabled,
+        "CaptureStatus": "Started" if enabled else "Stopped",
+        "CurrentSamplingPercentage": int(float(config.get("InitialSamplingPercentage") or 0)),
+        "DestinationS3Uri": config.get("DestinationS3Uri", ""),
+    }
+    if config.get("KmsKeyId"):
+        summary["KmsKeyId"] = config["KmsKeyId"]
+    return summary
+
+
+def fix_sagemaker_capture_summary() -> None:
+    # moto defect: DescribeEndpoint answers the endpoint config's DataCaptureConfig as it was
+    # given, where SageMaker answers a DataCaptureConfigSummary. Clients keep only the summary's
+    # members, so CaptureStatus and CurrentSamplingPercentage (both always present on AWS) are
+    # missing: the deployed sampling percentage cannot be read from the endpoint. An endpoint
+    # without data capture has no DataCaptureConfig, as on AWS, instead of an empty one.
+    from moto.sagemaker.models import FakeEndpoint
+
+    original = FakeEndpoint.response_object
+
+    def response_object(self: Any) -> dict[str, Any]:
+        response = original.fget(self)
+        config = response.pop("DataCaptureConfig", None)
+        if config:
+            response["DataCaptureConfig"] = capture_summary(config)
+        return response
+
+    FakeEndpoint.response_object = property(response_object)
+
+
 _FIXES: tuple[Callable[[], None], ...] = (
     fix_execute_change_set,
     fix_create_change_set,
@@ -2561,6 +2600,7 @@ _FIXES: tuple[Callable[[], None], ...] = (
     fix_sagemaker_names,
     fix_sagemaker_endpoint_update,
     fix_sagemaker_replacement,
+    fix_sagemaker_capture_summary,
     fix_bool_conditions,
     fix_non_empty_bucket_delete,
     fix_bucket_configuration,

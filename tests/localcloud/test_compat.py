@@ -2164,3 +2164,68 @@ def test_a_function_keeps_its_dead_letter_config_through_create_and_update(cfn, 
     deploy(cfn, name, template(True))
     assert dead_letter_config() == {"TargetArn": outputs(cfn, name)["QueueArn"]}
     cfn.delete_stack(StackName=name)
+
+
+def test_describe_endpoint_reports_data_capture_as_a_summary(client):
+    sagemaker = client("sagemaker")
+    name = unique("capture")
+    sagemaker.create_model(
+        ModelName=f"{name}-model",
+        ExecutionRoleArn=f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/{name}",
+        PrimaryContainer={"Image": "123456789012.dkr.ecr.us-east-1.amazonaws.com/m:1"},
+    )
+    variant = {
+        "VariantName": "A",
+        "ModelName": f"{name}-model",
+        "InitialInstanceCount": 1,
+        "InstanceType": "ml.m5.large",
+    }
+    capture = {
+        "InitialSamplingPercentage": 30,
+        "DestinationS3Uri": "s3://bucket/data-capture",
+        "KmsKeyId": "alias/capture",
+        "CaptureOptions": [{"CaptureMode": "Input"}, {"CaptureMode": "Output"}],
+        "CaptureContentTypeHeader": {"JsonContentTypes": ["application/json"]},
+    }
+    described = {}
+    for suffix, config in (
+        ("on", capture),  # EnableCapture omitted: enabled, the API's default
+        ("off", {**capture, "EnableCapture": False}),
+        ("none", None),
+    ):
+        sagemaker.create_endpoint_config(
+            EndpointConfigName=f"{name}-{suffix}",
+            ProductionVariants=[variant],
+            **({"DataCaptureConfig": config} if config else {}),
+        )
+        sagemaker.create_endpoint(
+            EndpointName=f"{name}-{suffix}", EndpointConfigName=f"{name}-{suffix}"
+        )
+        described[suffix] = sagemaker.describe_endpoint(EndpointName=f"{name}-{suffix}")
+
+    assert described["on"]["DataCaptureConfig"] == {
+        "EnableCapture": True,
+        "CaptureStatus": "Started",
+        "CurrentSamplingPercentage": 30,
+        "DestinationS3Uri": "s3://bucket/data-capture",
+        "KmsKeyId": "alias/capture",
+    }
+    assert described["off"]["DataCaptureConfig"]["EnableCapture"] is False
+    assert described["off"]["DataCaptureConfig"]["CaptureStatus"] == "Stopped"
+    assert "DataCaptureConfig" not in described["none"]
+    # the endpoint config keeps what it was given, for the data plane and DescribeEndpointConfig
+    assert sagemaker.describe_endpoint_config(EndpointConfigName=f"{name}-on")[
+        "DataCaptureConfig"
+    ]["CaptureContentTypeHeader"] == {"JsonContentTypes": ["application/json"]}
+
+
+def test_capture_summary_reads_the_values_cloudformation_passes():
+    summary = compat.capture_summary(
+        {"EnableCapture": "false", "InitialSamplingPercentage": "25", "DestinationS3Uri": "s3://b"}
+    )
+    assert summary == {
+        "EnableCapture": False,
+        "CaptureStatus": "Stopped",
+        "CurrentSamplingPercentage": 25,
+        "DestinationS3Uri": "s3://b",
+    }
