@@ -19,9 +19,13 @@ in objects keyed ``<DestinationS3Uri path>/<EndpointName>/<VariantName>/yyyy/mm/
 <mm-ss-SSS>-<uuid>.jsonl`` (UTC, from the first record in the object).
 
 Durability: :meth:`DataCapture.capture` appends the record to a write-ahead spool file and
-flushes it before returning, so a record is on disk before the invocation's response is sent.
-A background thread seals the spool segment about once a second, uploads its records and only
-then deletes it. Segments left by a crash are uploaded by :meth:`DataCapture.start`. Object
+flushes it to the operating system (no fsync) before returning: once the invocation's response
+is sent, its record outlives a crash of the process. A background thread seals the spool segment
+about once a second, uploads its records and only then deletes it; :meth:`DataCapture.stop`
+uploads what is left. Segments left by a crash are uploaded by :meth:`DataCapture.start`, into the
+S3 of the process that runs it: in the local cloud, whose moto state dies with its daemon, a
+killed daemon's buckets are gone (with the records already uploaded to them), so the next daemon
+drops its leftover records with an error naming the bucket. Object
 names are derived from the segment and the group, so uploading a segment twice (a crash between
 upload and delete) rewrites the same objects instead of duplicating records.
 
