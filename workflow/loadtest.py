@@ -428,6 +428,16 @@ def wait_for_summaries(
         raise
 
 
+def _keep_latest(path: Path, reports: Path) -> None:
+    """Copy a run's file to ``reports`` (the latest run's), whole: a concurrent run that reads
+    it sees its previous or its new content, never part of each."""
+    import shutil
+
+    partial = reports / f".{path.name}.{uuid.uuid4().hex}"
+    shutil.copyfile(path, partial)
+    partial.replace(reports / path.name)
+
+
 def run(ctx: Context, duration: float, rate: float, reports: Path) -> dict:
     out = stack_outputs(
         ctx.target.client("cloudformation"), ctx.manifest.stack(TESTING_STACK).stack_name
@@ -440,9 +450,13 @@ def run(ctx: Context, duration: float, rate: float, reports: Path) -> dict:
     testers = out["TesterFunctionNames"].split(",")
     run_id = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     message = build_message(ctx.cfg, run_id, duration, rate)
-    reports.mkdir(parents=True, exist_ok=True)
-    message_file = reports / "load-test-message.json"
+    # The run's own files: a `make test-load` started meanwhile writes its message to its own
+    # directory, so the one published here is this run's (with this RunId) and no other.
+    run_reports = reports / RESULTS_PREFIX / run_id
+    run_reports.mkdir(parents=True, exist_ok=True)
+    message_file = run_reports / "load-test-message.json"
     message_file.write_text(message_text(message))
+    _keep_latest(message_file, reports)
     config = message["Config"]
     print(
         f"[*] load test {run_id}: {len(testers)} tester{'s' if len(testers) > 1 else ''} x "

@@ -383,3 +383,57 @@ def test_the_report_prints_and_keeps_what_the_testers_say_went_short(
     assert report["warnings"] == [line for line in printed if line.startswith("[!]")]
     assert [line.split(":")[0][:30] for line in report["warnings"]] == [
         "[!] tester tester-001 ran 75 s", "[!] tester tester-001"]
+
+
+def _fake_target(monkeypatch, run_ids, on_publish=lambda: None):
+    """A target whose testers answer every run at once, ``run_ids`` as the runs' ids, and what
+    each ``aws sns publish`` sent (its RunId) in the returned list."""
+    class Results:
+        def list_objects_v2(self, Prefix, **_):
+            return {"Contents": [{"Key": f"{Prefix}tester-001.json"}]}
+
+        def get_object(self, Key, **_):
+            done = {**summary([[0.0, 1.0, 200, "tc-1", "A"]]), "status": "completed"}
+            return {"Body": SimpleNamespace(read=lambda: json.dumps(done).encode())}
+
+    published = []
+
+    def publish(command, **_):
+        path = command[command.index("--message") + 1].removeprefix("file://")
+        on_publish()  # another `make test-load` runs while this one's aws CLI starts
+        published.append(json.loads(Path(path).read_text())["RunId"])
+        return SimpleNamespace(returncode=0, stdout="{}", stderr="")
+
+    ids = iter(run_ids)
+    monkeypatch.setattr(loadtest, "stack_outputs", lambda *_: {
+        "TriggerTopicArn": "arn:aws:sns:us-east-1:123456789012:trigger",
+        "TesterFunctionNames": "tester-001", "ResultsBucketName": "results"})
+    monkeypatch.setattr(loadtest.subprocess, "run", publish)
+    monkeypatch.setattr(loadtest, "datetime", SimpleNamespace(now=lambda _: SimpleNamespace(
+        strftime=lambda _: next(ids))))
+    cfg = SimpleNamespace(load_test=load_test(), api_hosting=SimpleNamespace(resource_path="text"))
+    ctx = SimpleNamespace(
+        cfg=cfg,
+        manifest=SimpleNamespace(stack=lambda _: SimpleNamespace(stack_name="api-testing")),
+        target=SimpleNamespace(client=lambda name: Results() if name == "s3" else None,
+                               region="us-east-1", env={}, is_local=False),
+    )
+    return ctx, published
+
+
+def test_a_concurrent_run_does_not_publish_the_other_runs_message(monkeypatch, tmp_path):
+    """Two `make test-load` at once: the second writes its message while the first's aws CLI
+    starts. Each publishes its own RunId, or the first waits for summaries that never come
+    and the second's testers run twice, the second time over its first summaries."""
+    nested = []
+
+    def second_run():
+        if not nested:
+            nested.append(None)
+            nested[0] = loadtest.run(ctx, 20.0, 10.0, tmp_path)
+
+    ctx, published = _fake_target(monkeypatch, ["run-1-", "run-2-"], second_run)
+    first = loadtest.run(ctx, 20.0, 10.0, tmp_path)
+    runs = [first["run_id"], nested[0]["run_id"]]
+    assert published == [runs[1], runs[0]]
+    assert first["message"]["RunId"] == runs[0]
