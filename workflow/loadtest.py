@@ -4,7 +4,9 @@ The message goes to the trigger topic with ``aws sns publish`` (as the reference
 subscribed tester Lambda writes its summary to ``s3://<results bucket>/load-tests/<RunId>/``. This
 command waits for one summary per tester, merges them (latency percentiles from the raw samples,
 not averages of percentiles), prints the totals, per case and per variant, and writes
-``build/reports/load-test.json`` plus a latency-over-time and a latency-histogram PNG.
+``build/reports/load-tests/<RunId>/load-test.json`` plus a latency-over-time and a
+latency-histogram PNG, and copies them to ``build/reports/`` (the latest run's): runs at the
+same time each keep their own.
 """
 
 from __future__ import annotations
@@ -506,8 +508,11 @@ def run(ctx: Context, duration: float, rate: float, reports: Path) -> dict:
     report["warnings"] = shortened_runs(
         summaries, float(config["DurationInSec"])
     ) + unpublished_metrics(summaries)
-    (reports / "load-test.json").write_text(json.dumps(report, indent=2) + "\n")
-    images = plot(report, reports)
+    report_file = run_reports / "load-test.json"
+    report_file.write_text(json.dumps(report, indent=2) + "\n")
+    images = plot(report, run_reports)
+    for path in (report_file, *images):
+        _keep_latest(path, reports)
     print(render(report))
     for line in report["warnings"]:
         print(line)
@@ -517,7 +522,10 @@ def run(ctx: Context, duration: float, rate: float, reports: Path) -> dict:
     ):
         if hint:
             print(hint)
-    print(f"report: {reports / 'load-test.json'}, {', '.join(str(p) for p in images)}")
+    print(
+        f"report: {report_file}, {', '.join(str(p) for p in images)} (the latest run's also "
+        f"in {reports})"
+    )
     return report
 
 

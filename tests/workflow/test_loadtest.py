@@ -437,3 +437,35 @@ def test_a_concurrent_run_does_not_publish_the_other_runs_message(monkeypatch, t
     runs = [first["run_id"], nested[0]["run_id"]]
     assert published == [runs[1], runs[0]]
     assert first["message"]["RunId"] == runs[0]
+
+
+def test_concurrent_runs_each_keep_their_report(monkeypatch, capsys, tmp_path):
+    """The run that finishes first keeps its report (and its PNGs) when the other finishes:
+    each run's in its own directory, the last one's also in build/reports/."""
+    nested = []
+
+    def second_run():
+        if not nested:
+            nested.append(None)
+            nested[0] = loadtest.run(ctx, 20.0, 10.0, tmp_path)
+
+    ctx, _ = _fake_target(monkeypatch, ["run-1-", "run-2-"], second_run)
+    last = loadtest.run(ctx, 20.0, 10.0, tmp_path)
+    for report in (nested[0], last):
+        kept = tmp_path / "load-tests" / report["run_id"]
+        assert json.loads((kept / "load-test.json").read_text())["run_id"] == report["run_id"]
+        assert json.loads((kept / "load-test-message.json").read_text()) == report["message"]
+        assert (kept / "latency-over-time.png").read_bytes()[:4] == b"\x89PNG"
+    assert json.loads((tmp_path / "load-test.json").read_text())["run_id"] == last["run_id"]
+    assert (tmp_path / "latency-histogram.png").read_bytes() == (
+        tmp_path / "load-tests" / last["run_id"] / "latency-histogram.png").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "latency-histogram.png", "latency-over-time.png", "load-test-message.json",
+        "load-test.json", "load-tests"]  # no partial copies left behind
+    printed = capsys.readouterr().out.splitlines()
+    assert printed[-1] == (
+        f"report: {tmp_path / 'load-tests' / last['run_id'] / 'load-test.json'}, "
+        f"{tmp_path / 'load-tests' / last['run_id'] / 'latency-over-time.png'}, "
+        f"{tmp_path / 'load-tests' / last['run_id'] / 'latency-histogram.png'} "
+        f"(the latest run's also in {tmp_path})"
+    )
