@@ -384,6 +384,23 @@ def summary_wait_seconds(run_config: dict) -> float:
     )
 
 
+def _listing(s3, bucket: str, prefix: str) -> dict:
+    """The results under ``prefix``; a bucket deleted meanwhile (``make teardown`` while the
+    run waits) says so, rather than as an AWS error that names neither the stack nor a remedy."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") != "NoSuchBucket":
+            raise
+    raise WorkflowError(
+        f"the results bucket {bucket} no longer exists: the {TESTING_STACK} stack was deleted "
+        "(a `make teardown`?) while this run waited for its testers, and their summaries with "
+        "it; `make deploy`, then `make test-load` again"
+    )
+
+
 def wait_for_summaries(
     s3,
     bucket: str,
@@ -399,7 +416,7 @@ def wait_for_summaries(
     found: dict[str, dict] = {}
     try:
         while True:
-            listing = s3.list_objects_v2(Bucket=bucket, Prefix=prefix)
+            listing = _listing(s3, bucket, prefix)
             for item in listing.get("Contents", []):
                 name = item["Key"][len(prefix) :].removesuffix(".json")
                 if name not in found:

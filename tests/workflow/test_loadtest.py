@@ -469,3 +469,30 @@ def test_concurrent_runs_each_keep_their_report(monkeypatch, capsys, tmp_path):
         f"{tmp_path / 'load-tests' / last['run_id'] / 'latency-histogram.png'} "
         f"(the latest run's also in {tmp_path})"
     )
+
+
+def test_a_results_bucket_deleted_during_the_wait_names_the_teardown():
+    """`make teardown` while `make test-load` waits: the run says what happened and what to
+    run, not AWS's bare NoSuchBucket."""
+    from botocore.exceptions import ClientError
+
+    class TornDown:
+        def list_objects_v2(self, **_):
+            raise ClientError({"Error": {"Code": "NoSuchBucket", "Message": "gone"}},
+                              "ListObjectsV2")
+
+    with pytest.raises(WorkflowError) as raised:
+        wait_for_summaries(TornDown(), "results", "run-1", ["tester-001"], timeout=90)
+    assert str(raised.value) == (
+        "the results bucket results no longer exists: the api-testing stack was deleted (a "
+        "`make teardown`?) while this run waited for its testers, and their summaries with it; "
+        "`make deploy`, then `make test-load` again"
+    )
+
+    class Denied:
+        def list_objects_v2(self, **_):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}},
+                              "ListObjectsV2")
+
+    with pytest.raises(ClientError):  # other errors stay AWS's, with their own code
+        wait_for_summaries(Denied(), "results", "run-1", ["tester-001"], timeout=90)
