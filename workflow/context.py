@@ -53,7 +53,7 @@ def add_common_arguments(parser) -> None:
     parser.add_argument("--manifest", default="templates_out/manifest.json")
 
 
-def _unreachable_hint(url: str) -> str:
+def unreachable_hint(url: str) -> str:
     from urllib.parse import urlsplit
 
     from localcloud import urls
@@ -87,7 +87,7 @@ def cli(prog: str) -> Callable[[Callable[..., int]], Callable[..., int]]:
                 print(f"{prog}: {exc}", file=sys.stderr)
             except EndpointConnectionError as exc:
                 url = exc.kwargs.get("endpoint_url") or ""
-                print(f"{prog}: cannot reach {url}: {_unreachable_hint(url)}", file=sys.stderr)
+                print(f"{prog}: cannot reach {url}: {unreachable_hint(url)}", file=sys.stderr)
             except ClientError as exc:
                 err = exc.response.get("Error", {})
                 print(f"{prog}: AWS error {err.get('Code')}: {err.get('Message')}", file=sys.stderr)

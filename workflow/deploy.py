@@ -30,7 +30,14 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from workflow.context import Context, WorkflowError, add_common_arguments, cli, load_context
+from workflow.context import (
+    Context,
+    WorkflowError,
+    add_common_arguments,
+    cli,
+    load_context,
+    unreachable_hint,
+)
 from workflow.manifest import ARTIFACT_BUCKET_OUTPUT, ARTIFACT_STACK, Manifest, StackSpec
 from workflow.outputs import describe_stack, stack_outputs
 from workflow.target import LOCAL_CREDENTIALS, aws_cli
@@ -322,12 +329,27 @@ def deploy_stack(ctx: Context, spec: StackSpec, pack: dict[str, dict[str, str]])
     printer.join()
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0:
+        if ctx.target.is_local and _local_cloud_stopped():
+            # `make local-down`, or a killed daemon, during the CLI's deploy: it only says that
+            # it could not connect
+            from localcloud import urls
+
+            url = urls.control_url()
+            raise WorkflowError(
+                f"deploy {spec.stack_name} failed: cannot reach {url}: {unreachable_hint(url)}"
+            )
         detail = "; ".join(printer.failures) or (output.splitlines()[-1] if output else "no output")
         raise WorkflowError(f"deploy {spec.stack_name} failed: {detail}")
     verdict = "no changes" if "No changes to deploy" in output else "deployed"
     print(f"[=] {spec.stack_name}: {verdict} ({time.monotonic() - started:.1f} s)", flush=True)
     if ctx.target.is_local:
         check_endpoint(ctx, spec.stack_name)
+
+
+def _local_cloud_stopped() -> bool:
+    from localcloud import daemon
+
+    return daemon.running(daemon.home()) is None
 
 
 def check_endpoint(ctx: Context, stack_name: str) -> None:

@@ -859,3 +859,43 @@ def test_an_endpoint_log_group_sagemaker_made_stops_the_deploy_before_any_stack(
     template = {"Resources": {"EndpointLogGroup": group}}
     cfn.create_stack(StackName="P-model-serving", TemplateBody=json.dumps(template))
     check_endpoint_log_group(ctx)  # the stack's own group
+
+
+@pytest.mark.parametrize("daemon_answers", [False, True])
+def test_a_local_cloud_stopped_during_a_stack_deploy_is_named_with_what_to_do(
+    monkeypatch, tmp_path, daemon_answers
+):
+    """`make local-down` (or a killed daemon) while the aws CLI deploys a stack: the CLI only
+    says it could not connect; the deploy says the local cloud stopped and what to run."""
+    from types import SimpleNamespace
+
+    import workflow.deploy
+    from localcloud import daemon
+    from workflow.context import WorkflowError
+
+    monkeypatch.setenv("LOCALCLOUD_HOME", str(tmp_path))
+    monkeypatch.setenv("LOCALCLOUD_PORT", "4766")
+    monkeypatch.setattr(workflow.deploy, "EVENT_POLL_SECONDS", 0)
+    monkeypatch.setattr(workflow.deploy, "_settle_earlier_attempt", lambda *_: None)
+    monkeypatch.setattr(workflow.deploy, "deploy_command", lambda *_: ["aws"])
+    refused = 'Could not connect to the endpoint URL: "http://127.0.0.1:4766/"'
+    monkeypatch.setattr(workflow.deploy.subprocess, "run", lambda *_, **__: SimpleNamespace(
+        returncode=255, stdout="\nWaiting for changeset to be created..\n", stderr=refused))
+    monkeypatch.setattr(daemon, "running", lambda _: object() if daemon_answers else None)
+
+    class Gone:
+        def describe_stack_events(self, **_):
+            raise ConnectionError
+
+    ctx = SimpleNamespace(target=SimpleNamespace(is_local=True, env={},
+                                                 client=lambda _: Gone()))
+    with pytest.raises(WorkflowError) as raised:
+        workflow.deploy.deploy_stack(ctx, SimpleNamespace(stack_name="P-model-serving"), {})
+    if daemon_answers:  # the CLI's own reason, when the local cloud still runs
+        assert str(raised.value) == f"deploy P-model-serving failed: {refused}"
+    else:
+        assert str(raised.value) == (
+            "deploy P-model-serving failed: cannot reach http://127.0.0.1:4766: the local cloud "
+            "is not running, and what was deployed on it is gone: `make deploy` starts it and "
+            "deploys again"
+        )
