@@ -15,6 +15,7 @@ import argparse
 import importlib.util
 import json
 import math
+import shutil
 import subprocess
 import sys
 import time
@@ -450,8 +451,6 @@ def wait_for_summaries(
 def _keep_latest(path: Path, reports: Path) -> None:
     """Copy a run's file to ``reports`` (the latest run's), whole: a concurrent run that reads
     it sees its previous or its new content, never part of each."""
-    import shutil
-
     partial = reports / f".{path.name}.{uuid.uuid4().hex}"
     shutil.copyfile(path, partial)
     partial.replace(reports / path.name)
