@@ -528,28 +528,36 @@ def test_unsupported_resource_type_fails_the_stack(cfn):
     assert stack(cfn, name)["StackStatus"] == "ROLLBACK_COMPLETE"
 
 
+def _cli_deploy(endpoint, stack_name, template_file, *extra, env=None):
+    """The real `aws cloudformation deploy` against the local endpoint."""
+    return subprocess.run(
+        [
+            str(AWS_CLI),
+            "--endpoint-url",
+            endpoint,
+            "cloudformation",
+            "deploy",
+            "--stack-name",
+            stack_name,
+            "--template-file",
+            str(template_file),
+            *extra,
+        ],
+        env={**os.environ, **DUMMY_ENV, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
 def test_aws_cli_deploy_round_trip(endpoint, cfn, tmp_path):
     """The real `aws cloudformation deploy`, with Parameters and --no-fail-on-empty-changeset."""
     prefix = unique("cli")
     template_file = tmp_path / "bucket.json"
     template_file.write_text(json.dumps(bucket_template(prefix)))
-    env = {**os.environ, **DUMMY_ENV}
-    command = [
-        str(AWS_CLI),
-        "--endpoint-url",
-        endpoint,
-        "cloudformation",
-        "deploy",
-        "--stack-name",
-        prefix,
-        "--template-file",
-        str(template_file),
-    ]
 
     def run(*extra):
-        return subprocess.run(
-            [*command, *extra], env=env, capture_output=True, text=True, timeout=60
-        )
+        return _cli_deploy(endpoint, prefix, template_file, *extra)
 
     first = run("--no-fail-on-empty-changeset")
     assert first.returncode == 0, first.stderr
@@ -576,27 +584,10 @@ def test_aws_cli_deploy_through_a_versioned_bucket(endpoint, cfn, client, tmp_pa
     )
     template_file = tmp_path / "bucket.json"
     template_file.write_text(json.dumps(bucket_template(prefix)))
-    deployed = subprocess.run(
-        [
-            str(AWS_CLI),
-            "--endpoint-url",
-            endpoint,
-            "cloudformation",
-            "deploy",
-            "--stack-name",
-            prefix,
-            "--template-file",
-            str(template_file),
-            "--s3-bucket",
-            bucket,
-            "--s3-prefix",
-            "templates",
-        ],
+    deployed = _cli_deploy(
+        endpoint, prefix, template_file, "--s3-bucket", bucket, "--s3-prefix", "templates",
         # The upload's S3 client ignores --endpoint-url; the workflow sets AWS_ENDPOINT_URL too.
-        env={**os.environ, **DUMMY_ENV, "AWS_ENDPOINT_URL": endpoint},
-        capture_output=True,
-        text=True,
-        timeout=60,
+        env={"AWS_ENDPOINT_URL": endpoint},
     )
     assert deployed.returncode == 0, deployed.stderr
     assert stack(cfn, prefix)["StackStatus"] == "CREATE_COMPLETE"

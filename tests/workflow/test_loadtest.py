@@ -421,10 +421,9 @@ def _fake_target(monkeypatch, run_ids, on_publish=lambda: None):
     return ctx, published
 
 
-def test_a_concurrent_run_does_not_publish_the_other_runs_message(monkeypatch, tmp_path):
-    """Two `make test-load` at once: the second writes its message while the first's aws CLI
-    starts. Each publishes its own RunId, or the first waits for summaries that never come
-    and the second's testers run twice, the second time over its first summaries."""
+def _overlapping_runs(monkeypatch, tmp_path):
+    """Two `make test-load` at once, the second run whole while the first's aws CLI starts:
+    the first run's report, the second's, and the RunIds in the order they were published."""
     nested = []
 
     def second_run():
@@ -434,24 +433,23 @@ def test_a_concurrent_run_does_not_publish_the_other_runs_message(monkeypatch, t
 
     ctx, published = _fake_target(monkeypatch, ["run-1-", "run-2-"], second_run)
     first = loadtest.run(ctx, 20.0, 10.0, tmp_path)
-    runs = [first["run_id"], nested[0]["run_id"]]
-    assert published == [runs[1], runs[0]]
-    assert first["message"]["RunId"] == runs[0]
+    return first, nested[0], published
+
+
+def test_a_concurrent_run_does_not_publish_the_other_runs_message(monkeypatch, tmp_path):
+    """The second run writes its message while the first's aws CLI starts. Each publishes its
+    own RunId, or the first waits for summaries that never come and the second's testers run
+    twice, the second time over its first summaries."""
+    first, second, published = _overlapping_runs(monkeypatch, tmp_path)
+    assert published == [second["run_id"], first["run_id"]]
+    assert first["message"]["RunId"] == first["run_id"]
 
 
 def test_concurrent_runs_each_keep_their_report(monkeypatch, capsys, tmp_path):
     """The run that finishes first keeps its report (and its PNGs) when the other finishes:
     each run's in its own directory, the last one's also in build/reports/."""
-    nested = []
-
-    def second_run():
-        if not nested:
-            nested.append(None)
-            nested[0] = loadtest.run(ctx, 20.0, 10.0, tmp_path)
-
-    ctx, _ = _fake_target(monkeypatch, ["run-1-", "run-2-"], second_run)
-    last = loadtest.run(ctx, 20.0, 10.0, tmp_path)
-    for report in (nested[0], last):
+    last, finished_first, _ = _overlapping_runs(monkeypatch, tmp_path)
+    for report in (finished_first, last):
         kept = tmp_path / "load-tests" / report["run_id"]
         assert json.loads((kept / "load-test.json").read_text())["run_id"] == report["run_id"]
         assert json.loads((kept / "load-test-message.json").read_text()) == report["message"]
