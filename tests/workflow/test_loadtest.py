@@ -328,6 +328,20 @@ def test_a_run_the_deployed_testers_cut_short_is_named():
     assert shortened_runs({"tester-001": summary([])}, 80.0) == []  # a summary without config
 
 
+def _deployed_testing_stack(monkeypatch, results):
+    """A context whose api-testing stack has one tester and whose S3 client is ``results``."""
+    monkeypatch.setattr(loadtest, "stack_outputs", lambda *_: {
+        "TriggerTopicArn": "arn:aws:sns:us-east-1:123456789012:trigger",
+        "TesterFunctionNames": "tester-001", "ResultsBucketName": "results"})
+    cfg = SimpleNamespace(load_test=load_test(), api_hosting=SimpleNamespace(resource_path="text"))
+    return SimpleNamespace(
+        cfg=cfg,
+        manifest=SimpleNamespace(stack=lambda _: SimpleNamespace(stack_name="api-testing")),
+        target=SimpleNamespace(client=lambda name: results if name == "s3" else None,
+                               region="us-east-1", env={}, is_local=False),
+    )
+
+
 def test_metrics_the_testers_could_not_publish_are_named():
     """A failed PutMetricData is recorded in the summary, not raised: the report says it."""
     denied = {**summary([[0.0, 1.0, 200, "tc-1", "A"]]), "metrics": {
@@ -361,16 +375,7 @@ def test_the_report_prints_and_keeps_what_the_testers_say_went_short(
         def get_object(self, Key, **_):
             return {"Body": SimpleNamespace(read=lambda: json.dumps(stored[Key]).encode())}
 
-    cfg = SimpleNamespace(load_test=load_test(), api_hosting=SimpleNamespace(resource_path="text"))
-    ctx = SimpleNamespace(
-        cfg=cfg,
-        manifest=SimpleNamespace(stack=lambda _: SimpleNamespace(stack_name="api-testing")),
-        target=SimpleNamespace(client=lambda name: Results() if name == "s3" else None,
-                               region="us-east-1", env={}, is_local=False),
-    )
-    monkeypatch.setattr(loadtest, "stack_outputs", lambda *_: {
-        "TriggerTopicArn": "arn:aws:sns:us-east-1:123456789012:trigger",
-        "TesterFunctionNames": "tester-001", "ResultsBucketName": "results"})
+    ctx = _deployed_testing_stack(monkeypatch, Results())
     monkeypatch.setattr(loadtest.subprocess, "run", lambda *_, **__: SimpleNamespace(
         returncode=0, stdout="{}", stderr=""))
     monkeypatch.setattr(loadtest.uuid, "uuid4", lambda: SimpleNamespace(hex="abcdef123456"))
@@ -405,19 +410,10 @@ def _fake_target(monkeypatch, run_ids, on_publish=lambda: None):
         return SimpleNamespace(returncode=0, stdout="{}", stderr="")
 
     ids = iter(run_ids)
-    monkeypatch.setattr(loadtest, "stack_outputs", lambda *_: {
-        "TriggerTopicArn": "arn:aws:sns:us-east-1:123456789012:trigger",
-        "TesterFunctionNames": "tester-001", "ResultsBucketName": "results"})
     monkeypatch.setattr(loadtest.subprocess, "run", publish)
     monkeypatch.setattr(loadtest, "datetime", SimpleNamespace(now=lambda _: SimpleNamespace(
         strftime=lambda _: next(ids))))
-    cfg = SimpleNamespace(load_test=load_test(), api_hosting=SimpleNamespace(resource_path="text"))
-    ctx = SimpleNamespace(
-        cfg=cfg,
-        manifest=SimpleNamespace(stack=lambda _: SimpleNamespace(stack_name="api-testing")),
-        target=SimpleNamespace(client=lambda name: Results() if name == "s3" else None,
-                               region="us-east-1", env={}, is_local=False),
-    )
+    ctx = _deployed_testing_stack(monkeypatch, Results())
     return ctx, published
 
 
