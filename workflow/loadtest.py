@@ -474,7 +474,6 @@ def run(ctx: Context, duration: float, rate: float, reports: Path) -> dict:
     run_reports.mkdir(parents=True, exist_ok=True)
     message_file = run_reports / "load-test-message.json"
     message_file.write_text(message_text(message))
-    _keep_latest(message_file, reports)
     config = message["Config"]
     print(
         f"[*] load test {run_id}: {len(testers)} tester{'s' if len(testers) > 1 else ''} x "
@@ -527,7 +526,9 @@ def run(ctx: Context, duration: float, rate: float, reports: Path) -> dict:
     report_file = run_reports / "load-test.json"
     report_file.write_text(json.dumps(report, indent=2) + "\n")
     images = plot(report, run_reports)
-    for path in (report_file, *images):
+    # The message with the report it led to: the latest files are one run's, not the report of
+    # this run beside the message of one started after it and finished before it.
+    for path in (message_file, report_file, *images):
         _keep_latest(path, reports)
     print(render(report))
     for line in report["warnings"]:

@@ -490,3 +490,12 @@ def test_a_results_bucket_deleted_during_the_wait_names_the_teardown():
 
     with pytest.raises(ClientError):  # other errors stay AWS's, with their own code
         wait_for_summaries(Denied(), "results", "run-1", ["tester-001"], timeout=90)
+
+
+def test_the_latest_reports_are_one_runs(monkeypatch, tmp_path):
+    """build/reports/ holds one run's files: the message beside the report is the one that run
+    published, not that of a run started after it and finished before it."""
+    last, _, _ = _overlapping_runs(monkeypatch, tmp_path)
+    latest = json.loads((tmp_path / "load-test.json").read_text())
+    assert latest["run_id"] == last["run_id"]
+    assert json.loads((tmp_path / "load-test-message.json").read_text()) == latest["message"]
