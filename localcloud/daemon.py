@@ -101,10 +101,14 @@ def read_info(home_dir: Path) -> DaemonInfo | None:
         return None
 
 
-def code_digest() -> str:
-    """A digest of this localcloud package's source; a daemon runs the code it started with."""
+def code_digest(package: Path = Path(__file__).parent) -> str:
+    """A digest of this localcloud package's source; a daemon runs the code it started with.
+    Hidden files are not modules: an editor's lock file (Emacs' ``.#name.py`` is a dangling
+    symlink) would otherwise change the digest, or fail reading it."""
     digest = hashlib.sha256()
-    for path in sorted(Path(__file__).parent.glob("*.py")):
+    for path in sorted(package.glob("*.py")):
+        if path.name.startswith(".") or not path.is_file():
+            continue
         digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 

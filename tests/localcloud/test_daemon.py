@@ -244,3 +244,19 @@ def test_region_comes_from_the_validated_config_else_the_environment(tmp_path, m
     )
     with pytest.raises(daemon.LocalCloudError, match="missing.json: cannot read"):
         daemon.region(tmp_path / "missing.json")
+
+
+def test_the_code_digest_reads_the_modules_python_imports(tmp_path):
+    """What Python would import: an editor's lock file (Emacs' dangling `.#name.py` symlink) or
+    other hidden file neither changes the digest nor stops `up` and the daemon with a traceback;
+    a module added or changed does change it."""
+    from localcloud import daemon
+
+    package = tmp_path / "localcloud"
+    shutil.copytree(ROOT / "localcloud", package, ignore=shutil.ignore_patterns("__pycache__"))
+    assert daemon.code_digest(package) == daemon.code_digest()
+    (package / ".#apigateway.py").symlink_to("someone@host.1234:1700000000")
+    (package / "._urls.py").write_bytes(b"\0\5\26\7")  # macOS metadata beside a copied file
+    assert daemon.code_digest(package) == daemon.code_digest()
+    (package / "extra.py").write_text("")
+    assert daemon.code_digest(package) != daemon.code_digest()
