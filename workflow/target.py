@@ -25,6 +25,8 @@ AWS_ROUTING_VARIABLES = (
     "AWS_SESSION_TOKEN",
     "AWS_ENDPOINT_URL",
 )
+# The AWS CLI's switch for ignoring AWS_ENDPOINT_URL* and endpoint_url in the AWS config file.
+IGNORE_ENDPOINTS_VARIABLE = "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"
 # boto3.Session's argument for each credential variable the AWS CLI reads.
 SESSION_KEY_VARIABLES = {
     "aws_access_key_id": "AWS_ACCESS_KEY_ID",
@@ -75,7 +77,14 @@ class Target:
         return boto3.Session(profile_name=self.env.get("AWS_PROFILE"), region_name=self.region)
 
     def client(self, service: str):
-        return self.session().client(service, endpoint_url=self.endpoint_url(service))
+        from botocore.config import Config
+
+        ignore = self.env.get(IGNORE_ENDPOINTS_VARIABLE, "").lower() == "true"
+        return self.session().client(
+            service,
+            endpoint_url=self.endpoint_url(service),
+            config=Config(ignore_configured_endpoint_urls=ignore),
+        )
 
     def endpoint_url(self, service: str) -> str | None:
         if not self.is_local:
@@ -109,7 +118,11 @@ def resolve(
     from botocore.exceptions import ProfileNotFound
 
     env = dict(environ)
-    env.pop("AWS_ENDPOINT_URL", None)
+    if env.pop("AWS_ENDPOINT_URL", None):
+        # Left by `localcloud env`, most likely. botocore would still read it from this process's
+        # environment, sending the workflow's own calls there while the CLI's go to AWS: neither
+        # follows a configured endpoint.
+        env[IGNORE_ENDPOINTS_VARIABLE] = "true"
     if project_profile:  # the config's choice: keys in the environment must not override it
         for variable in SESSION_KEY_VARIABLES.values():
             env.pop(variable, None)

@@ -237,6 +237,19 @@ def test_aws_target_uses_config_profile_and_drops_local_endpoint(aws_home):
     assert "AWS_ENDPOINT_URL" not in target.env
 
 
+def test_aws_target_calls_aws_with_a_local_endpoint_left_in_the_shell(aws_home, monkeypatch):
+    """After `eval "$(python -m localcloud env)"`, TARGET=aws must reach AWS with the workflow's
+    own calls as well as the CLI's, not the local cloud's endpoint in this process's
+    environment."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    target = resolve("aws", "eu-west-1", "prod")
+    assert target.client("s3").meta.endpoint_url == "https://s3.eu-west-1.amazonaws.com"
+    assert target.client("cloudformation").meta.endpoint_url.endswith(".amazonaws.com")
+    assert target.env["AWS_IGNORE_CONFIGURED_ENDPOINT_URLS"] == "true"  # the CLI's too
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    assert "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS" not in resolve("aws", "eu-west-1", "prod").env
+
+
 def test_local_target_never_inherits_a_real_profile():
     target = resolve("local", "us-east-1", None, {"AWS_PROFILE": "prod", "AWS_SESSION_TOKEN": "x"})
     assert "AWS_PROFILE" not in target.env and "AWS_SESSION_TOKEN" not in target.env
