@@ -153,6 +153,13 @@ def _healthy(dataplane_url: str, timeout: float = 1.0) -> bool:
         return False
 
 
+def alive(home_dir: Path) -> bool:
+    """Whether the daemon that ``home_dir`` names is still alive, answering or not (a busy one
+    may miss a health check's timeout)."""
+    info = read_info(home_dir)
+    return info is not None and _is_our_daemon(info.pid)
+
+
 def running(home_dir: Path) -> DaemonInfo | None:
     """The daemon's info when it is alive and answering, else None."""
     info = read_info(home_dir)

@@ -329,16 +329,14 @@ def deploy_stack(ctx: Context, spec: StackSpec, pack: dict[str, dict[str, str]])
     printer.join()
     output = (result.stdout + result.stderr).strip()
     if result.returncode != 0:
+        detail = "; ".join(printer.failures) or (output.splitlines()[-1] if output else "no output")
         if ctx.target.is_local and _local_cloud_stopped():
             # `make local-down`, or a killed daemon, during the CLI's deploy: it only says that
             # it could not connect
             from localcloud import urls
 
             url = urls.control_url()
-            raise WorkflowError(
-                f"deploy {spec.stack_name} failed: cannot reach {url}: {unreachable_hint(url)}"
-            )
-        detail = "; ".join(printer.failures) or (output.splitlines()[-1] if output else "no output")
+            detail = f"{detail}; cannot reach {url}: {unreachable_hint(url)}"
         raise WorkflowError(f"deploy {spec.stack_name} failed: {detail}")
     verdict = "no changes" if "No changes to deploy" in output else "deployed"
     print(f"[=] {spec.stack_name}: {verdict} ({time.monotonic() - started:.1f} s)", flush=True)
@@ -349,7 +347,7 @@ def deploy_stack(ctx: Context, spec: StackSpec, pack: dict[str, dict[str, str]])
 def _local_cloud_stopped() -> bool:
     from localcloud import daemon
 
-    return daemon.running(daemon.home()) is None
+    return not daemon.alive(daemon.home())
 
 
 def check_endpoint(ctx: Context, stack_name: str) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import boto3
 import pytest
 
-from localcloud import urls
+from localcloud import daemon, urls
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -151,13 +151,16 @@ def test_up_after_an_unclean_stop_says_the_deployment_is_gone(cloud_env):
         "region": "us-east-1", "started_at": 0.0,
     }))
     (home / "localcloud.pid").write_text(f"{gone.pid}\n")
+    assert not daemon.alive(home)  # its info is left behind, its process is not
     up = _cli(cloud_env, "up")
     assert up.returncode == 0, up.stderr
+    assert daemon.alive(home)
     assert "stopped without `make local-down`" in up.stdout
     assert "gone: `make deploy` deploys them again" in up.stdout
     # a clean stop, or a running one, is no news
     assert "previous" not in _cli(cloud_env, "up").stdout
     _cli(cloud_env, "down")
+    assert not daemon.alive(home)
     assert "previous" not in _cli(cloud_env, "up").stdout
 
 
@@ -221,8 +224,6 @@ def test_env_prints_exports_for_the_control_plane(cloud_env):
 
 
 def test_region_comes_from_the_validated_config_else_the_environment(tmp_path, monkeypatch):
-    from localcloud import daemon
-
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "eu-west-3")
     assert daemon.region() == "eu-west-3"  # no config.json here: not a project
@@ -250,8 +251,6 @@ def test_the_code_digest_reads_the_modules_python_imports(tmp_path):
     """What Python would import: an editor's lock file (Emacs' dangling `.#name.py` symlink) or
     other hidden file neither changes the digest nor stops `up` and the daemon with a traceback;
     a module added or changed does change it."""
-    from localcloud import daemon
-
     package = tmp_path / "localcloud"
     shutil.copytree(ROOT / "localcloud", package, ignore=shutil.ignore_patterns("__pycache__"))
     assert daemon.code_digest(package) == daemon.code_digest()

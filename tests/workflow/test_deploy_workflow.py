@@ -894,7 +894,7 @@ def test_a_local_cloud_stopped_during_a_stack_deploy_is_named_with_what_to_do(
     refused = 'Could not connect to the endpoint URL: "http://127.0.0.1:4766/"'
     monkeypatch.setattr(workflow.deploy.subprocess, "run", lambda *_, **__: SimpleNamespace(
         returncode=255, stdout="\nWaiting for changeset to be created..\n", stderr=refused))
-    monkeypatch.setattr(daemon, "running", lambda _: object() if daemon_answers else None)
+    monkeypatch.setattr(daemon, "alive", lambda _: daemon_answers)
 
     class Gone:
         def describe_stack_events(self, **_):
@@ -908,7 +908,7 @@ def test_a_local_cloud_stopped_during_a_stack_deploy_is_named_with_what_to_do(
         assert str(raised.value) == f"deploy P-model-serving failed: {refused}"
     else:
         assert str(raised.value) == (
-            "deploy P-model-serving failed: cannot reach http://127.0.0.1:4766: the local cloud "
-            "is not running, and what was deployed on it is gone: `make deploy` starts it and "
-            "deploys again"
+            f"deploy P-model-serving failed: {refused}; cannot reach http://127.0.0.1:4766: the "
+            "local cloud is not running, and what was deployed on it is gone: `make deploy` "
+            "starts it and deploys again"
         )
