@@ -55,7 +55,7 @@ GENERIC_ERROR = "The model server could not process the request; the cause is in
 # Every worker loads torch and the model itself: many workers (server_workers allows 64) can
 # exhaust memory. The kernel should then kill a model server, which its supervisor restarts or
 # fails with a reason, rather than the daemon, whose memory holds every deployed stack.
-OOM_SCORE_ADJ = 500
+OOM_SCORE_RAISE = 500  # above the score inherited from the daemon, up to the maximum, 1000
 
 
 class HandlerError(Exception):
@@ -322,7 +322,8 @@ def prefer_as_oom_victim() -> None:
     """Raise this process's OOM score (any process may raise its own), before it forks workers,
     which inherit it."""
     try:
-        Path("/proc/self/oom_score_adj").write_text(str(OOM_SCORE_ADJ))
+        score = Path("/proc/self/oom_score_adj")
+        score.write_text(str(min(1000, int(score.read_text()) + OOM_SCORE_RAISE)))
     except OSError:  # not Linux: nothing to prefer
         pass
 

@@ -53,7 +53,7 @@ EXTRA_LISTENERS = ("metrics_address", "grpc_inference_port", "grpc_management_po
 STOP_GRACE_SECONDS = 10.0
 # As localcloud.model_server's: under memory pressure the kernel kills a model server (restarted
 # or failed with a reason by its supervisor) rather than the daemon holding every deployment.
-OOM_SCORE_ADJ = 500
+OOM_SCORE_RAISE = 500  # above the score inherited from the daemon, up to the maximum, 1000
 PR_SET_CHILD_SUBREAPER = 36  # prctl option, <linux/prctl.h>
 
 
@@ -383,7 +383,8 @@ def prefer_as_oom_victim() -> None:
     """Raise this process's OOM score (any process may raise its own); TorchServe and its
     workers inherit it."""
     try:
-        Path("/proc/self/oom_score_adj").write_text(str(OOM_SCORE_ADJ))
+        score = Path("/proc/self/oom_score_adj")
+        score.write_text(str(min(1000, int(score.read_text()) + OOM_SCORE_RAISE)))
     except OSError:  # not Linux: nothing to prefer
         pass
 
