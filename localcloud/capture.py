@@ -70,6 +70,15 @@ class CaptureConfigError(ValueError):
     """A DataCaptureConfig value that cannot be honoured; the message names the key."""
 
 
+def capture_enabled(config: Mapping[str, Any]) -> bool:
+    """A DataCaptureConfig's ``EnableCapture``: on by default; CloudFormation passes booleans as
+    strings."""
+    enabled = config.get("EnableCapture", True)
+    if isinstance(enabled, str):
+        return enabled.lower() == "true"
+    return bool(enabled)
+
+
 @dataclass(frozen=True)
 class CaptureSettings:
     sampling_percentage: float
@@ -88,10 +97,7 @@ class CaptureSettings:
             return None
         if not isinstance(config, Mapping):
             raise CaptureConfigError(f"DataCaptureConfig must be an object, got {config!r}")
-        enabled = config.get("EnableCapture", True)
-        if isinstance(enabled, str):  # CloudFormation passes booleans as strings
-            enabled = enabled.lower() == "true"
-        if not enabled:
+        if not capture_enabled(config):
             return None
         raw_pct = config.get("InitialSamplingPercentage")
         try:

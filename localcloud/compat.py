@@ -2547,8 +2547,9 @@ def fix_sagemaker_replacement() -> None:
 def capture_summary(config: dict[str, Any]) -> dict[str, Any]:
     """An endpoint config's DataCaptureConfig as DescribeEndpoint reports it on the endpoint
     (``DataCaptureConfigSummary``): whether capture runs, and at which sampling percentage."""
-    enabled = config.get("EnableCapture", True)  # the API's default
-    enabled = _flag(enabled) if isinstance(enabled, str) else bool(enabled)
+    from localcloud.capture import capture_enabled
+
+    enabled = capture_enabled(config)
     summary: dict[str, Any] = {
         "EnableCapture": enabled,
         "CaptureStatus": "Started" if enabled else "Stopped",
