@@ -79,6 +79,24 @@ def capture_enabled(config: Mapping[str, Any]) -> bool:
     return bool(enabled)
 
 
+def _content_types(header: Any) -> tuple[frozenset[str], frozenset[str]]:
+    """A CaptureContentTypeHeader's (JSON, CSV) media types, lower-cased."""
+    if not isinstance(header, Mapping):
+        raise CaptureConfigError(
+            f"DataCaptureConfig.CaptureContentTypeHeader={header!r}: expected an object"
+        )
+    found = []
+    for key in ("JsonContentTypes", "CsvContentTypes"):
+        types = header.get(key) or []
+        if not isinstance(types, list) or not all(isinstance(t, str) for t in types):
+            raise CaptureConfigError(
+                f"DataCaptureConfig.CaptureContentTypeHeader.{key}={types!r}: "
+                "expected a list of content types"
+            )
+        found.append(frozenset(t.lower() for t in types))
+    return found[0], found[1]
+
+
 @dataclass(frozen=True)
 class CaptureSettings:
     sampling_percentage: float
@@ -92,13 +110,14 @@ class CaptureSettings:
 
     @classmethod
     def parse(cls, config: Mapping[str, Any] | None) -> "CaptureSettings | None":
-        """Settings for a DataCaptureConfig; None when capture is absent or disabled."""
+        """Settings for a DataCaptureConfig; None when capture is absent or disabled.
+
+        A disabled config is checked too: SageMaker requires its members either way, so an
+        endpoint config that capture could never be switched on for is refused."""
         if not config:
             return None
         if not isinstance(config, Mapping):
             raise CaptureConfigError(f"DataCaptureConfig must be an object, got {config!r}")
-        if not capture_enabled(config):
-            return None
         raw_pct = config.get("InitialSamplingPercentage")
         try:
             pct = float(raw_pct)
@@ -132,15 +151,17 @@ class CaptureSettings:
             raise CaptureConfigError(
                 f"DataCaptureConfig.KmsKeyId={kms_key_id!r}: expected a KMS key id, ARN or alias"
             )
-        header = config.get("CaptureContentTypeHeader") or {}
+        json_types, csv_types = _content_types(config.get("CaptureContentTypeHeader") or {})
+        if not capture_enabled(config):
+            return None
         return cls(
             sampling_percentage=pct,
             capture_input="Input" in modes,
             capture_output="Output" in modes,
             bucket=bucket,
             prefix=prefix.strip("/"),
-            json_types=frozenset(t.lower() for t in header.get("JsonContentTypes") or []),
-            csv_types=frozenset(t.lower() for t in header.get("CsvContentTypes") or []),
+            json_types=json_types,
+            csv_types=csv_types,
             kms_key_id=kms_key_id,
         )
 

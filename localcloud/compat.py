@@ -81,6 +81,9 @@ Service behaviour
   fix_sagemaker_capture_summary
                                DescribeEndpoint reports data capture as SageMaker does: with its
                                CaptureStatus and CurrentSamplingPercentage.
+  fix_sagemaker_capture_validation
+                               CreateEndpointConfig refuses a DataCaptureConfig SageMaker refuses,
+                               naming the member, instead of storing it.
 """
 
 from __future__ import annotations
@@ -2581,6 +2584,31 @@ def fix_sagemaker_capture_summary() -> None:
     FakeEndpoint.response_object = property(response_object)
 
 
+def fix_sagemaker_capture_validation() -> None:
+    # moto defect: CreateEndpointConfig stores any DataCaptureConfig. SageMaker refuses one whose
+    # sampling percentage is not 0 to 100, whose CaptureOptions are missing or not Input/Output, or
+    # whose destination is not an S3 URI (CloudFormation's schema check refuses wrong types too).
+    # Stored, such a config silently captured nothing, and a non-numeric percentage made every
+    # DescribeEndpoint of its endpoint answer 500. The data plane's own parse decides, so the two
+    # cannot disagree on what is valid.
+    from moto.sagemaker.exceptions import ValidationError as SageMakerValidationError
+    from moto.sagemaker.models import FakeEndpointConfig
+
+    from localcloud.capture import CaptureConfigError, CaptureSettings
+
+    original = FakeEndpointConfig.__init__
+
+    @functools.wraps(original)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        try:
+            CaptureSettings.parse(self.data_capture_config)
+        except CaptureConfigError as exc:
+            raise SageMakerValidationError(message=str(exc)) from None
+
+    FakeEndpointConfig.__init__ = __init__
+
+
 _FIXES: tuple[Callable[[], None], ...] = (
     fix_execute_change_set,
     fix_create_change_set,
@@ -2602,6 +2630,7 @@ _FIXES: tuple[Callable[[], None], ...] = (
     fix_sagemaker_endpoint_update,
     fix_sagemaker_replacement,
     fix_sagemaker_capture_summary,
+    fix_sagemaker_capture_validation,
     fix_bool_conditions,
     fix_non_empty_bucket_delete,
     fix_bucket_configuration,

@@ -163,6 +163,15 @@ def test_sampling_percentage_is_honoured(tmp_path):
         ({"CaptureOptions": [{"CaptureMode": "Both"}]}, "CaptureOptions[0].CaptureMode='Both'"),
         ({"CaptureOptions": []}, "CaptureOptions"),
         ({"DestinationS3Uri": "capture-bucket/x"}, "DestinationS3Uri='capture-bucket/x'"),
+        (
+            {"EnableCapture": False, "InitialSamplingPercentage": "most"},
+            "InitialSamplingPercentage='most'",
+        ),
+        ({"CaptureContentTypeHeader": "json"}, "CaptureContentTypeHeader='json'"),
+        (
+            {"CaptureContentTypeHeader": {"CsvContentTypes": "text/csv"}},
+            "CaptureContentTypeHeader.CsvContentTypes='text/csv'",
+        ),
     ],
 )
 def test_invalid_configs_name_the_key_and_disable_capture(tmp_path, change, named, caplog):

@@ -2210,6 +2210,53 @@ def test_describe_endpoint_reports_data_capture_as_a_summary(client):
     ]["CaptureContentTypeHeader"] == {"JsonContentTypes": ["application/json"]}
 
 
+def test_endpoint_config_with_invalid_data_capture_is_refused(cfn, client):
+    """As SageMaker (and CloudFormation's schema check) refuse it: stored, a config like this one
+    captured nothing and made DescribeEndpoint answer 500."""
+    sagemaker = client("sagemaker")
+    name = unique("badcapture")
+    sagemaker.create_model(
+        ModelName=f"{name}-model",
+        ExecutionRoleArn=f"arn:aws:iam::{DEFAULT_ACCOUNT_ID}:role/{name}",
+        PrimaryContainer={"Image": f"{ECR_IMAGE}:2"},
+    )
+    capture = {
+        "InitialSamplingPercentage": 30,
+        "DestinationS3Uri": "bucket/data-capture",
+        "CaptureOptions": [{"CaptureMode": "Input"}],
+    }
+    with pytest.raises(ClientError, match=r"DestinationS3Uri='bucket/data-capture'") as refused:
+        sagemaker.create_endpoint_config(
+            EndpointConfigName=name,
+            ProductionVariants=[
+                {
+                    "VariantName": "A",
+                    "ModelName": f"{name}-model",
+                    "InitialInstanceCount": 1,
+                    "InstanceType": "ml.m5.large",
+                }
+            ],
+            DataCaptureConfig=capture,
+        )
+    assert refused.value.response["Error"]["Code"] == "ValidationException"
+    assert name not in {
+        c["EndpointConfigName"] for c in sagemaker.list_endpoint_configs()["EndpointConfigs"]
+    }
+
+    template = _serving_template(name)
+    template["Resources"]["Config"]["Properties"]["DataCaptureConfig"] = {
+        **capture,
+        "DestinationS3Uri": f"s3://{name}/data-capture",
+        "InitialSamplingPercentage": "thirty",
+    }
+    with pytest.raises(ClientError, match=r"InitialSamplingPercentage='thirty'"):
+        deploy(cfn, name, template)
+    assert stack(cfn, name)["StackStatus"] == "ROLLBACK_COMPLETE"
+    with pytest.raises(ClientError, match="Could not find endpoint"):
+        sagemaker.describe_endpoint(EndpointName=f"{name}-endpoint")
+    cfn.delete_stack(StackName=name)
+
+
 def test_capture_summary_reads_the_values_cloudformation_passes():
     summary = compat.capture_summary(
         {"EnableCapture": "false", "InitialSamplingPercentage": "25", "DestinationS3Uri": "s3://b"}
