@@ -11,13 +11,17 @@ Stack operations
                                order; a failed CREATE ends ROLLBACK_COMPLETE (listing its
                                resources creates none again), a failed UPDATE
                                UPDATE_ROLLBACK_COMPLETE, with the failing resource's reason.
-  fix_create_change_set        a leftover REVIEW_IN_PROGRESS stack is replaced, not duplicated;
+                               Executing a change set removes the stack's other change sets; a
+                               removed or unknown one answers ChangeSetNotFound.
+  fix_create_change_set        CREATE on a REVIEW_IN_PROGRESS stack adds its change set to that
+                               stack (earlier ones stay), rather than making a second stack;
                                CREATE on a live stack and UPDATE on a ROLLBACK_COMPLETE one are
                                refused; an unchanged UPDATE gives a FAILED change set ("didn't
                                contain changes"), so --no-fail-on-empty-changeset works.
   fix_parameter_comparison     parameters compare (and are reused) as the strings AWS stores.
   fix_create_and_update_stack  CreateStack / UpdateStack share that create, rollback, export logic.
-  fix_delete_stack             undeletable resources give DELETE_FAILED with a reason, not a 500.
+  fix_delete_stack             undeletable resources give DELETE_FAILED with a reason, not a 500;
+                               a deleted stack's change sets go with it.
   fix_template_url             a TemplateURL on the local endpoint (`aws cloudformation deploy
                                --s3-bucket`, for templates above 51,200 bytes) is read from its
                                bucket and key (and versionId), not from a bucket named after the
@@ -102,7 +106,11 @@ import moto
 from moto.cloudformation import models as cfn_models
 from moto.cloudformation import parsing as cfn_parsing
 from moto.cloudformation import responses as cfn_responses
-from moto.cloudformation.exceptions import AlreadyExistsException, ValidationError
+from moto.cloudformation.exceptions import (
+    AlreadyExistsException,
+    CloudFormationError,
+    ValidationError,
+)
 
 SUPPORTED_MOTO_VERSION = "5.2.5"
 log = logging.getLogger("localcloud.compat")
@@ -388,11 +396,40 @@ def _update_stack_resources(
         raise ValidationError(stack.stack_id, message=reason) from exc
 
 
+class ChangeSetNotFound(CloudFormationError):
+    code = "ChangeSetNotFound"  # botocore's ChangeSetNotFoundException
+
+
+def _drop_change_sets(
+    backend: cfn_models.CloudFormationBackend,
+    stack_id: str,
+    keep: cfn_models.ChangeSet | None = None,
+) -> None:
+    """Remove the change sets of stack ``stack_id`` but ``keep``."""
+    for change_set_id in [
+        i for i, c in backend.change_sets.items() if c.stack_id == stack_id and c is not keep
+    ]:
+        del backend.change_sets[change_set_id]
+
+
 def fix_execute_change_set() -> None:
-    # moto defect: CloudFormationBackend.execute_change_set only runs ResourceMap.update on a
+    # moto defects: CloudFormationBackend.execute_change_set only runs ResourceMap.update on a
     # placeholder stack (ChangeSet.apply): Outputs are never built, exports never registered,
     # Fn::ImportValue sees an empty private table, DependsOn is ignored, failures leave the stack
-    # REVIEW_IN_PROGRESS (and may make DescribeStacks answer 500).
+    # REVIEW_IN_PROGRESS (and may make DescribeStacks answer 500). The stack's other change sets
+    # stay executable, where AWS removes them; an unknown change set is a ValidationError naming
+    # a stack ("Stack with id <change set> does not exist"), where AWS answers ChangeSetNotFound.
+    original_describe = cfn_models.CloudFormationBackend.describe_change_set
+
+    @functools.wraps(original_describe)
+    def describe_change_set(
+        self: cfn_models.CloudFormationBackend, change_set_name: str
+    ) -> cfn_models.ChangeSet:
+        try:
+            return original_describe(self, change_set_name)
+        except ValidationError:  # moto raises it only when no change set has that name or id
+            raise ChangeSetNotFound(f"ChangeSet [{change_set_name}] does not exist") from None
+
     def execute_change_set(
         self: cfn_models.CloudFormationBackend, change_set_name: str, stack_name: str | None = None
     ) -> None:
@@ -404,8 +441,12 @@ def fix_execute_change_set() -> None:
             )
         stack = self.stacks[change_set.stack_id]
         change_set.execution_status = "EXECUTE_IN_PROGRESS"
+        # The others describe changes to the stack as it was: AWS removes them.
+        _drop_change_sets(self, stack.stack_id, keep=change_set)
         try:
             if change_set.change_set_type == "CREATE":
+                # Of the change sets a stack under review may have, the executed one decides.
+                stack.tags, stack.role_arn = change_set.tags or {}, change_set.role_arn
                 stack.template = change_set.template
                 stack._parse_template()
                 stack.description = stack.template_dict.get("Description")
@@ -425,12 +466,14 @@ def fix_execute_change_set() -> None:
             raise
         change_set.execution_status = "EXECUTE_COMPLETE"
 
+    cfn_models.CloudFormationBackend.describe_change_set = describe_change_set
     cfn_models.CloudFormationBackend.execute_change_set = execute_change_set
 
 
 def fix_create_change_set() -> None:
-    # moto defects: (1) CREATE adds a second stack next to a leftover REVIEW_IN_PROGRESS one instead
-    # of reusing it, and next to a live stack instead of refusing; (2) UPDATE on a ROLLBACK_COMPLETE
+    # moto defects: (1) CREATE adds a second stack next to a REVIEW_IN_PROGRESS one (a new stack
+    # whose change set another deploy may not have executed yet) instead of adding the change set
+    # to it, and next to a live stack instead of refusing; (2) UPDATE on a ROLLBACK_COMPLETE
     # stack is accepted; (3) CloudFormationResponse._validate_different_update raises
     # "No updates are to be performed." from CreateChangeSet, where AWS returns a FAILED change set
     # whose reason the CLI turns into "No changes to deploy".
@@ -452,11 +495,6 @@ def fix_create_change_set() -> None:
             for stack in same_name:
                 if stack.status != "REVIEW_IN_PROGRESS":
                     raise AlreadyExistsException(f"Stack [{stack_name}] already exists")
-                del self.stacks[stack.stack_id]
-                for change_set_id in [
-                    i for i, c in self.change_sets.items() if c.stack_id == stack.stack_id
-                ]:
-                    del self.change_sets[change_set_id]
         else:
             for stack in same_name:
                 if stack.status in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "REVIEW_IN_PROGRESS"):
@@ -465,7 +503,7 @@ def fix_create_change_set() -> None:
                         message=f"Stack:{stack.stack_id} is in {stack.status} state "
                         "and can not be updated.",
                     )
-        return original_create(
+        change_set_id, stack_id = original_create(
             self,
             stack_name,
             change_set_name,
@@ -475,6 +513,14 @@ def fix_create_change_set() -> None:
             change_set_type,
             **kwargs,
         )
+        if change_set_type == "CREATE" and same_name:
+            # moto made a placeholder stack of its own: the change set goes to the one under review
+            (reviewed,) = same_name
+            del self.stacks[stack_id]
+            change_set = self.change_sets[change_set_id]
+            change_set.stack, change_set.stack_id = reviewed, reviewed.stack_id
+            stack_id = reviewed.stack_id
+        return change_set_id, stack_id
 
     cfn_models.CloudFormationBackend.create_change_set = create_change_set
 
@@ -582,7 +628,8 @@ def fix_delete_stack() -> None:
     # moto defect: when a resource cannot be deleted, delete_stack raises a bare exception (HTTP
     # 500) and the stack keeps its old status; AWS reports DELETE_FAILED with the reason. Exports
     # are removed by name, so one that was never registered (a rolled-back stack) is a KeyError.
-    # moto also deletes a stack whose exports other stacks import; AWS refuses.
+    # moto also deletes a stack whose exports other stacks import (AWS refuses), and keeps its
+    # change sets, whose execution then fails with a KeyError (HTTP 500).
     def delete_stack(self: cfn_models.CloudFormationBackend, name_or_stack_id: str) -> None:
         stack = self.stacks.get(name_or_stack_id) or next(
             (s for s in self.stacks.values() if s.name == name_or_stack_id), None
@@ -598,6 +645,7 @@ def fix_delete_stack() -> None:
             stack._add_stack_event("DELETE_FAILED", resource_status_reason=reason)
             raise ValidationError(stack.stack_id, message=reason) from exc
         _unregister_exports(self, stack)
+        _drop_change_sets(self, stack.stack_id)  # as on AWS: they went with their stack
         del self.stacks[stack.stack_id]
         self.deleted_stacks[stack.stack_id] = stack
 

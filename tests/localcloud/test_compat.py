@@ -484,17 +484,42 @@ def _endpoint_configs(sagemaker, prefix):
     return {c["EndpointConfigName"] for c in listed if c["EndpointConfigName"].startswith(prefix)}
 
 
-def test_leftover_review_in_progress_stack_is_reused(cfn):
-    prefix = unique("review")
-    cfn.create_change_set(
-        StackName=prefix,
-        ChangeSetName="abandoned",
+def _create_change_set(cfn, stack_name, template, parameters=None):
+    return cfn.create_change_set(
+        StackName=stack_name,
+        ChangeSetName=unique("cs"),
         ChangeSetType="CREATE",
-        TemplateBody=json.dumps(bucket_template(prefix)),
+        TemplateBody=json.dumps(template),
+        Parameters=[
+            {"ParameterKey": k, "ParameterValue": v} for k, v in (parameters or {}).items()
+        ],
     )
-    deploy(cfn, prefix, bucket_template(prefix))
+
+
+def test_change_sets_of_a_stack_under_review_share_it_until_one_executes(cfn):
+    """Two deploys of a new stack: both change sets go to one REVIEW_IN_PROGRESS stack, as on
+    AWS; executing one creates the stack and removes the other."""
+    prefix = unique("review")
+    first = _create_change_set(cfn, prefix, bucket_template(prefix))
+    second = _create_change_set(cfn, prefix, bucket_template(prefix), {"Suffix": "v2"})
+    assert first["StackId"] == second["StackId"]
+    assert cfn.describe_change_set(ChangeSetName=first["Id"])["ExecutionStatus"] == "AVAILABLE"
+    cfn.execute_change_set(ChangeSetName=second["Id"])
+    assert stack(cfn, prefix)["StackId"] == second["StackId"]
+    assert outputs(cfn, prefix)["BucketName"] == f"{prefix}-v2"
+    for call in (cfn.describe_change_set, cfn.execute_change_set):
+        with pytest.raises(cfn.exceptions.ChangeSetNotFoundException):
+            call(ChangeSetName=first["Id"])
     same_name = [s for s in cfn.list_stacks()["StackSummaries"] if s["StackName"] == prefix]
     assert [s["StackStatus"] for s in same_name] == ["CREATE_COMPLETE"]
+
+
+def test_deleting_a_stack_under_review_removes_its_change_sets(cfn):
+    prefix = unique("review")
+    pending = _create_change_set(cfn, prefix, bucket_template(prefix))
+    cfn.delete_stack(StackName=prefix)
+    with pytest.raises(cfn.exceptions.ChangeSetNotFoundException):
+        cfn.execute_change_set(ChangeSetName=pending["Id"])
 
 
 def test_resource_events_are_listed(cfn):
