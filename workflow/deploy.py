@@ -46,7 +46,11 @@ from workflow.target import LOCAL_CREDENTIALS, aws_cli
 INLINE_TEMPLATE_LIMIT = 51_200
 # Set by the pipeline's deploy build: CloudFormation then acts with that scoped execution role.
 ROLE_ARN_VARIABLE = "CFN_ROLE_ARN"
-TERMINAL_FAILED = {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "REVIEW_IN_PROGRESS"}
+# States of a stack whose creation failed: it can neither be updated nor created again. Not
+# REVIEW_IN_PROGRESS: that is also a new stack whose change set another deploy (the pipeline's, a
+# second terminal) has yet to execute, and `aws cloudformation deploy` creates a stack in that
+# state through a change set of its own, as when it is left over.
+TERMINAL_FAILED = {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED"}
 EVENT_POLL_SECONDS = 1.0
 # Endpoint states that end by themselves, and how long a local endpoint may take to get out of
 # them (its models load; TorchServe's take longest).

@@ -912,3 +912,44 @@ def test_a_local_cloud_stopped_during_a_stack_deploy_is_named_with_what_to_do(
             "local cloud is not running, and what was deployed on it is gone: `make deploy` "
             "starts it and deploys again"
         )
+
+
+@pytest.fixture
+def local_cloud_control_plane(monkeypatch):
+    """moto's server with the local cloud's compatibility layer, where the local target points."""
+    from moto.server import ThreadedMotoServer
+
+    from localcloud import compat, urls
+
+    compat.apply()
+    port = urls.free_port_pair()
+    server = ThreadedMotoServer(ip_address=urls.HOST, port=port, verbose=False)
+    server.start()
+    monkeypatch.setenv("LOCALCLOUD_PORT", str(port))
+    yield
+    server.stop()
+
+
+def test_a_deploy_creates_a_new_stack_another_deploy_reviews_without_deleting_it(
+    local_cloud_control_plane, tmp_path
+):
+    """A REVIEW_IN_PROGRESS stack may be another deploy's, between its CreateChangeSet and
+    ExecuteChangeSet: the deploy keeps it, and `aws cloudformation deploy` creates it."""
+    from generator.config import load
+    from workflow.context import Context
+    from workflow.deploy import deploy_stack
+    from workflow.outputs import describe_stack
+
+    ctx = Context(
+        cfg=load(ROOT / "config.json"),
+        target=resolve("local", "us-east-1", None),
+        manifest=load_manifest(write_manifest(tmp_path, STACKS)),
+    )
+    spec = ctx.manifest.stack("model-archiving")
+    spec.template.write_text('{"Resources": {"Topic": {"Type": "AWS::SNS::Topic"}}}')
+    cfn = ctx.target.client("cloudformation")
+    other = cfn.create_change_set(StackName=spec.stack_name, ChangeSetName="other-deploy",
+                                  ChangeSetType="CREATE", TemplateBody=spec.template.read_text())
+    deploy_stack(ctx, spec, {})
+    stack = describe_stack(cfn, spec.stack_name)
+    assert (stack["StackId"], stack["StackStatus"]) == (other["StackId"], "CREATE_COMPLETE")
