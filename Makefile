@@ -35,7 +35,7 @@ PACK_SOURCES := $(shell find model/code model/model-* lambda_src workflow/pack.p
 	-not -path '*/__pycache__/*' -not -name '*.pyc' 2>/dev/null)
 
 .PHONY: help install templates lint test pack train evaluate deploy outputs test-load teardown \
-	local-up local-down local-status clean check-target conformance bench
+	local-up local-down local-status clean check-target conformance bench locked-deploy locked-teardown
 
 help: ## Show this help
 	@echo "Usage: make <target> [TARGET=local|aws] [CONFIG=config.json]"
@@ -116,7 +116,13 @@ check-target:
 build/stacks.mk: templates_out/manifest.json
 	@$(PY) -m workflow.deploy --manifest $< rules --out $@
 
-deploy: check-target pack templates build/stacks.mk ## Deploy every stack (local cloud by default; TARGET=aws for AWS)
+# deploy and teardown run whole, prerequisites included, inside a lock on the deployment (TARGET and
+# the config's stage): a second one refuses to start instead of interleaving (workflow/exclusive.py).
+# Their work is in locked-deploy and locked-teardown, which only they run.
+deploy: check-target $(STAMP) $(CONFIG) ## Deploy every stack (local cloud by default; TARGET=aws for AWS)
+	@$(PY) -m workflow.exclusive $(WORKFLOW_ARGS) --what $@ -- $(MAKE) --no-print-directory locked-$@
+
+locked-deploy: pack templates build/stacks.mk
 	@if [ "$(TARGET)" = local ]; then $(PY) -m localcloud up --config $(CONFIG); fi
 	@$(PY) -m workflow.deploy $(WORKFLOW_ARGS) prepare
 	@$(MAKE) --no-print-directory -f build/stacks.mk -j $(JOBS) deploy-all \
@@ -130,7 +136,10 @@ outputs: check-target templates ## Print every stack's outputs as one JSON objec
 test-load: check-target templates ## Run the load test: make test-load [DURATION=s] [RATE=req/s per tester]
 	@$(PY) -m workflow.loadtest $(WORKFLOW_ARGS) $(if $(DURATION),--duration $(DURATION)) $(if $(RATE),--rate $(RATE))
 
-teardown: check-target templates ## Delete every stack in reverse order, emptying the buckets they own
+teardown: check-target $(STAMP) $(CONFIG) ## Delete every stack in reverse order, emptying the buckets they own
+	@$(PY) -m workflow.exclusive $(WORKFLOW_ARGS) --what $@ -- $(MAKE) --no-print-directory locked-$@
+
+locked-teardown: templates
 	@$(PY) -m workflow.teardown $(WORKFLOW_ARGS)
 
 local-up: $(STAMP) ## Start the embedded local cloud in the background (region: CONFIG's project.region)

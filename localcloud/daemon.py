@@ -12,6 +12,8 @@ Files under ``<home>`` (``<project>/.localcloud`` unless ``LOCALCLOUD_HOME`` is 
   daemon-code.json    its pid and a digest of the localcloud code it runs
   localcloud.log      the daemon's log          children.json live child processes
   up.lock             serialises concurrent ``up`` commands
+  deployment-<project><stage>.lock  held by the ``make deploy`` or ``make teardown`` changing
+                      that stage's stacks (workflow/exclusive.py)
   logs/lambda/<fn>.log  each function's output  state/functions/<sha256>/  extracted function code
   run/lambda.sock     the Lambda workers' private channel
 """
