@@ -34,7 +34,9 @@ Stack operations
   fix_dependency_ordered_update
                                updates run in dependency order, re-resolve what refers to a changed
                                resource (an Endpoint follows its new EndpointConfig), replace types
-                               that cannot update, and remove deleted resources last.
+                               that cannot update and renamed resources (new first), and delete
+                               replaced and removed resources in a cleanup phase; a failed update
+                               rolls back to them, and changes back only what it changed.
   fix_dependency_ordered_delete
                                DeleteStack deletes in reverse dependency order.
   fix_resource_events          DescribeStackEvents lists per-resource events with reasons.
@@ -68,8 +70,8 @@ created, updated and deleted through moto's own service backend, with AWS's Ref/
                                config, same creation time), not deleted and created again; an
                                update that removes an autoscaled variant or changes its instance
                                type fails, as SageMaker's does.
-  fix_sagemaker_replacement    a replaced Model or EndpointConfig is deleted once the update has
-                               run, so a refused one rolls back to the old.
+  fix_sagemaker_replacement    a replaced Model or EndpointConfig is deleted in the update's
+                               cleanup phase, so a failed update returns to the old one.
   fix_non_empty_bucket_delete  deleting a bucket that still holds objects fails the stack delete
                                (DELETE_FAILED) instead of silently leaving the bucket behind.
   fix_bucket_configuration     a bucket gets (and an update changes) its versioning, lifecycle
@@ -92,6 +94,7 @@ Service behaviour
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import inspect
@@ -99,7 +102,7 @@ import json
 import logging
 import re
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, unquote, urlparse
 
 import moto
@@ -370,30 +373,67 @@ def _update_stack_resources(
     stack.cross_stack_resources = backend.exports
     stack.resource_map.cross_stack_resources = backend.exports
     stack.status = "UPDATE_IN_PROGRESS"
+    stack._add_stack_event("UPDATE_IN_PROGRESS", resource_status_reason="User Initiated")
+    cleanup = _Cleanup(stack.resource_map)
     try:
-        stack.update(template, role_arn, parameters=parameters, tags=tags)
-        _register_exports(backend, stack)
-        _record_imports(stack)
+        with cleanup.collecting():
+            _apply_template(backend, stack, template, parameters)
     except Exception as exc:
         reason = _FailedResource.describe(exc, "update")
         stack._add_stack_event("UPDATE_ROLLBACK_IN_PROGRESS", resource_status_reason=reason)
-        try:
-            stack.template = previous_template
-            stack._parse_template()
-            stack.resource_map.update(stack.template_dict, previous_parameters)
-            stack.parameters = previous_parameters
-            stack.output_map = stack._create_output_map()
-            _register_exports(backend, stack)
-            _record_imports(stack)
-        except Exception as rollback_exc:
-            stack.status = "UPDATE_ROLLBACK_FAILED"
-            stack._add_stack_event(
-                "UPDATE_ROLLBACK_FAILED", resource_status_reason=_error_message(rollback_exc)
-            )
-        else:
-            stack.status = "UPDATE_ROLLBACK_COMPLETE"
-            stack._add_stack_event("UPDATE_ROLLBACK_COMPLETE")
+        _roll_back_update(backend, stack, cleanup, previous_template, previous_parameters)
         raise ValidationError(stack.stack_id, message=reason) from exc
+    stack.role_arn = role_arn
+    if parameters:
+        stack.parameters = parameters
+    if tags is not None:
+        stack.tags = tags
+    _complete(stack, cleanup, "UPDATE_COMPLETE")
+
+
+def _apply_template(
+    backend: cfn_models.CloudFormationBackend,
+    stack: cfn_models.Stack,
+    template: str,
+    parameters: dict[str, Any],
+) -> None:
+    """Bring the stack's resources, Outputs and exports to ``template`` and ``parameters``."""
+    stack.template = template
+    stack._parse_template()
+    stack.resource_map.update(stack.template_dict, parameters)
+    stack.output_map = stack._create_output_map()
+    _register_exports(backend, stack)
+    _record_imports(stack)
+
+
+def _roll_back_update(
+    backend: cfn_models.CloudFormationBackend,
+    stack: cfn_models.Stack,
+    cleanup: _Cleanup,
+    template: str,
+    parameters: dict[str, Any],
+) -> None:
+    """Return to the stack as it was: replaced and removed resources are put back, and what the
+    failed update changed in place is updated back; what it created goes in the cleanup phase."""
+    rollback_cleanup = cleanup.put_back(stack)
+    try:
+        with rollback_cleanup.collecting():
+            _apply_template(backend, stack, template, parameters)
+        stack.parameters = parameters
+    except Exception as exc:
+        stack.status = "UPDATE_ROLLBACK_FAILED"
+        stack._add_stack_event("UPDATE_ROLLBACK_FAILED", resource_status_reason=_error_message(exc))
+        rollback_cleanup.leave_with_stack()
+    else:
+        _complete(stack, rollback_cleanup, "UPDATE_ROLLBACK_COMPLETE")
+
+
+def _complete(stack: cfn_models.Stack, cleanup: _Cleanup, status: str) -> None:
+    """The cleanup phase, then ``status``, as AWS reports a successful update or rollback."""
+    stack._add_stack_event(f"{status}_CLEANUP_IN_PROGRESS")
+    cleanup.run()
+    stack.status = status
+    stack._add_stack_event(status)
 
 
 class ChangeSetNotFound(CloudFormationError):
@@ -792,19 +832,84 @@ def _remember_properties(
     _resolved_properties(resources_map)[name] = cfn_parsing.clean_json(properties, resources_map)
 
 
-# Deletions of the resources that replacements superseded during the running stack update.
-_SUPERSEDED: contextvars.ContextVar[list[Callable[[], None]] | None] = contextvars.ContextVar(
-    "superseded", default=None
-)
+_LEFT_BEHIND = "_localcloud_left_behind"  # ResourceMap attribute: see _Cleanup.leave_with_stack
 
 
-def _after_update(delete: Callable[[], None]) -> None:
-    """Delete a superseded resource at the end of the running stack update (now, outside one)."""
-    pending = _SUPERSEDED.get()
-    if pending is None:
-        delete()
-    else:
-        pending.append(delete)
+class _Cleanup:
+    """The physical resources a stack update takes out of its stack: the originals of resources it
+    replaces, and the resources it removes. As on AWS, they are deleted in the update's cleanup
+    phase, once everything else (exports included) succeeded, so that a failed update returns to
+    them instead of replacing or creating them again."""
+
+    _running: contextvars.ContextVar[_Cleanup] = contextvars.ContextVar("cleanup")
+
+    def __init__(self, resources_map: cfn_parsing.ResourceMap) -> None:
+        self.resources_map = resources_map
+        # the stack as it stands before the update, which a rollback returns to
+        self.bodies = dict(resources_map._resource_json_map)
+        self.properties = dict(_resolved_properties(resources_map))
+        self.taken_out: list[tuple[Any, dict[str, Any]]] = []  # (resource, its template body)
+
+    @classmethod
+    def defer(cls, resource: Any) -> None:
+        """Leave ``resource``, which the running stack update takes out, to its cleanup phase."""
+        cleanup = cls._running.get()
+        cleanup.taken_out.append((resource, cleanup.bodies[resource.logical_resource_id]))
+
+    @contextlib.contextmanager
+    def collecting(self) -> Iterator[None]:
+        """Collect what the stack update run inside takes out."""
+        token = self._running.set(self)
+        try:
+            yield
+        finally:
+            self._running.reset(token)
+
+    def run(self) -> None:
+        """The cleanup phase."""
+        _delete_taken_out(self.resources_map, self.taken_out)
+
+    def put_back(self, stack: cfn_models.Stack) -> _Cleanup:
+        """Return the stack to what the failed update took out, without calling any service: a
+        replaced resource gets its original back (its replacement is left to the cleanup of the
+        rollback, which is returned), a removed one comes back."""
+        resources_map = self.resources_map
+        bodies = dict(resources_map._resource_json_map)
+        replacements = []
+        for resource, body in self.taken_out:
+            name = resource.logical_resource_id
+            replacement = resources_map._parsed_resources.get(name)
+            if replacement is not None:  # a replaced resource, rather than a removed one
+                replacements.append((replacement, bodies[name]))
+                for status in ("UPDATE_IN_PROGRESS", "UPDATE_COMPLETE"):
+                    _resource_event(stack, name, body["Type"], status, _physical_id(resource))
+            resources_map._parsed_resources[name] = resource
+            bodies[name] = body
+            _resolved_properties(resources_map)[name] = self.properties[name]
+        resources_map._resource_json_map = bodies
+        rollback = _Cleanup(resources_map)
+        rollback.taken_out = replacements
+        return rollback
+
+    def leave_with_stack(self) -> None:
+        """A failed rollback has no cleanup phase; the local cloud has no ContinueUpdateRollback
+        either, so what it would have deleted goes when the stack is deleted."""
+        self.resources_map.__dict__.setdefault(_LEFT_BEHIND, []).extend(self.taken_out)
+
+
+def _delete_taken_out(
+    resources_map: cfn_parsing.ResourceMap, taken_out: list[tuple[Any, dict[str, Any]]]
+) -> None:
+    """Delete resources no longer in the stack, in reverse dependency order. One that cannot be
+    deleted is left behind (its DELETE_FAILED event says why), as a cleanup phase does on AWS."""
+    order = dependency_order({resource.logical_resource_id: body for resource, body in taken_out})
+    for resource, body in sorted(
+        taken_out, key=lambda pair: order.index(pair[0].logical_resource_id), reverse=True
+    ):
+        try:
+            resources_map._delete_resource(resource, body)
+        except Exception:
+            log.exception("deleting %s failed", _physical_id(resource))
 
 
 def fix_dependency_ordered_update() -> None:
@@ -814,7 +919,8 @@ def fix_dependency_ordered_update() -> None:
     # its old EndpointConfig) and a parameter used in Fn::Sub changes nothing; a type without
     # update_from_cloudformation_json is silently dropped from the stack (its entry becomes None);
     # removals run before creations. As on AWS, a resource is updated when its template changed or
-    # its properties, resolved again against the updated stack, differ from the last resolution.
+    # its properties, resolved again against the updated stack, differ from the last resolution,
+    # and what the update takes out of the stack is deleted in its cleanup phase (_Cleanup).
     def update(
         self: cfn_parsing.ResourceMap,
         template: dict[str, Any],
@@ -831,39 +937,32 @@ def fix_dependency_ordered_update() -> None:
         self.load_parameters()
         self.load_conditions()
 
-        superseded = _SUPERSEDED.set([])
+        new_resources = template["Resources"]
+        wanted = {
+            name: body
+            for name, body in new_resources.items()
+            if not body.get("Condition") or self.lazy_condition_map[body["Condition"]]
+        }
+        self._resource_json_map = new_resources
+        reached: list[str] = []
         try:
-            new_resources = template["Resources"]
-            wanted = {
-                name: body
-                for name, body in new_resources.items()
-                if not body.get("Condition") or self.lazy_condition_map[body["Condition"]]
-            }
-            self._resource_json_map = new_resources
             for name in dependency_order(wanted):
-                body = wanted[name]
-                if name not in self._parsed_resources:
-                    _ = self[name]  # creates it (the lazy map resolves its references first)
-                    continue
-                resolved = cfn_parsing.clean_json(body.get("Properties") or {}, self)
-                changed = resolved != _resolved_properties(self).get(name)
-                if old_resources.get(name) != body or changed:
-                    _update_resource(self, stack, name, old_resources.get(name, body), body)
+                _bring_up_to_date(self, stack, name, old_resources.get(name), wanted[name])
+                reached.append(name)
+        except Exception:
+            # The stack stands as the new template up to the failed resource, as the old one from
+            # there on: the rollback compares with that, so it leaves alone what was not reached.
+            self._resource_json_map = {
+                **old_resources,
+                **{name: new_resources[name] for name in reached},
+            }
+            raise
 
-            gone = [n for n in old_resources if n not in wanted and n in self._parsed_resources]
-            for name in reversed(dependency_order({n: old_resources[n] for n in gone})):
-                resource = self._parsed_resources.pop(name)
-                if resource is not None and old_resources[name].get("DeletionPolicy") != "Retain":
-                    self._delete_resource(resource, old_resources[name])
-        finally:
-            # CloudFormation's cleanup phase: replaced resources go once everything else ran.
-            # After a failure too: moto cannot return to them, so the rollback replaces them again.
-            for delete in _SUPERSEDED.get():
-                try:
-                    delete()
-                except Exception:  # a leftover, not a reason to fail the stack (or hide why)
-                    log.exception("deleting a replaced resource failed")
-            _SUPERSEDED.reset(superseded)
+        # Removed resources stay until the update's cleanup phase (_Cleanup).
+        for name in [n for n in old_resources if n not in wanted and n in self._parsed_resources]:
+            resource = self._parsed_resources.pop(name)
+            if resource is not None and old_resources[name].get("DeletionPolicy") != "Retain":
+                _Cleanup.defer(resource)
 
     cfn_parsing.ResourceMap.update = update
 
@@ -883,8 +982,38 @@ def fix_dependency_ordered_delete() -> None:
             if resource is not None:
                 self._delete_resource(resource, created[name])
             del self._parsed_resources[name]  # a retried DeleteStack resumes after this one
+        _delete_taken_out(self, self.__dict__.pop(_LEFT_BEHIND, []))
 
     cfn_parsing.ResourceMap.delete = delete
+
+
+def _bring_up_to_date(
+    resources_map: cfn_parsing.ResourceMap,
+    stack: cfn_models.Stack | None,
+    name: str,
+    old_body: dict[str, Any] | None,
+    body: dict[str, Any],
+) -> None:
+    """Create a resource the stack lacks, or update one whose template or resolved properties
+    changed."""
+    if name not in resources_map._parsed_resources:
+        _ = resources_map[name]  # creates it (the lazy map resolves its references first)
+        return
+    resolved = cfn_parsing.clean_json(body.get("Properties") or {}, resources_map)
+    if old_body != body or resolved != _resolved_properties(resources_map).get(name):
+        _update_resource(resources_map, stack, name, old_body or body, body)
+
+
+def _renamed(
+    resources_map: cfn_parsing.ResourceMap, name: str, new_body: dict[str, Any]
+) -> bool:
+    """Whether an update changes the resource's name property (given, or left to be generated),
+    which always replaces a resource on AWS."""
+    name_property = cfn_parsing.resource_name_property_from_type(new_body["Type"])
+    if not name_property:
+        return False
+    new = cfn_parsing.clean_json(new_body.get("Properties") or {}, resources_map)
+    return new.get(name_property) != _resolved_properties(resources_map)[name].get(name_property)
 
 
 def _update_resource(
@@ -894,7 +1023,8 @@ def _update_resource(
     old_body: dict[str, Any],
     new_body: dict[str, Any],
 ) -> None:
-    """Update one resource in place, or replace it (delete, then create) if it cannot update."""
+    """Update one resource in place; replace it if its name changes (the new one first, the old
+    one in the cleanup phase, as on AWS) or if it cannot update (delete, then create)."""
     resource_type = new_body["Type"]
     old = resources_map._parsed_resources[name]
     _resource_event(stack, name, resource_type, "UPDATE_IN_PROGRESS", _physical_id(old))
@@ -903,7 +1033,14 @@ def _update_resource(
         updatable = not hasattr(
             resource_class.update_from_cloudformation_json, "__isabstractmethod__"
         )
-        if old_body.get("Type") == resource_type and updatable:
+        same_type = old_body.get("Type") == resource_type
+        if same_type and _renamed(resources_map, name, new_body):
+            create = inspect.unwrap(cfn_parsing.parse_and_create_resource)  # no CREATE_ events
+            updated = create(
+                name, new_body, resources_map, resources_map._account_id, resources_map._region_name
+            )
+            _Cleanup.defer(old)
+        elif same_type and updatable:
             updated = cfn_parsing.parse_and_update_resource(
                 name,
                 new_body,
@@ -911,13 +1048,13 @@ def _update_resource(
                 account_id=resources_map._account_id,
                 region_name=resources_map._region_name,
             )
-            resources_map._parsed_resources[name] = updated
-            _remember_properties(resources_map, name, new_body)
         else:
             if old is not None:
                 resources_map._delete_resource(old, old_body)
             del resources_map._parsed_resources[name]
             updated = resources_map[name]
+        resources_map._parsed_resources[name] = updated
+        _remember_properties(resources_map, name, new_body)
     except Exception as exc:
         _FailedResource.mark(exc, name, resource_type)
         _resource_event(
@@ -2581,14 +2718,14 @@ def fix_sagemaker_replacement() -> None:
     # the old resource before creating the new one. When the new one is refused (an instance type
     # SageMaker does not offer), the old one is gone although the stack still names it: the
     # rollback fails to find it (UPDATE_ROLLBACK_FAILED) and a later DeleteStack answers 500.
-    # CloudFormation creates the replacement first and deletes the old resource only afterwards.
+    # CloudFormation creates the replacement first and deletes the old resource in the update's
+    # cleanup phase, so a failed update returns to it.
     from moto.sagemaker.models import FakeEndpointConfig, Model
 
     def replace(cls: Any, original_resource: Any, new_name: str, *template: Any) -> Any:
         new = cls.create_from_cloudformation_json(new_name, *template)
-        old_id = original_resource.physical_resource_id
-        if new.physical_resource_id != old_id:  # the same name: the create replaced it in place
-            _after_update(lambda: cls.delete_from_cloudformation_json(old_id, *template))
+        if new.physical_resource_id != original_resource.physical_resource_id:
+            _Cleanup.defer(original_resource)  # else the create replaced it in place (same name)
         return new
 
     for model_class in (Model, FakeEndpointConfig):

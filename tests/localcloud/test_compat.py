@@ -18,6 +18,7 @@ import pytest
 from botocore.exceptions import ClientError
 from moto.cloudwatch.models import cloudwatch_backends
 from moto.core import DEFAULT_ACCOUNT_ID
+from moto.sagemaker.models import SageMakerModelBackend
 from moto.server import ThreadedMotoServer
 
 from localcloud import compat
@@ -482,6 +483,210 @@ def test_an_autoscaled_variant_keeps_its_instance_type_until_deregistered(cfn, c
 def _endpoint_configs(sagemaker, prefix):
     listed = sagemaker.list_endpoint_configs()["EndpointConfigs"]
     return {c["EndpointConfigName"] for c in listed if c["EndpointConfigName"].startswith(prefix)}
+
+
+def _models(sagemaker, prefix):
+    listed = sagemaker.list_models()["Models"]
+    return {m["ModelName"] for m in listed if m["ModelName"].startswith(prefix)}
+
+
+def _physical_ids(cfn, stack_name):
+    summaries = cfn.list_stack_resources(StackName=stack_name)["StackResourceSummaries"]
+    return {r["LogicalResourceId"]: r["PhysicalResourceId"] for r in summaries}
+
+
+def _events_since(cfn, stack_name, stack_status):
+    """(logical id, status, physical id) of each event after the stack's last ``stack_status``
+    event, oldest first."""
+    timeline = [
+        (e["LogicalResourceId"], e["ResourceStatus"], e.get("PhysicalResourceId", ""))
+        for e in reversed(events(cfn, stack_name))
+    ]
+    start = max(
+        i for i, (logical, status, _) in enumerate(timeline)
+        if logical == stack_name and status == stack_status
+    )
+    return timeline[start + 1:]
+
+
+def test_a_refused_endpoint_update_leaves_the_endpoint_on_its_original_resources(
+    cfn, client, monkeypatch
+):
+    """The Model and EndpointConfig that a failed update replaced come back (same names, no
+    service call), their replacements are deleted, and the endpoint, whose update was refused, is
+    never updated: the data plane, told of every CreateEndpoint, sees no change."""
+    name = unique("smkeep")
+    sagemaker = client("sagemaker")
+    template = _autoscaled(_serving_template(name), name)
+    deploy(cfn, name, template)
+    before = _physical_ids(cfn, name)
+    (config,), (model,) = _endpoint_configs(sagemaker, name), _models(sagemaker, name)
+    endpoint_updates = []
+    create_endpoint = SageMakerModelBackend.create_endpoint
+
+    def recording_create_endpoint(self, **call):  # moto passes its arguments by keyword
+        endpoint_updates.append(call["endpoint_config_name"])
+        return create_endpoint(self, **call)
+
+    monkeypatch.setattr(SageMakerModelBackend, "create_endpoint", recording_create_endpoint)
+
+    changed = _serving_template(name, instance_type="ml.c5.large", image_tag="3")
+    with pytest.raises(ClientError, match="registered as a scalable target"):
+        deploy(cfn, name, _autoscaled(changed, name))
+    assert stack(cfn, name)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert endpoint_updates == []
+    used = sagemaker.describe_endpoint(EndpointName=f"{name}-endpoint")["EndpointConfigName"]
+    assert used == config
+    assert _endpoint_configs(sagemaker, name) == {config}
+    assert _models(sagemaker, name) == {model}
+    assert sagemaker.describe_model(ModelName=model)["PrimaryContainer"]["Image"].endswith(":2")
+    assert outputs(cfn, name)["Config"] == config
+    assert _physical_ids(cfn, name) == before
+
+    rollback = _events_since(cfn, name, "UPDATE_ROLLBACK_IN_PROGRESS")
+    assert [(logical, status) for logical, status, _ in rollback] == [
+        ("Model", "UPDATE_IN_PROGRESS"),
+        ("Model", "UPDATE_COMPLETE"),
+        ("Config", "UPDATE_IN_PROGRESS"),
+        ("Config", "UPDATE_COMPLETE"),
+        (name, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"),
+        ("Config", "DELETE_IN_PROGRESS"),
+        ("Config", "DELETE_COMPLETE"),
+        ("Model", "DELETE_IN_PROGRESS"),
+        ("Model", "DELETE_COMPLETE"),
+        (name, "UPDATE_ROLLBACK_COMPLETE"),
+    ]
+    assert all(physical == before[logical] for logical, _, physical in rollback[:4])
+    replacements = {physical for _, status, physical in rollback if status == "DELETE_COMPLETE"}
+    assert len(replacements) == 2 and replacements.isdisjoint(before.values())
+
+    unchanged = deploy(cfn, name, template)
+    assert unchanged["Status"] == "FAILED"
+    assert "didn't contain changes" in unchanged["StatusReason"]
+    cfn.delete_stack(StackName=name)
+    assert not _stacks_named(cfn, name)
+    assert not _endpoint_configs(sagemaker, name) and not _models(sagemaker, name)
+
+
+def test_a_rollback_that_fails_leaves_the_endpoint_on_a_config_that_exists(cfn, client):
+    """An update that moves the endpoint to another instance type and then registers it with
+    Application Auto Scaling cannot move it back when a later resource fails (nor can AWS: the
+    scalable target goes in the rollback's cleanup phase). The endpoint keeps the config it was
+    moved to, which is not deleted, and deleting the stack deletes it with the original one."""
+    name = unique("smstuck")
+    sagemaker = client("sagemaker")
+    deploy(cfn, name, _serving_template(name))
+    config = outputs(cfn, name)["Config"]
+    broken = _autoscaled(_serving_template(name, instance_type="ml.c5.large"), name)
+    broken["Resources"]["Late"] = {
+        "Type": "AWS::SSM::Parameter",
+        "DependsOn": "ScalableTarget",
+        "Properties": {"Type": "String", "Value": {"Fn::ImportValue": f"missing-{name}"}},
+    }
+
+    with pytest.raises(ClientError, match="Resource Late"):
+        deploy(cfn, name, broken)
+    assert stack(cfn, name)["StackStatus"] == "UPDATE_ROLLBACK_FAILED"
+    used = sagemaker.describe_endpoint(EndpointName=f"{name}-endpoint")["EndpointConfigName"]
+    described = sagemaker.describe_endpoint_config(EndpointConfigName=used)
+    assert [v["InstanceType"] for v in described["ProductionVariants"]] == ["ml.c5.large"]
+    assert outputs(cfn, name)["Config"] == config
+    assert _endpoint_configs(sagemaker, name) == {config, used}
+
+    cfn.delete_stack(StackName=name)
+    assert not _stacks_named(cfn, name)
+    assert not _endpoint_configs(sagemaker, name) and not _models(sagemaker, name)
+
+
+def _named_resources_template(prefix, suffix, *, removed=True, failing=False):
+    """A bucket and a parameter named after ``suffix``, an exported bucket name, optionally a
+    parameter that a later template removes and one that fails (its import does not exist)."""
+    resources = {
+        "Bucket": {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": f"{prefix}-{suffix}"}},
+        "Param": {
+            "Type": "AWS::SSM::Parameter",
+            "Properties": {"Name": f"/{prefix}/{suffix}", "Type": "String", "Value": suffix},
+        },
+    }
+    if removed:
+        resources["Removed"] = {
+            "Type": "AWS::SSM::Parameter",
+            "Properties": {"Name": f"/{prefix}/removed", "Type": "String", "Value": "removed"},
+        }
+    if failing:
+        resources["Late"] = {
+            "Type": "AWS::SSM::Parameter",
+            "DependsOn": ["Bucket", "Param"],
+            "Properties": {"Type": "String", "Value": {"Fn::ImportValue": f"missing-{prefix}"}},
+        }
+    return {
+        "Resources": resources,
+        "Outputs": {
+            "BucketName": {"Value": {"Ref": "Bucket"}, "Export": {"Name": f"{prefix}-bucket"}}
+        },
+    }
+
+
+@pytest.mark.parametrize("failure", ["a later resource fails", "the export is in use"])
+def test_a_failed_update_puts_back_the_resources_it_replaced_or_removed(cfn, client, failure):
+    """Renamed resources are replaced new-first and removed ones stay until the cleanup phase, as
+    on AWS, so a failed update returns to the originals (with their objects and parameter
+    versions) instead of creating them again."""
+    prefix = unique("putback")
+    s3, ssm = client("s3"), client("ssm")
+    deploy(cfn, prefix, _named_resources_template(prefix, "v1"))
+    before = _physical_ids(cfn, prefix)
+    s3.put_object(Bucket=f"{prefix}-v1", Key="kept", Body=b"kept")
+    for parameter in (f"/{prefix}/v1", f"/{prefix}/removed"):  # version 2: not made by the stack
+        ssm.put_parameter(Name=parameter, Value="kept", Type="String", Overwrite=True)
+    importer = f"{prefix}-importer"
+    if failure == "the export is in use":
+        deploy(cfn, importer, importer_template(prefix))
+    failing = failure == "a later resource fails"
+
+    with pytest.raises(ClientError):
+        deploy(cfn, prefix, _named_resources_template(prefix, "v2", removed=False, failing=failing))
+    assert stack(cfn, prefix)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert _physical_ids(cfn, prefix) == before
+    assert outputs(cfn, prefix)["BucketName"] == f"{prefix}-v1"
+    assert s3.get_object(Bucket=f"{prefix}-v1", Key="kept")["Body"].read() == b"kept"
+    assert f"{prefix}-v2" not in {b["Name"] for b in s3.list_buckets()["Buckets"]}
+    names = [f"/{prefix}/{suffix}" for suffix in ("v1", "v2", "removed")]
+    assert {p["Name"]: p["Version"] for p in ssm.get_parameters(Names=names)["Parameters"]} == {
+        f"/{prefix}/v1": 2,
+        f"/{prefix}/removed": 2,
+    }
+    unchanged = deploy(cfn, prefix, _named_resources_template(prefix, "v1"))
+    assert unchanged["Status"] == "FAILED"
+
+    if failure == "the export is in use":
+        cfn.delete_stack(StackName=importer)
+    empty_bucket(s3, f"{prefix}-v1")
+    cfn.delete_stack(StackName=prefix)
+    assert not _stacks_named(cfn, prefix)
+    assert not ssm.get_parameters_by_path(Path=f"/{prefix}")["Parameters"]
+
+
+def test_replaced_and_removed_resources_are_deleted_in_the_cleanup_phase(cfn, client):
+    """As on AWS: renamed resources are created under their new names first, and nothing is
+    deleted before the update's cleanup phase."""
+    prefix = unique("cleanup")
+    deploy(cfn, prefix, _named_resources_template(prefix, "v1"))
+    deploy(cfn, prefix, _named_resources_template(prefix, "v2", removed=False))
+    assert stack(cfn, prefix)["StackStatus"] == "UPDATE_COMPLETE"
+    update = _events_since(cfn, prefix, "UPDATE_IN_PROGRESS")
+    statuses = [(logical, status) for logical, status, _ in update]
+    cleanup = statuses.index((prefix, "UPDATE_COMPLETE_CLEANUP_IN_PROGRESS"))
+    assert all(status.startswith("UPDATE_") for _, status in statuses[:cleanup])
+    assert statuses[-1] == (prefix, "UPDATE_COMPLETE")
+    assert {
+        (logical, physical)
+        for logical, status, physical in update[cleanup:]
+        if status == "DELETE_COMPLETE"
+    } == {("Bucket", f"{prefix}-v1"), ("Param", f"/{prefix}/v1"), ("Removed", f"/{prefix}/removed")}
+    assert f"{prefix}-v1" not in {b["Name"] for b in client("s3").list_buckets()["Buckets"]}
+    cfn.delete_stack(StackName=prefix)
+    assert not _stacks_named(cfn, prefix)
 
 
 def _create_change_set(cfn, stack_name, template, parameters=None):
