@@ -15,11 +15,13 @@ Stack operations
                                removed or unknown one answers ChangeSetNotFound.
   fix_create_change_set        CREATE on a REVIEW_IN_PROGRESS stack adds its change set to that
                                stack (earlier ones stay), rather than making a second stack;
-                               CREATE on a live stack and UPDATE on a ROLLBACK_COMPLETE one are
-                               refused; an unchanged UPDATE gives a FAILED change set ("didn't
-                               contain changes"), so --no-fail-on-empty-changeset works.
+                               CREATE on a live stack and UPDATE on a ROLLBACK_COMPLETE or
+                               UPDATE_ROLLBACK_FAILED one are refused; an unchanged UPDATE gives a
+                               FAILED change set ("didn't contain changes"), so
+                               --no-fail-on-empty-changeset works.
   fix_parameter_comparison     parameters compare (and are reused) as the strings AWS stores.
-  fix_create_and_update_stack  CreateStack / UpdateStack share that create, rollback, export logic.
+  fix_create_and_update_stack  CreateStack / UpdateStack share that create, rollback, export logic
+                               (and UpdateStack refuses the same states).
   fix_delete_stack             undeletable resources give DELETE_FAILED with a reason, not a 500;
                                a deleted stack's change sets go with it.
   fix_template_url             a TemplateURL on the local endpoint (`aws cloudformation deploy
@@ -452,6 +454,21 @@ def _drop_change_sets(
         del backend.change_sets[change_set_id]
 
 
+# A stack whose creation failed, a new one under review, and one whose update rollback failed
+# (until ContinueUpdateRollback finishes it) cannot be updated on AWS.
+_NOT_UPDATABLE = frozenset(
+    {"ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "REVIEW_IN_PROGRESS", "UPDATE_ROLLBACK_FAILED"}
+)
+
+
+def _refuse_update(stack: cfn_models.Stack) -> None:
+    if stack.status in _NOT_UPDATABLE:
+        raise ValidationError(
+            stack.stack_id,
+            message=f"Stack:{stack.stack_id} is in {stack.status} state and can not be updated.",
+        )
+
+
 def fix_execute_change_set() -> None:
     # moto defects: CloudFormationBackend.execute_change_set only runs ResourceMap.update on a
     # placeholder stack (ChangeSet.apply): Outputs are never built, exports never registered,
@@ -513,10 +530,11 @@ def fix_execute_change_set() -> None:
 def fix_create_change_set() -> None:
     # moto defects: (1) CREATE adds a second stack next to a REVIEW_IN_PROGRESS one (a new stack
     # whose change set another deploy may not have executed yet) instead of adding the change set
-    # to it, and next to a live stack instead of refusing; (2) UPDATE on a ROLLBACK_COMPLETE
-    # stack is accepted; (3) CloudFormationResponse._validate_different_update raises
-    # "No updates are to be performed." from CreateChangeSet, where AWS returns a FAILED change set
-    # whose reason the CLI turns into "No changes to deploy".
+    # to it, and next to a live stack instead of refusing; (2) UPDATE on a stack AWS cannot update
+    # (ROLLBACK_COMPLETE, UPDATE_ROLLBACK_FAILED) is accepted; (3)
+    # CloudFormationResponse._validate_different_update raises "No updates are to be performed."
+    # from CreateChangeSet, where AWS returns a FAILED change set whose reason the CLI turns into
+    # "No changes to deploy".
     original_create = cfn_models.CloudFormationBackend.create_change_set
 
     @functools.wraps(original_create)
@@ -537,12 +555,7 @@ def fix_create_change_set() -> None:
                     raise AlreadyExistsException(f"Stack [{stack_name}] already exists")
         else:
             for stack in same_name:
-                if stack.status in ("ROLLBACK_COMPLETE", "ROLLBACK_FAILED", "REVIEW_IN_PROGRESS"):
-                    raise ValidationError(
-                        stack.stack_id,
-                        message=f"Stack:{stack.stack_id} is in {stack.status} state "
-                        "and can not be updated.",
-                    )
+                _refuse_update(stack)
         change_set_id, stack_id = original_create(
             self,
             stack_name,
@@ -609,8 +622,9 @@ def fix_parameter_comparison() -> None:
 
 def fix_create_and_update_stack() -> None:
     # moto defects: create_stack leaves a failed stack CREATE_IN_PROGRESS; update_stack never
-    # refreshes backend.exports and never rolls back; a stack created while the export table was
-    # empty is cut off from it (Stack.__init__ uses ``cross_stack_resources or {}``).
+    # refreshes backend.exports and never rolls back, and of the states AWS refuses to update
+    # refuses only ROLLBACK_COMPLETE; a stack created while the export table was empty is cut off
+    # from it (Stack.__init__ uses ``cross_stack_resources or {}``).
     def create_stack(
         self: cfn_models.CloudFormationBackend,
         name: str,
@@ -656,6 +670,7 @@ def fix_create_and_update_stack() -> None:
         tags: dict[str, str] | None,
     ) -> cfn_models.Stack:
         stack = self.get_stack(name)
+        _refuse_update(stack)
         resolved = self._resolve_update_parameters(instance=stack, incoming_params=parameters)
         _update_stack_resources(self, stack, template, resolved, role_arn, tags)
         return stack

@@ -689,6 +689,66 @@ def test_replaced_and_removed_resources_are_deleted_in_the_cleanup_phase(cfn, cl
     assert not _stacks_named(cfn, prefix)
 
 
+def _policy_template(prefix, suffix, bucket, *, failing=False):
+    """A parameter named after ``suffix``, a policy on ``bucket`` (not the stack's), and
+    optionally a parameter that fails after both (its import does not exist)."""
+    statement = {
+        "Effect": "Allow",
+        "Principal": "*",
+        "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/*",
+    }
+    resources = {
+        "Param": {
+            "Type": "AWS::SSM::Parameter",
+            "Properties": {"Name": f"/{prefix}/{suffix}", "Type": "String", "Value": suffix},
+        },
+        "Policy": {
+            "Type": "AWS::S3::BucketPolicy",
+            "Properties": {
+                "Bucket": bucket,
+                "PolicyDocument": {"Version": "2012-10-17", "Statement": [statement]},
+            },
+        },
+    }
+    if failing:
+        resources["Late"] = {
+            "Type": "AWS::SSM::Parameter",
+            "DependsOn": ["Param", "Policy"],
+            "Properties": {"Type": "String", "Value": {"Fn::ImportValue": f"missing-{prefix}"}},
+        }
+    return {"Resources": resources}
+
+
+def _stuck_stack(cfn, s3, prefix):
+    """A stack whose update rollback failed: the bucket its policy was on before the update was
+    deleted out of band, so the rollback cannot put the policy back. Returns the physical ids
+    from before the update."""
+    for bucket in ("old", "new"):
+        s3.create_bucket(Bucket=f"{prefix}-{bucket}")
+    deploy(cfn, prefix, _policy_template(prefix, "v1", f"{prefix}-old"))
+    before = _physical_ids(cfn, prefix)
+    s3.delete_bucket(Bucket=f"{prefix}-old")
+    with pytest.raises(ClientError, match="Resource Late"):
+        deploy(cfn, prefix, _policy_template(prefix, "v2", f"{prefix}-new", failing=True))
+    assert stack(cfn, prefix)["StackStatus"] == "UPDATE_ROLLBACK_FAILED"
+    return before
+
+
+def test_a_stack_whose_update_rollback_failed_cannot_be_updated(cfn, client):
+    prefix = unique("stuck")
+    _stuck_stack(cfn, client("s3"), prefix)
+    refused = re.escape("is in UPDATE_ROLLBACK_FAILED state and can not be updated.")
+    with pytest.raises(ClientError, match=refused):
+        deploy(cfn, prefix, _policy_template(prefix, "v3", f"{prefix}-new"))
+    with pytest.raises(ClientError, match=refused):
+        cfn.update_stack(StackName=prefix, TemplateBody=json.dumps(
+            _policy_template(prefix, "v3", f"{prefix}-new")))
+    assert stack(cfn, prefix)["StackStatus"] == "UPDATE_ROLLBACK_FAILED"
+    cfn.delete_stack(StackName=prefix)
+    assert not _stacks_named(cfn, prefix)
+
+
 def _create_change_set(cfn, stack_name, template, parameters=None):
     return cfn.create_change_set(
         StackName=stack_name,
