@@ -24,6 +24,10 @@ Stack operations
                                (and UpdateStack refuses the same states).
   fix_delete_stack             undeletable resources give DELETE_FAILED with a reason, not a 500;
                                a deleted stack's change sets go with it.
+  fix_continue_update_rollback ContinueUpdateRollback resumes a failed update rollback: the
+                               previous template and parameters again, ResourcesToSkip (or
+                               ForceRollback) marked UPDATE_COMPLETE unchanged, then the cleanup
+                               phase; UPDATE_ROLLBACK_COMPLETE, or UPDATE_ROLLBACK_FAILED again.
   fix_template_url             a TemplateURL on the local endpoint (`aws cloudformation deploy
                                --s3-bucket`, for templates above 51,200 bytes) is read from its
                                bucket and key (and versionId), not from a bucket named after the
@@ -116,6 +120,7 @@ from moto.cloudformation.exceptions import (
     CloudFormationError,
     ValidationError,
 )
+from moto.core.responses import ActionResult, EmptyResult
 
 SUPPORTED_MOTO_VERSION = "5.2.5"
 log = logging.getLogger("localcloud.compat")
@@ -417,17 +422,28 @@ def _roll_back_update(
 ) -> None:
     """Return to the stack as it was: replaced and removed resources are put back, and what the
     failed update changed in place is updated back; what it created goes in the cleanup phase."""
-    rollback_cleanup = cleanup.put_back(stack)
+    _finish_rollback(backend, stack, cleanup.put_back(stack), template, parameters)
+
+
+def _finish_rollback(
+    backend: cfn_models.CloudFormationBackend,
+    stack: cfn_models.Stack,
+    cleanup: _Cleanup,
+    template: str,
+    parameters: dict[str, Any],
+) -> None:
+    """Update the stack back to ``template`` and ``parameters``, then run the rollback's cleanup
+    phase; a rollback that fails has none, and is left for ContinueUpdateRollback to resume."""
     try:
-        with rollback_cleanup.collecting():
+        with cleanup.collecting():
             _apply_template(backend, stack, template, parameters)
         stack.parameters = parameters
     except Exception as exc:
         stack.status = "UPDATE_ROLLBACK_FAILED"
         stack._add_stack_event("UPDATE_ROLLBACK_FAILED", resource_status_reason=_error_message(exc))
-        rollback_cleanup.leave_with_stack()
+        _UnfinishedRollback(template, parameters, cleanup).leave_with(stack.resource_map)
     else:
-        _complete(stack, rollback_cleanup, "UPDATE_ROLLBACK_COMPLETE")
+        _complete(stack, cleanup, "UPDATE_ROLLBACK_COMPLETE")
 
 
 def _complete(stack: cfn_models.Stack, cleanup: _Cleanup, status: str) -> None:
@@ -707,6 +723,85 @@ def fix_delete_stack() -> None:
     cfn_models.CloudFormationBackend.delete_stack = delete_stack
 
 
+def _failed_to_roll_back(stack: cfn_models.Stack) -> set[str]:
+    """The resources the stack's last rollback left UPDATE_FAILED: those ContinueUpdateRollback
+    may skip."""
+    events = stack.events
+    start = max(
+        i
+        for i, event in enumerate(events)
+        if event.logical_resource_id == stack.name
+        and event.resource_status == "UPDATE_ROLLBACK_IN_PROGRESS"
+    )
+    latest = {event.logical_resource_id: event.resource_status for event in events[start + 1 :]}
+    return {name for name, status in latest.items() if status == "UPDATE_FAILED"}
+
+
+def _resources_to_skip(
+    stack: cfn_models.Stack, resources_to_skip: list[str], force_rollback: bool
+) -> frozenset[str]:
+    """The resources ContinueUpdateRollback skips: those named, or with ForceRollback all it may."""
+    skippable = _failed_to_roll_back(stack)
+    if force_rollback and resources_to_skip:
+        raise ValidationError(message="ForceRollback and ResourcesToSkip are mutually exclusive")
+    if force_rollback:
+        return frozenset(skippable)
+    refused = sorted(set(resources_to_skip) - skippable)
+    if refused:
+        raise ValidationError(
+            message=f"Cannot skip {', '.join(refused)}: only resources in UPDATE_FAILED state "
+            f"because the rollback failed can be skipped ({', '.join(sorted(skippable)) or 'none'})"
+        )
+    return frozenset(resources_to_skip)
+
+
+_CONTINUED_WITH = "localcloud_continue_token"  # Stack attribute: the last ClientRequestToken
+
+
+def fix_continue_update_rollback() -> None:
+    # moto defect: ContinueUpdateRollback is not implemented (HTTP 500, NotImplementedError), so a
+    # stack left UPDATE_ROLLBACK_FAILED can only be deleted. As on AWS, it rolls back again to the
+    # previous template and parameters, leaving the ResourcesToSkip as they are (UPDATE_COMPLETE),
+    # and ends UPDATE_ROLLBACK_COMPLETE after the cleanup phase, or UPDATE_ROLLBACK_FAILED again.
+    def continue_update_rollback(
+        self: cfn_models.CloudFormationBackend,
+        stack_name: str,
+        role_arn: str | None = None,
+        resources_to_skip: list[str] | None = None,
+        client_request_token: str | None = None,
+        force_rollback: bool = False,
+    ) -> None:
+        stack = self.get_stack(stack_name)
+        if client_request_token and client_request_token == getattr(stack, _CONTINUED_WITH, None):
+            return  # a retried request, already run
+        if stack.status != "UPDATE_ROLLBACK_FAILED":
+            raise ValidationError(
+                stack.stack_id,
+                message=f"Stack:{stack.stack_id} is in {stack.status} state: only a stack in "
+                "UPDATE_ROLLBACK_FAILED can continue its update rollback",
+            )
+        skipped = _resources_to_skip(stack, resources_to_skip or [], force_rollback)
+        if role_arn:
+            stack.role_arn = role_arn  # as on AWS, for every later operation too
+        setattr(stack, _CONTINUED_WITH, client_request_token)
+        _UnfinishedRollback.take_from(stack.resource_map).resume(self, stack, skipped)
+
+    def continue_update_rollback_action(
+        self: cfn_responses.CloudFormationResponse,
+    ) -> ActionResult:
+        self.cloudformation_backend.continue_update_rollback(
+            stack_name=self._get_param("StackName"),
+            role_arn=self._get_param("RoleARN"),
+            resources_to_skip=self._get_param("ResourcesToSkip", []),
+            client_request_token=self._get_param("ClientRequestToken"),
+            force_rollback=self._get_bool_param("ForceRollback", False),
+        )
+        return EmptyResult()  # AWS's ContinueUpdateRollbackResult is empty
+
+    cfn_models.CloudFormationBackend.continue_update_rollback = continue_update_rollback
+    cfn_responses.CloudFormationResponse.continue_update_rollback = continue_update_rollback_action
+
+
 # Read-only requests that never evaluate a stack's lazily built resources or outputs.
 _LOCK_FREE_ACTIONS = frozenset({"DescribeStackEvents"})
 
@@ -847,9 +942,6 @@ def _remember_properties(
     _resolved_properties(resources_map)[name] = cfn_parsing.clean_json(properties, resources_map)
 
 
-_LEFT_BEHIND = "_localcloud_left_behind"  # ResourceMap attribute: see _Cleanup.leave_with_stack
-
-
 class _Cleanup:
     """The physical resources a stack update takes out of its stack: the originals of resources it
     replaces, and the resources it removes. As on AWS, they are deleted in the update's cleanup
@@ -906,10 +998,50 @@ class _Cleanup:
         rollback.taken_out = replacements
         return rollback
 
-    def leave_with_stack(self) -> None:
-        """A failed rollback has no cleanup phase; the local cloud has no ContinueUpdateRollback
-        either, so what it would have deleted goes when the stack is deleted."""
-        self.resources_map.__dict__.setdefault(_LEFT_BEHIND, []).extend(self.taken_out)
+
+class _UnfinishedRollback:
+    """An update rollback that failed: the template and parameters it returns to, and its cleanup,
+    whose phase has not run. ContinueUpdateRollback resumes it; deleting the stack instead
+    deletes what that cleanup holds with the stack's resources."""
+
+    attribute = "_localcloud_unfinished_rollback"  # ResourceMap attribute
+    _skipped: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+        "skipped", default=frozenset()
+    )
+
+    def __init__(self, template: str, parameters: dict[str, Any], cleanup: _Cleanup) -> None:
+        self.template = template
+        self.parameters = parameters
+        self.cleanup = cleanup
+
+    def leave_with(self, resources_map: cfn_parsing.ResourceMap) -> None:
+        setattr(resources_map, self.attribute, self)
+
+    @classmethod
+    def take_from(cls, resources_map: cfn_parsing.ResourceMap) -> _UnfinishedRollback | None:
+        return resources_map.__dict__.pop(cls.attribute, None)
+
+    @classmethod
+    def skips(cls, name: str) -> bool:
+        """Whether the rollback being resumed leaves resource ``name`` as it is."""
+        return name in cls._skipped.get()
+
+    def resume(
+        self,
+        backend: cfn_models.CloudFormationBackend,
+        stack: cfn_models.Stack,
+        skipped: frozenset[str],
+    ) -> None:
+        """Roll back again, leaving the ``skipped`` resources as they are."""
+        stack.status = "UPDATE_ROLLBACK_IN_PROGRESS"
+        stack._add_stack_event(
+            "UPDATE_ROLLBACK_IN_PROGRESS", resource_status_reason="User Initiated"
+        )
+        token = self._skipped.set(skipped)
+        try:
+            _finish_rollback(backend, stack, self.cleanup, self.template, self.parameters)
+        finally:
+            self._skipped.reset(token)
 
 
 def _delete_taken_out(
@@ -997,7 +1129,9 @@ def fix_dependency_ordered_delete() -> None:
             if resource is not None:
                 self._delete_resource(resource, created[name])
             del self._parsed_resources[name]  # a retried DeleteStack resumes after this one
-        _delete_taken_out(self, self.__dict__.pop(_LEFT_BEHIND, []))
+        unfinished = _UnfinishedRollback.take_from(self)
+        if unfinished is not None:
+            unfinished.cleanup.run()
 
     cfn_parsing.ResourceMap.delete = delete
 
@@ -1011,12 +1145,28 @@ def _bring_up_to_date(
 ) -> None:
     """Create a resource the stack lacks, or update one whose template or resolved properties
     changed."""
+    if _UnfinishedRollback.skips(name):
+        _skip(resources_map, stack, name, body)
+        return
     if name not in resources_map._parsed_resources:
         _ = resources_map[name]  # creates it (the lazy map resolves its references first)
         return
     resolved = cfn_parsing.clean_json(body.get("Properties") or {}, resources_map)
     if old_body != body or resolved != _resolved_properties(resources_map).get(name):
         _update_resource(resources_map, stack, name, old_body or body, body)
+
+
+def _skip(
+    resources_map: cfn_parsing.ResourceMap,
+    stack: cfn_models.Stack | None,
+    name: str,
+    body: dict[str, Any],
+) -> None:
+    """A resource ContinueUpdateRollback skips is left as it is, marked UPDATE_COMPLETE and taken
+    to be as ``body``, the template it rolls back to, says."""
+    _remember_properties(resources_map, name, body)
+    resource = resources_map._parsed_resources[name]
+    _resource_event(stack, name, body["Type"], "UPDATE_COMPLETE", _physical_id(resource))
 
 
 def _renamed(
@@ -2815,6 +2965,7 @@ _FIXES: tuple[Callable[[], None], ...] = (
     fix_parameter_comparison,
     fix_create_and_update_stack,
     fix_delete_stack,
+    fix_continue_update_rollback,
     fix_template_url,
     fix_serialized_stack_operations,
     fix_dependency_ordered_update,

@@ -749,6 +749,119 @@ def test_a_stack_whose_update_rollback_failed_cannot_be_updated(cfn, client):
     assert not _stacks_named(cfn, prefix)
 
 
+def _parameters_under(ssm, prefix):
+    return {p["Name"] for p in ssm.get_parameters_by_path(Path=f"/{prefix}")["Parameters"]}
+
+
+def _delete_stuck_stack(cfn, s3, prefix):
+    cfn.delete_stack(StackName=prefix)
+    assert not _stacks_named(cfn, prefix)
+    for bucket in s3.list_buckets()["Buckets"]:
+        if bucket["Name"].startswith(prefix):
+            s3.delete_bucket(Bucket=bucket["Name"])
+
+
+def test_continue_update_rollback_finishes_the_rollback_once_its_cause_is_fixed(cfn, client):
+    """With the bucket back, the rollback resumes where it failed: the policy returns to it, and
+    the cleanup phase deletes the parameter the failed update created. The stack updates again."""
+    prefix = unique("resume")
+    s3, ssm = client("s3"), client("ssm")
+    before = _stuck_stack(cfn, s3, prefix)
+    assert _parameters_under(ssm, prefix) == {f"/{prefix}/v1", f"/{prefix}/v2"}
+    s3.create_bucket(Bucket=f"{prefix}-old")
+    stack_id, role = stack(cfn, prefix)["StackId"], "arn:aws:iam::123456789012:role/rollback"
+
+    cfn.continue_update_rollback(StackName=stack_id, RoleARN=role, ClientRequestToken="resume-1")
+    described = stack(cfn, prefix)
+    assert (described["StackStatus"], described["RoleARN"]) == ("UPDATE_ROLLBACK_COMPLETE", role)
+    assert _physical_ids(cfn, prefix) == before
+    assert _parameters_under(ssm, prefix) == {f"/{prefix}/v1"}
+    assert f"{prefix}-old/*" in s3.get_bucket_policy(Bucket=f"{prefix}-old")["Policy"]
+    with pytest.raises(ClientError, match="NoSuchBucketPolicy"):
+        s3.get_bucket_policy(Bucket=f"{prefix}-new")
+    assert [(logical, status) for logical, status, _ in
+            _events_since(cfn, prefix, "UPDATE_ROLLBACK_FAILED")] == [
+        (prefix, "UPDATE_ROLLBACK_IN_PROGRESS"),
+        ("Policy", "UPDATE_IN_PROGRESS"),
+        ("Policy", "UPDATE_COMPLETE"),
+        (prefix, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"),
+        ("Param", "DELETE_IN_PROGRESS"),
+        ("Param", "DELETE_COMPLETE"),
+        (prefix, "UPDATE_ROLLBACK_COMPLETE"),
+    ]
+    resumed = next(e for e in events(cfn, prefix)
+                   if e["ResourceStatus"] == "UPDATE_ROLLBACK_IN_PROGRESS")
+    assert resumed["ResourceStatusReason"] == "User Initiated"
+    # a retried request, already run, succeeds without running again
+    cfn.continue_update_rollback(StackName=prefix, ClientRequestToken="resume-1")
+    assert events(cfn, prefix)[0]["ResourceStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+
+    deploy(cfn, prefix, _policy_template(prefix, "v3", f"{prefix}-new"))
+    assert stack(cfn, prefix)["StackStatus"] == "UPDATE_COMPLETE"
+    assert _parameters_under(ssm, prefix) == {f"/{prefix}/v3"}
+    _delete_stuck_stack(cfn, s3, prefix)
+
+
+@pytest.mark.parametrize("skip", ["ResourcesToSkip", "ForceRollback"])
+def test_continue_update_rollback_leaves_the_resources_to_skip_as_they_are(cfn, client, skip):
+    """The bucket stays deleted, so the policy cannot roll back: resuming fails again, until the
+    policy is skipped. It is then marked UPDATE_COMPLETE unchanged, the rest of the rollback and
+    its cleanup phase run, and the next update brings the policy in line."""
+    prefix = unique("skip")
+    s3, ssm = client("s3"), client("ssm")
+    before = _stuck_stack(cfn, s3, prefix)
+    with pytest.raises(ClientError, match=re.escape(
+        "Cannot skip Param: only resources in UPDATE_FAILED state because the rollback failed "
+        "can be skipped (Policy)"
+    )):
+        cfn.continue_update_rollback(StackName=prefix, ResourcesToSkip=["Param"])
+    with pytest.raises(ClientError, match="mutually exclusive"):
+        cfn.continue_update_rollback(
+            StackName=prefix, ResourcesToSkip=["Policy"], ForceRollback=True
+        )
+    cfn.continue_update_rollback(StackName=prefix)
+    assert stack(cfn, prefix)["StackStatus"] == "UPDATE_ROLLBACK_FAILED"
+    assert events(cfn, prefix)[0]["ResourceStatusReason"] == "The specified bucket does not exist"
+
+    request = {"ResourcesToSkip": ["Policy"]} if skip == "ResourcesToSkip" else {
+        "ForceRollback": True
+    }
+    cfn.continue_update_rollback(StackName=prefix, **request)
+    assert stack(cfn, prefix)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert [(logical, status) for logical, status, _ in
+            _events_since(cfn, prefix, "UPDATE_ROLLBACK_FAILED")] == [
+        (prefix, "UPDATE_ROLLBACK_IN_PROGRESS"),
+        ("Policy", "UPDATE_COMPLETE"),
+        (prefix, "UPDATE_ROLLBACK_COMPLETE_CLEANUP_IN_PROGRESS"),
+        ("Param", "DELETE_IN_PROGRESS"),
+        ("Param", "DELETE_COMPLETE"),
+        (prefix, "UPDATE_ROLLBACK_COMPLETE"),
+    ]
+    assert _physical_ids(cfn, prefix) == {**before, "Policy": f"{prefix}-new"}
+    assert _parameters_under(ssm, prefix) == {f"/{prefix}/v1"}
+
+    deploy(cfn, prefix, _policy_template(prefix, "v3", f"{prefix}-new"))
+    assert stack(cfn, prefix)["StackStatus"] == "UPDATE_COMPLETE"
+    assert f"{prefix}-new/*" in s3.get_bucket_policy(Bucket=f"{prefix}-new")["Policy"]
+    _delete_stuck_stack(cfn, s3, prefix)
+
+
+def test_continue_update_rollback_needs_a_stack_whose_update_rollback_failed(cfn):
+    prefix = unique("live")
+    deploy(cfn, prefix, bucket_template(prefix))
+    with pytest.raises(ClientError) as raised:
+        cfn.continue_update_rollback(StackName=prefix)
+    assert raised.value.response["Error"]["Code"] == "ValidationError"
+    assert raised.value.response["Error"]["Message"] == (
+        f"Stack:{stack(cfn, prefix)['StackId']} is in CREATE_COMPLETE state: only a stack in "
+        "UPDATE_ROLLBACK_FAILED can continue its update rollback"
+    )
+    with pytest.raises(ClientError, match=f"Stack with id missing-{prefix} does not exist"):
+        cfn.continue_update_rollback(StackName=f"missing-{prefix}")
+    assert stack(cfn, prefix)["StackStatus"] == "CREATE_COMPLETE"
+    cfn.delete_stack(StackName=prefix)
+
+
 def _create_change_set(cfn, stack_name, template, parameters=None):
     return cfn.create_change_set(
         StackName=stack_name,
