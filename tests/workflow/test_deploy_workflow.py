@@ -953,3 +953,66 @@ def test_a_deploy_creates_a_new_stack_another_deploy_reviews_without_deleting_it
     deploy_stack(ctx, spec, {})
     stack = describe_stack(cfn, spec.stack_name)
     assert (stack["StackId"], stack["StackStatus"]) == (other["StackId"], "CREATE_COMPLETE")
+
+
+def _policy_template(bucket, failing=False):
+    """A policy on ``bucket``, which the stack does not own; optionally a resource that fails."""
+    statement = {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+                 "Resource": f"arn:aws:s3:::{bucket}/*"}
+    resources = {"Policy": {"Type": "AWS::S3::BucketPolicy", "Properties": {
+        "Bucket": bucket, "PolicyDocument": {"Version": "2012-10-17", "Statement": [statement]}}}}
+    if failing:
+        resources["Late"] = {"Type": "AWS::SSM::Parameter", "DependsOn": "Policy", "Properties": {
+            "Type": "String", "Value": {"Fn::ImportValue": "missing-export"}}}
+    return json.dumps({"Resources": resources})
+
+
+def test_the_command_a_deploy_prints_for_a_failed_rollback_finishes_it_on_the_local_cloud(
+    local_cloud_control_plane, tmp_path
+):
+    """An update fails and cannot roll back (the bucket the policy was on went out of band): the
+    next deploy stops with the continue-update-rollback command, which, once the bucket is back,
+    finishes the rollback, and the deploy after it proceeds."""
+    import re
+    import uuid
+
+    from generator.config import load
+    from workflow.context import Context, WorkflowError
+    from workflow.deploy import deploy_stack
+    from workflow.outputs import describe_stack
+    from workflow.target import aws_cli
+
+    name = f"P-rollback-{uuid.uuid4().hex[:8]}"
+    stacks = [{**STACKS[0], "stack_name": name}]
+    ctx = Context(
+        cfg=load(ROOT / "config.json"),
+        target=resolve("local", "us-east-1", None),
+        manifest=load_manifest(write_manifest(tmp_path, stacks)),
+    )
+    spec = ctx.manifest.stack("model-archiving")
+    cfn, s3 = ctx.target.client("cloudformation"), ctx.target.client("s3")
+    old, new = f"{name.lower()}-old", f"{name.lower()}-new"
+    for bucket in (old, new):
+        s3.create_bucket(Bucket=bucket)
+    spec.template.write_text(_policy_template(old))
+    deploy_stack(ctx, spec, {})
+    s3.delete_bucket(Bucket=old)
+    spec.template.write_text(_policy_template(new, failing=True))
+    with pytest.raises(WorkflowError, match="Late"):
+        deploy_stack(ctx, spec, {})
+    assert describe_stack(cfn, name)["StackStatus"] == "UPDATE_ROLLBACK_FAILED"
+
+    with pytest.raises(WorkflowError) as stopped:
+        deploy_stack(ctx, spec, {})
+    command = re.search(r"`aws (cloudformation continue-update-rollback [^`]+)`",
+                        str(stopped.value))[1]
+    s3.create_bucket(Bucket=old)
+    subprocess.run(aws_cli() + shlex.split(command), env=ctx.target.env, check=True)
+    assert describe_stack(cfn, name)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+
+    spec.template.write_text(_policy_template(new))
+    deploy_stack(ctx, spec, {})
+    assert describe_stack(cfn, name)["StackStatus"] == "UPDATE_COMPLETE"
+    cfn.delete_stack(StackName=name)
+    for bucket in (old, new):
+        s3.delete_bucket(Bucket=bucket)
