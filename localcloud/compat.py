@@ -46,6 +46,8 @@ Stack operations
   fix_dependency_ordered_delete
                                DeleteStack deletes in reverse dependency order.
   fix_resource_events          DescribeStackEvents lists per-resource events with reasons.
+  fix_stack_status_reason      DescribeStacks gives StackStatusReason: why the stack is in its
+                               status.
   fix_unsupported_types_fail   a type the local cloud cannot create fails the stack by name
                                instead of being skipped silently.
 
@@ -440,7 +442,9 @@ def _finish_rollback(
         stack.parameters = parameters
     except Exception as exc:
         stack.status = "UPDATE_ROLLBACK_FAILED"
-        stack._add_stack_event("UPDATE_ROLLBACK_FAILED", resource_status_reason=_error_message(exc))
+        stack._add_stack_event(
+            "UPDATE_ROLLBACK_FAILED", resource_status_reason=_FailedResource.describe(exc, "update")
+        )
         _UnfinishedRollback(template, parameters, cleanup).leave_with(stack.resource_map)
     else:
         _complete(stack, cleanup, "UPDATE_ROLLBACK_COMPLETE")
@@ -1232,6 +1236,19 @@ def _update_resource(
 # --------------------------------------------------------------------------------------------
 # Events and unsupported types
 # --------------------------------------------------------------------------------------------
+
+
+def fix_stack_status_reason() -> None:
+    # moto defect: DescribeStacks answers no StackStatusReason, so a stack left
+    # UPDATE_ROLLBACK_FAILED or ROLLBACK_IN_PROGRESS does not say why. AWS gives the reason of the
+    # stack's current status, which is the reason of its latest stack-level event.
+    def status_reason(self: cfn_models.Stack) -> str | None:
+        for event in reversed(self.events):
+            if event.physical_resource_id == self.stack_id:  # a stack-level event
+                return event.resource_status_reason
+        return None
+
+    cfn_models.Stack.status_reason = property(status_reason)  # DescribeStacks' StackStatusReason
 
 
 def fix_resource_events() -> None:
@@ -2971,6 +2988,7 @@ _FIXES: tuple[Callable[[], None], ...] = (
     fix_dependency_ordered_update,
     fix_dependency_ordered_delete,
     fix_resource_events,
+    fix_stack_status_reason,
     fix_unsupported_types_fail,
     fix_resource_types,
     fix_missing_deletes_and_updates,

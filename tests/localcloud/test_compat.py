@@ -731,7 +731,12 @@ def _stuck_stack(cfn, s3, prefix):
     s3.delete_bucket(Bucket=f"{prefix}-old")
     with pytest.raises(ClientError, match="Resource Late"):
         deploy(cfn, prefix, _policy_template(prefix, "v2", f"{prefix}-new", failing=True))
-    assert stack(cfn, prefix)["StackStatus"] == "UPDATE_ROLLBACK_FAILED"
+    described = stack(cfn, prefix)
+    assert described["StackStatus"] == "UPDATE_ROLLBACK_FAILED"
+    # why, naming the resource, as DescribeStacks says on AWS (make deploy prints it)
+    assert described["StackStatusReason"].startswith(
+        "Resource Policy (AWS::S3::BucketPolicy) failed to update: "
+    )
     return before
 
 
@@ -821,7 +826,10 @@ def test_continue_update_rollback_leaves_the_resources_to_skip_as_they_are(cfn, 
         )
     cfn.continue_update_rollback(StackName=prefix)
     assert stack(cfn, prefix)["StackStatus"] == "UPDATE_ROLLBACK_FAILED"
-    assert events(cfn, prefix)[0]["ResourceStatusReason"] == "The specified bucket does not exist"
+    assert events(cfn, prefix)[0]["ResourceStatusReason"] == (
+        "Resource Policy (AWS::S3::BucketPolicy) failed to update: "
+        "The specified bucket does not exist"
+    )
 
     request = {"ResourcesToSkip": ["Policy"]} if skip == "ResourcesToSkip" else {
         "ForceRollback": True

@@ -1004,6 +1004,8 @@ def test_the_command_a_deploy_prints_for_a_failed_rollback_finishes_it_on_the_lo
 
     with pytest.raises(WorkflowError) as stopped:
         deploy_stack(ctx, spec, {})
+    assert "UPDATE_ROLLBACK_FAILED (Resource Policy (AWS::S3::BucketPolicy) failed to update: " \
+        in str(stopped.value)  # why, from the stack's status reason
     command = re.search(r"`aws (cloudformation continue-update-rollback [^`]+)`",
                         str(stopped.value))[1]
     s3.create_bucket(Bucket=old)
