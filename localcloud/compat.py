@@ -960,12 +960,17 @@ class _Cleanup:
         self.bodies = dict(resources_map._resource_json_map)
         self.properties = dict(_resolved_properties(resources_map))
         self.taken_out: list[tuple[Any, dict[str, Any]]] = []  # (resource, its template body)
+        self.retained: list[tuple[Any, dict[str, Any]]] = []  # removed, DeletionPolicy Retain
 
     @classmethod
-    def defer(cls, resource: Any) -> None:
-        """Leave ``resource``, which the running stack update takes out, to its cleanup phase."""
+    def defer(cls, resource: Any, removed: bool = False) -> None:
+        """Leave ``resource``, which the running stack update takes out (replaces, or removes
+        from the template), to its cleanup phase, which keeps a removed one whose DeletionPolicy
+        is Retain."""
         cleanup = cls._running.get()
-        cleanup.taken_out.append((resource, cleanup.bodies[resource.logical_resource_id]))
+        body = cleanup.bodies[resource.logical_resource_id]
+        retained = removed and body.get("DeletionPolicy") == "Retain"
+        (cleanup.retained if retained else cleanup.taken_out).append((resource, body))
 
     @contextlib.contextmanager
     def collecting(self) -> Iterator[None]:
@@ -987,7 +992,7 @@ class _Cleanup:
         resources_map = self.resources_map
         bodies = dict(resources_map._resource_json_map)
         replacements = []
-        for resource, body in self.taken_out:
+        for resource, body in self.taken_out + self.retained:
             name = resource.logical_resource_id
             replacement = resources_map._parsed_resources.get(name)
             if replacement is not None:  # a replaced resource, rather than a removed one
@@ -1112,8 +1117,8 @@ def fix_dependency_ordered_update() -> None:
         # Removed resources stay until the update's cleanup phase (_Cleanup).
         for name in [n for n in old_resources if n not in wanted and n in self._parsed_resources]:
             resource = self._parsed_resources.pop(name)
-            if resource is not None and old_resources[name].get("DeletionPolicy") != "Retain":
-                _Cleanup.defer(resource)
+            if resource is not None:
+                _Cleanup.defer(resource, removed=True)
 
     cfn_parsing.ResourceMap.update = update
 

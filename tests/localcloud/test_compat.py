@@ -870,6 +870,49 @@ def test_continue_update_rollback_needs_a_stack_whose_update_rollback_failed(cfn
     cfn.delete_stack(StackName=prefix)
 
 
+def test_a_failed_update_puts_back_a_removed_resource_it_would_have_retained(cfn, client):
+    """A removed resource whose DeletionPolicy is Retain leaves the stack in the cleanup phase,
+    not deleted; until then it is the stack's, so a failed update returns to it instead of
+    creating a second one."""
+    prefix = unique("retain")
+
+    def template(value, kept=True):
+        resources = {
+            "Param": {
+                "Type": "AWS::SSM::Parameter",
+                "Properties": {"Name": f"/{prefix}/value", "Type": "String", "Value": value},
+            }
+        }
+        if kept:
+            resources["Kept"] = {"Type": "AWS::SQS::Queue", "DeletionPolicy": "Retain"}
+        export = {"Value": value, "Export": {"Name": f"{prefix}-bucket"}}
+        return {"Resources": resources, "Outputs": {"Value": export}}
+
+    sqs = client("sqs")
+
+    def queues():
+        listed = sqs.list_queues(QueueNamePrefix=f"{prefix}-Kept").get("QueueUrls", [])
+        return {url.rsplit("/", 1)[1] for url in listed}
+
+    deploy(cfn, prefix, template("a"))
+    before = _physical_ids(cfn, prefix)
+    importer = f"{prefix}-importer"
+    deploy(cfn, importer, importer_template(prefix))
+
+    with pytest.raises(ClientError, match="in use by"):
+        deploy(cfn, prefix, template("b", kept=False))
+    assert stack(cfn, prefix)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    assert _physical_ids(cfn, prefix) == before
+    assert queues() == {before["Kept"].rsplit("/", 1)[1]}
+
+    cfn.delete_stack(StackName=importer)
+    deploy(cfn, prefix, template("b", kept=False))
+    assert stack(cfn, prefix)["StackStatus"] == "UPDATE_COMPLETE"
+    assert set(_physical_ids(cfn, prefix)) == {"Param"}
+    assert queues() == {before["Kept"].rsplit("/", 1)[1]}  # retained
+    cfn.delete_stack(StackName=prefix)
+
+
 def _create_change_set(cfn, stack_name, template, parameters=None):
     return cfn.create_change_set(
         StackName=stack_name,
