@@ -1202,6 +1202,7 @@ def _update_resource(
     resource_type = new_body["Type"]
     old = resources_map._parsed_resources[name]
     _resource_event(stack, name, resource_type, "UPDATE_IN_PROGRESS", _physical_id(old))
+    part_way = False  # whether a failure may leave the resource partly updated
     try:
         resource_class = cfn_parsing.resource_class_from_type(resource_type)
         updatable = not hasattr(
@@ -1215,6 +1216,8 @@ def _update_resource(
             )
             _Cleanup.defer(old)
         elif same_type and updatable:
+            update = resource_class.update_from_cloudformation_json
+            part_way = not getattr(update, "all_or_nothing", False)
             updated = cfn_parsing.parse_and_update_resource(
                 name,
                 new_body,
@@ -1230,6 +1233,9 @@ def _update_resource(
         resources_map._parsed_resources[name] = updated
         _remember_properties(resources_map, name, new_body)
     except Exception as exc:
+        if part_way:
+            # As on AWS, the rollback updates the failed resource back too: it compares with this.
+            _remember_properties(resources_map, name, new_body)
         _FailedResource.mark(exc, name, resource_type)
         _resource_event(
             stack, name, resource_type, "UPDATE_FAILED", _physical_id(old), _error_message(exc)
@@ -2828,7 +2834,8 @@ def fix_sagemaker_names() -> None:
 def _update_method(update: Callable[..., Any]) -> classmethod:
     """An ``update_from_cloudformation_json`` for moto, which passes its arguments by keyword, from
     ``update(cls, original_resource, new_name, *template)``, where ``template`` is the resource's
-    CloudFormation JSON, account id and region."""
+    CloudFormation JSON, account id and region. ``update`` changes nothing when it fails, so a
+    failed stack update's rollback leaves the resource alone."""
 
     def method(
         cls: Any,
@@ -2842,6 +2849,7 @@ def _update_method(update: Callable[..., Any]) -> classmethod:
             cls, original_resource, new_resource_name, cloudformation_json, account_id, region_name
         )
 
+    method.all_or_nothing = True  # type: ignore[attr-defined]  # read by _update_resource
     return classmethod(method)
 
 

@@ -913,6 +913,37 @@ def test_a_failed_update_puts_back_a_removed_resource_it_would_have_retained(cfn
     cfn.delete_stack(StackName=prefix)
 
 
+def test_a_resource_whose_update_failed_part_way_is_updated_back(cfn, client):
+    """The bucket's update sets its lifecycle rules, then fails on its notification
+    configuration: as on AWS, the rollback updates the failed resource back too."""
+    prefix = unique("partway")
+    s3 = client("s3")
+
+    def template(**properties):
+        bucket = {"Type": "AWS::S3::Bucket", "Properties": {"BucketName": prefix, **properties}}
+        return {"Resources": {"Bucket": bucket}}
+
+    deploy(cfn, prefix, template())
+    refused = {"QueueConfigurations": [{"Event": "s3:ObjectCreated:*", "Queue": "arn:q"}]}
+    expiring = {"Rules": [{"Id": "expire", "Status": "Enabled", "ExpirationInDays": 3}]}
+    with pytest.raises(ClientError, match="Resource Bucket .* QueueConfigurations"):
+        deploy(
+            cfn,
+            prefix,
+            template(LifecycleConfiguration=expiring, NotificationConfiguration=refused),
+        )
+    assert stack(cfn, prefix)["StackStatus"] == "UPDATE_ROLLBACK_COMPLETE"
+    with pytest.raises(ClientError, match="NoSuchLifecycleConfiguration"):
+        s3.get_bucket_lifecycle_configuration(Bucket=prefix)
+    rollback = _events_since(cfn, prefix, "UPDATE_ROLLBACK_IN_PROGRESS")
+    assert [(logical, status) for logical, status, _ in rollback][:2] == [
+        ("Bucket", "UPDATE_IN_PROGRESS"),
+        ("Bucket", "UPDATE_COMPLETE"),
+    ]
+    assert deploy(cfn, prefix, template())["Status"] == "FAILED"  # no changes
+    cfn.delete_stack(StackName=prefix)
+
+
 def _create_change_set(cfn, stack_name, template, parameters=None):
     return cfn.create_change_set(
         StackName=stack_name,
