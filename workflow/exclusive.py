@@ -108,9 +108,12 @@ def run_to_the_end(command: list[str]) -> int:
             child.send_signal(signum)
 
     # Ctrl-C and a closed terminal reach the child through the process group; the lock holds
-    # until the child has ended. A TERM sent to this process alone is passed on.
+    # until the child has ended. A TERM sent to this process alone is passed on. One this process
+    # was started ignoring (nohup, a script's background job) stays ignored, and so the child
+    # inherits it: a handler would be reset to the default in the child.
     for signum in (signal.SIGINT, signal.SIGHUP):
-        signal.signal(signum, lambda *_: None)
+        if signal.getsignal(signum) is not signal.SIG_IGN:
+            signal.signal(signum, lambda *_: None)
     signal.signal(signal.SIGTERM, forward)
     # close_fds=False: a recursive make inherits the jobserver descriptors make passed here.
     child = subprocess.Popen(command, close_fds=False)

@@ -93,6 +93,22 @@ def test_the_run_exits_as_its_command_did(env, command, status):
     assert run_exclusive(env, "deploy", *command)[0] == status
 
 
+@pytest.mark.parametrize("signum", [signal.SIGHUP, signal.SIGINT])
+def test_a_signal_the_run_was_started_ignoring_stays_ignored_by_its_command(env, signum):
+    """`nohup make deploy &` must survive the terminal closing, and a deploy started in the
+    background by a script must survive a Ctrl-C there, as without the lock: the command inherits
+    the ignored signal instead of the lock's own handler, which exec resets to the default."""
+
+    def ignore():
+        signal.signal(signum, signal.SIG_IGN)
+
+    command = ["sh", "-c", f"kill -{signal.Signals(signum).name[3:]} $$; echo survived"]
+    run = exclusive(env, "deploy", *command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                    preexec_fn=ignore)
+    out, err = run.communicate(timeout=60)
+    assert (run.returncode, out.strip()) == (0, "survived"), err
+
+
 @pytest.mark.parametrize("what", ["deploy", "teardown"])
 def test_make_deploy_and_teardown_run_under_the_lock(env, holder, what):
     """Refused before anything runs, prerequisites included: nothing is packed, generated or
