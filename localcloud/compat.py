@@ -1161,8 +1161,15 @@ def _bring_up_to_date(
         _ = resources_map[name]  # creates it (the lazy map resolves its references first)
         return
     resolved = cfn_parsing.clean_json(body.get("Properties") or {}, resources_map)
-    if old_body != body or resolved != _resolved_properties(resources_map).get(name):
+    changed = old_body is None or _as_declared(old_body) != _as_declared(body)
+    if changed or resolved != _resolved_properties(resources_map).get(name):
         _update_resource(resources_map, stack, name, old_body or body, body)
+
+
+def _as_declared(body: dict[str, Any]) -> dict[str, Any]:
+    """A resource's template body, compared as declared: moto adds ``"Properties": {}`` to the
+    stored body of a resource declared without properties."""
+    return {**body, "Properties": body.get("Properties") or {}}
 
 
 def _skip(

@@ -995,6 +995,33 @@ def test_resource_events_are_listed(cfn):
     assert statuses[0] == (prefix, "AWS::CloudFormation::Stack", "CREATE_COMPLETE")
 
 
+def test_an_update_leaves_alone_a_resource_declared_without_properties(cfn):
+    """Only what changed is updated: a queue declared without Properties is not, when another
+    resource changes."""
+    name = unique("noprops")
+
+    def template(value):
+        return {
+            "Resources": {
+                "Queue": {"Type": "AWS::SQS::Queue"},
+                "Param": {
+                    "Type": "AWS::SSM::Parameter",
+                    "Properties": {"Name": f"/{name}", "Type": "String", "Value": value},
+                },
+            }
+        }
+
+    deploy(cfn, name, template("a"))
+    deploy(cfn, name, template("b"))
+    assert stack(cfn, name)["StackStatus"] == "UPDATE_COMPLETE"
+    since_update = _events_since(cfn, name, "UPDATE_IN_PROGRESS")
+    assert {logical for logical, status, _ in since_update if status.startswith("UPDATE_")} == {
+        name,
+        "Param",
+    }
+    cfn.delete_stack(StackName=name)
+
+
 def test_unknown_attribute_of_an_added_type_is_a_template_error(cfn):
     name = unique("attr")
     template = {
