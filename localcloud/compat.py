@@ -390,7 +390,10 @@ def _update_stack_resources(
     except Exception as exc:
         reason = _FailedResource.describe(exc, "update")
         stack._add_stack_event("UPDATE_ROLLBACK_IN_PROGRESS", resource_status_reason=reason)
-        _roll_back_update(backend, stack, cleanup, previous_template, previous_parameters)
+        # Replaced and removed resources are put back, and what the failed update changed in
+        # place is updated back; what it created goes in the rollback's cleanup phase.
+        rollback_cleanup = cleanup.put_back(stack)
+        _finish_rollback(backend, stack, rollback_cleanup, previous_template, previous_parameters)
         raise ValidationError(stack.stack_id, message=reason) from exc
     stack.role_arn = role_arn
     if parameters:
@@ -413,18 +416,6 @@ def _apply_template(
     stack.output_map = stack._create_output_map()
     _register_exports(backend, stack)
     _record_imports(stack)
-
-
-def _roll_back_update(
-    backend: cfn_models.CloudFormationBackend,
-    stack: cfn_models.Stack,
-    cleanup: _Cleanup,
-    template: str,
-    parameters: dict[str, Any],
-) -> None:
-    """Return to the stack as it was: replaced and removed resources are put back, and what the
-    failed update changed in place is updated back; what it created goes in the cleanup phase."""
-    _finish_rollback(backend, stack, cleanup.put_back(stack), template, parameters)
 
 
 def _finish_rollback(
