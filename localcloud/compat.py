@@ -215,20 +215,23 @@ class _FailedResource:
     attribute = "_localcloud_failed_resource"
 
     @classmethod
-    def mark(cls, exc: BaseException, logical_id: str, resource_type: str) -> bool:
-        """Record the resource on ``exc``; True if it is the first (root-cause) failure."""
+    def mark(cls, exc: BaseException, logical_id: str, resource_type: str, action: str) -> bool:
+        """Record the resource on ``exc``, and whether it failed to ``action`` (create, update or
+        delete: an update may create or delete resources); True if it is the first (root-cause)
+        failure."""
         if getattr(exc, cls.attribute, None) is not None:
             return False
-        setattr(exc, cls.attribute, (logical_id, resource_type))
+        setattr(exc, cls.attribute, (logical_id, resource_type, action))
         return True
 
     @classmethod
     def describe(cls, exc: BaseException, verb: str) -> str:
+        """Why stack operation ``verb`` failed, naming the resource that failed first."""
         failed = getattr(exc, cls.attribute, None)
         if failed is None:
             return f"Stack {verb} failed: {_error_message(exc)}"
-        logical_id, resource_type = failed
-        return f"Resource {logical_id} ({resource_type}) failed to {verb}: {_error_message(exc)}"
+        logical_id, resource_type, action = failed
+        return f"Resource {logical_id} ({resource_type}) failed to {action}: {_error_message(exc)}"
 
 
 _IMPORTS = "localcloud_imported_exports"  # Stack attribute: export names the stack imports
@@ -1234,7 +1237,7 @@ def _update_resource(
         if part_way:
             # As on AWS, the rollback updates the failed resource back too: it compares with this.
             _remember_properties(resources_map, name, new_body)
-        _FailedResource.mark(exc, name, resource_type)
+        _FailedResource.mark(exc, name, resource_type, "update")
         _resource_event(
             stack, name, resource_type, "UPDATE_FAILED", _physical_id(old), _error_message(exc)
         )
@@ -1284,7 +1287,7 @@ def fix_resource_events() -> None:
                 logical_id, resource_json, resources_map, account_id, region_name
             )
         except Exception as exc:
-            root = _FailedResource.mark(exc, logical_id, resource_type)
+            root = _FailedResource.mark(exc, logical_id, resource_type, "create")
             _resource_event(
                 stack,
                 logical_id,
@@ -1315,7 +1318,7 @@ def fix_resource_events() -> None:
         try:
             original_delete(self, parsed_resource, resource_json)
         except Exception as exc:
-            _FailedResource.mark(exc, logical_id, resource_type)
+            _FailedResource.mark(exc, logical_id, resource_type, "delete")
             _resource_event(
                 stack,
                 logical_id,

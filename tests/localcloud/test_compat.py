@@ -568,6 +568,10 @@ def test_a_refused_endpoint_update_leaves_the_endpoint_on_its_original_resources
     assert not _endpoint_configs(sagemaker, name) and not _models(sagemaker, name)
 
 
+# A resource the update adds fails to create: the stack's reason says so, as AWS's does.
+LATE_FAILED_TO_CREATE = r"Resource Late \(AWS::SSM::Parameter\) failed to create: "
+
+
 def test_a_rollback_that_fails_leaves_the_endpoint_on_a_config_that_exists(cfn, client):
     """An update that moves the endpoint to another instance type and then registers it with
     Application Auto Scaling cannot move it back when a later resource fails (nor can AWS: the
@@ -584,7 +588,7 @@ def test_a_rollback_that_fails_leaves_the_endpoint_on_a_config_that_exists(cfn, 
         "Properties": {"Type": "String", "Value": {"Fn::ImportValue": f"missing-{name}"}},
     }
 
-    with pytest.raises(ClientError, match="Resource Late"):
+    with pytest.raises(ClientError, match=LATE_FAILED_TO_CREATE):
         deploy(cfn, name, broken)
     assert stack(cfn, name)["StackStatus"] == "UPDATE_ROLLBACK_FAILED"
     used = sagemaker.describe_endpoint(EndpointName=f"{name}-endpoint")["EndpointConfigName"]
@@ -729,7 +733,7 @@ def _stuck_stack(cfn, s3, prefix):
     deploy(cfn, prefix, _policy_template(prefix, "v1", f"{prefix}-old"))
     before = _physical_ids(cfn, prefix)
     s3.delete_bucket(Bucket=f"{prefix}-old")
-    with pytest.raises(ClientError, match="Resource Late"):
+    with pytest.raises(ClientError, match=LATE_FAILED_TO_CREATE):
         deploy(cfn, prefix, _policy_template(prefix, "v2", f"{prefix}-new", failing=True))
     described = stack(cfn, prefix)
     assert described["StackStatus"] == "UPDATE_ROLLBACK_FAILED"
