@@ -168,6 +168,11 @@ def _stack_of(resources_map: cfn_parsing.ResourceMap) -> cfn_models.Stack | None
     return backend.stacks.get(resources_map.stack_id)
 
 
+def _stack_level(stack: cfn_models.Stack, event: cfn_models.Event) -> bool:
+    """Whether ``event`` is about the stack itself (Stack._add_stack_event), not a resource."""
+    return event.physical_resource_id == stack.stack_id
+
+
 def _resource_event(
     stack: cfn_models.Stack | None,
     logical_id: str,
@@ -728,8 +733,7 @@ def _failed_to_roll_back(stack: cfn_models.Stack) -> set[str]:
     start = max(
         i
         for i, event in enumerate(events)
-        if event.logical_resource_id == stack.name
-        and event.resource_status == "UPDATE_ROLLBACK_IN_PROGRESS"
+        if _stack_level(stack, event) and event.resource_status == "UPDATE_ROLLBACK_IN_PROGRESS"
     )
     latest = {event.logical_resource_id: event.resource_status for event in events[start + 1 :]}
     return {name for name, status in latest.items() if status == "UPDATE_FAILED"}
@@ -1256,7 +1260,7 @@ def fix_stack_status_reason() -> None:
     # stack's current status, which is the reason of its latest stack-level event.
     def status_reason(self: cfn_models.Stack) -> str | None:
         for event in reversed(self.events):
-            if event.physical_resource_id == self.stack_id:  # a stack-level event
+            if _stack_level(self, event):
                 return event.resource_status_reason
         return None
 
